@@ -207,13 +207,13 @@ pub(crate) fn validate_field<T: CfgField>(path: &str, value: &T, checks: &[Check
                 }
             }
             for c in checks {
-                if let Check::Len(n) = c {
-                    if values.len() != *n {
-                        return Err(ConfigError::field(
-                            path,
-                            FieldProblem::Invalid(format!("expected exactly {n} values, got {}", values.len())),
-                        ));
-                    }
+                if let Check::Len(n) = c
+                    && values.len() != *n
+                {
+                    return Err(ConfigError::field(
+                        path,
+                        FieldProblem::Invalid(format!("expected exactly {n} values, got {}", values.len())),
+                    ));
                 }
             }
         }
@@ -239,8 +239,10 @@ macro_rules! typed_fields {
     ($ty:ident { $( $field:ident : $fty:ty => $key:literal $([$($check:expr),* $(,)?])? ),* $(,)? }) => {
         impl $ty {
             /// The config keys this model manages, as Arma spells them.
+            #[allow(dead_code)]
             pub const TYPED_KEYS: &'static [&'static str] = &[$($key),*];
 
+            #[allow(dead_code)]
             fn emit_typed(&self, out: &mut Vec<$crate::arma::config::syntax::Item>) {
                 $(
                     if let Some(v) = &self.$field {
@@ -253,6 +255,7 @@ macro_rules! typed_fields {
                 )*
             }
 
+            #[allow(dead_code)]
             fn validate_typed(&self, prefix: &str) -> Result<(), $crate::arma::config::error::ConfigError> {
                 #[allow(unused_imports)]
                 use $crate::arma::config::fields::Check;
@@ -265,6 +268,7 @@ macro_rules! typed_fields {
                 Ok(())
             }
 
+            #[allow(dead_code)]
             fn assign_typed(
                 &mut self,
                 item: &$crate::arma::config::syntax::Item,

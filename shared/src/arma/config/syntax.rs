@@ -33,8 +33,8 @@ pub enum Value {
     Array(Vec<Value>),
 }
 
-/// One entry of a config body.
-#[derive(Debug, Clone, PartialEq)]
+/// One entry of a config body. Equality ignores `pos`.
+#[derive(Debug, Clone)]
 pub struct Item {
     /// Name of the parameter or class.
     pub name: String,
@@ -63,6 +63,12 @@ pub enum Body {
         /// Body, `None` for a forward declaration.
         items: Option<Vec<Item>>,
     },
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.body == other.body
+    }
 }
 
 impl Item {
@@ -368,24 +374,24 @@ fn scalar_value(word: &str) -> Value {
         Some(rest) => (true, rest),
         None => (false, word),
     };
-    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        if let Ok(v) = i64::from_str_radix(hex, 16) {
-            return Value::Int(if neg { -v } else { v });
-        }
+    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X"))
+        && let Ok(v) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Int(if neg { -v } else { v });
     }
     let numeric = !digits.is_empty()
         && digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
         && digits.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
     if numeric {
-        if digits.chars().all(|c| c.is_ascii_digit()) {
-            if let Ok(v) = word.parse::<i64>() {
-                return Value::Int(v);
-            }
+        if digits.chars().all(|c| c.is_ascii_digit())
+            && let Ok(v) = word.parse::<i64>()
+        {
+            return Value::Int(v);
         }
-        if let Ok(v) = word.parse::<f64>() {
-            if v.is_finite() {
-                return Value::Float(v);
-            }
+        if let Ok(v) = word.parse::<f64>()
+            && v.is_finite()
+        {
+            return Value::Float(v);
         }
     }
     Value::Str(word.to_owned())
@@ -433,7 +439,7 @@ fn write_items(out: &mut String, items: &[Item], prefix: &str, depth: usize) -> 
                     None => out.push_str(";\n"),
                     Some(inner) if inner.is_empty() => out.push_str(" {};\n"),
                     Some(inner) => {
-                        out.push_str("\n");
+                        out.push('\n');
                         out.push_str(&indent);
                         out.push_str("{\n");
                         write_items(out, inner, &path, depth + 1)?;
