@@ -14,7 +14,9 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchError {
     /// Game port P needs P..=P+4 inside 1..=65535.
-    #[error("game port {0} leaves no room for its four companion ports (P+4 must be <= 65535, P >= 1)")]
+    #[error(
+        "game port {0} leaves no room for its four companion ports (P+4 must be <= 65535, P >= 1)"
+    )]
     GamePortRange(u16),
     /// The RCon port collides with a derived game port.
     #[error("RCon port {rcon} lies inside the game port range {game}..={}", u32::from(*game) + 4)]
@@ -163,7 +165,12 @@ pub struct LaunchArgs {
 }
 
 fn check_plain(param: &str, v: &str) -> Result<(), LaunchError> {
-    let bad = |reason: &str| Err(LaunchError::InvalidValue { param: param.to_owned(), reason: reason.to_owned() });
+    let bad = |reason: &str| {
+        Err(LaunchError::InvalidValue {
+            param: param.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
     if v.is_empty() {
         return bad("must not be empty");
     }
@@ -178,7 +185,12 @@ fn check_plain(param: &str, v: &str) -> Result<(), LaunchError> {
 
 fn check_mod(param: &str, m: &str) -> Result<(), LaunchError> {
     check_plain(param, m)?;
-    let bad = |reason: &str| Err(LaunchError::InvalidValue { param: param.to_owned(), reason: reason.to_owned() });
+    let bad = |reason: &str| {
+        Err(LaunchError::InvalidValue {
+            param: param.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
     if m.contains(';') {
         return bad("contains `;`, the mod list separator");
     }
@@ -194,8 +206,15 @@ fn check_mod(param: &str, m: &str) -> Result<(), LaunchError> {
 /// Checks one extra parameter: `-name` or `-name=value`, name `[A-Za-z0-9_]+`,
 /// no control characters, not a managed parameter.
 pub fn check_extra(arg: &str) -> Result<(), LaunchError> {
-    let bad = |reason: &str| Err(LaunchError::BadExtra { arg: arg.to_owned(), reason: reason.to_owned() });
-    let Some(rest) = arg.strip_prefix('-') else { return bad("must start with `-`") };
+    let bad = |reason: &str| {
+        Err(LaunchError::BadExtra {
+            arg: arg.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let Some(rest) = arg.strip_prefix('-') else {
+        return bad("must start with `-`");
+    };
     if arg.chars().any(|c| c.is_control()) {
         return bad("contains a control character");
     }
@@ -212,7 +231,10 @@ pub fn check_extra(arg: &str) -> Result<(), LaunchError> {
 impl LaunchArgs {
     /// Starts a builder for game port `port`.
     pub fn new(port: u16) -> Self {
-        Self { port, ..Self::default() }
+        Self {
+            port,
+            ..Self::default()
+        }
     }
     /// Sets `-config=`.
     pub fn config(mut self, path: impl Into<String>) -> Self {
@@ -281,10 +303,18 @@ impl LaunchArgs {
         if let Some(name) = &self.name
             && name.contains(['/', '\\'])
         {
-            return Err(LaunchError::InvalidValue { param: "-name".into(), reason: "contains a path separator".into() });
+            return Err(LaunchError::InvalidValue {
+                param: "-name".into(),
+                reason: "contains a path separator".into(),
+            });
         }
         let mut out = vec![format!("-port={}", self.port)];
-        let paths = [("-config", &self.config), ("-cfg", &self.cfg), ("-profiles", &self.profiles), ("-name", &self.name)];
+        let paths = [
+            ("-config", &self.config),
+            ("-cfg", &self.cfg),
+            ("-profiles", &self.profiles),
+            ("-name", &self.name),
+        ];
         for (flag, v) in paths {
             if let Some(v) = v {
                 check_plain(flag, v)?;
@@ -308,7 +338,10 @@ impl LaunchArgs {
         }
         if let Some(fps) = self.limit_fps {
             if fps == 0 || fps > 1000 {
-                return Err(LaunchError::InvalidValue { param: "-limitFPS".into(), reason: "must be 1..=1000".into() });
+                return Err(LaunchError::InvalidValue {
+                    param: "-limitFPS".into(),
+                    reason: "must be 1..=1000".into(),
+                });
             }
             out.push(format!("-limitFPS={fps}"));
         }
@@ -367,7 +400,11 @@ fn unquote(s: &str) -> &str {
 }
 
 fn split_mods(v: &str) -> Vec<String> {
-    v.split(';').map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned).collect()
+    v.split(';')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Parses argv (without the program name) the way the server does: `-key=value`
@@ -424,17 +461,35 @@ mod tests {
     #[test]
     fn ports_layout_and_conflicts() {
         let p = GamePorts::new(2302, Some(2310)).unwrap();
-        assert_eq!((p.query(), p.steam(), p.von(), p.battleye()), (2303, 2304, 2305, 2306));
+        assert_eq!(
+            (p.query(), p.steam(), p.von(), p.battleye()),
+            (2303, 2304, 2305, 2306)
+        );
         assert_eq!(p.reserved_ports(), vec![2302, 2303, 2304, 2305, 2306, 2310]);
         for r in 2302..=2306 {
-            assert_eq!(GamePorts::new(2302, Some(r)), Err(LaunchError::RconPortConflict { game: 2302, rcon: r }));
+            assert_eq!(
+                GamePorts::new(2302, Some(r)),
+                Err(LaunchError::RconPortConflict {
+                    game: 2302,
+                    rcon: r
+                })
+            );
         }
         assert!(GamePorts::new(2302, Some(2301)).is_ok());
         assert!(GamePorts::new(2302, Some(2307)).is_ok());
-        assert_eq!(GamePorts::new(65_531, None).map(|p| p.battleye()), Ok(65_535));
-        assert_eq!(GamePorts::new(65_532, None), Err(LaunchError::GamePortRange(65_532)));
+        assert_eq!(
+            GamePorts::new(65_531, None).map(|p| p.battleye()),
+            Ok(65_535)
+        );
+        assert_eq!(
+            GamePorts::new(65_532, None),
+            Err(LaunchError::GamePortRange(65_532))
+        );
         assert_eq!(GamePorts::new(0, None), Err(LaunchError::GamePortRange(0)));
-        assert_eq!(GamePorts::new(2302, Some(0)), Err(LaunchError::RconPortZero));
+        assert_eq!(
+            GamePorts::new(2302, Some(0)),
+            Err(LaunchError::RconPortZero)
+        );
         let a = GamePorts::new(2302, Some(2310)).unwrap();
         assert!(a.overlaps(&GamePorts::new(2306, None).unwrap()));
         assert!(a.overlaps(&GamePorts::new(2310, None).unwrap()));
@@ -484,15 +539,42 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_and_managed_extras() {
-        for bad in ["-PORT=1", "-config=x", "-Mod=@evil", "-serverMOD=@x", "-autoinit", "-par=file.txt", "-NAME=x"] {
-            assert!(matches!(LaunchArgs::new(2302).extra(bad).build(), Err(LaunchError::ManagedParameter(_))), "{bad}");
+        for bad in [
+            "-PORT=1",
+            "-config=x",
+            "-Mod=@evil",
+            "-serverMOD=@x",
+            "-autoinit",
+            "-par=file.txt",
+            "-NAME=x",
+        ] {
+            assert!(
+                matches!(
+                    LaunchArgs::new(2302).extra(bad).build(),
+                    Err(LaunchError::ManagedParameter(_))
+                ),
+                "{bad}"
+            );
         }
         for bad in ["noDash", "-", "-a b=1", "-x=1\n-port=3", "-=1", "-\u{7f}"] {
-            assert!(matches!(LaunchArgs::new(2302).extra(bad).build(), Err(LaunchError::BadExtra { .. })), "{bad:?}");
+            assert!(
+                matches!(
+                    LaunchArgs::new(2302).extra(bad).build(),
+                    Err(LaunchError::BadExtra { .. })
+                ),
+                "{bad:?}"
+            );
         }
         for bad in ["@a;@b", "-port=1", "@a\n", "", " @a"] {
-            let err = LaunchArgs::new(2302).add_mod("@ok").add_mod(bad).build().unwrap_err();
-            assert!(matches!(&err, LaunchError::InvalidValue { param, .. } if param == "-mod[1]"), "{bad:?} {err:?}");
+            let err = LaunchArgs::new(2302)
+                .add_mod("@ok")
+                .add_mod(bad)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(&err, LaunchError::InvalidValue { param, .. } if param == "-mod[1]"),
+                "{bad:?} {err:?}"
+            );
         }
         assert!(LaunchArgs::new(2302).config("a\0b").build().is_err());
         assert!(LaunchArgs::new(2302).name("../x").build().is_err());
@@ -503,8 +585,15 @@ mod tests {
     #[test]
     fn parses_real_command_lines() {
         let pelican = [
-            "-ip=0.0.0.0", "-port=2302", "-profiles=./serverprofile", "-bepath=./", "-cfg=basic.cfg",
-            "-config=server.cfg", "\"-mod=@1;@2;\"", "\"-serverMod=@3;\"", "-noLogs",
+            "-ip=0.0.0.0",
+            "-port=2302",
+            "-profiles=./serverprofile",
+            "-bepath=./",
+            "-cfg=basic.cfg",
+            "-config=server.cfg",
+            "\"-mod=@1;@2;\"",
+            "\"-serverMod=@3;\"",
+            "-noLogs",
         ];
         let p = parse_args(&pelican).unwrap();
         assert_eq!(p.port, Some(2302));
@@ -514,7 +603,16 @@ mod tests {
         assert_eq!(p.bepath.as_deref(), Some("./"));
         assert_eq!(p.unknown, vec!["-noLogs"]);
 
-        let lgsm = ["-ip=", "-port=2312", "-servermod=", "-mod='@a;@b'", "-autoinit", "-LoadMissionToMemory", "-MaxMem=16384", "\"-name=armahosts\""];
+        let lgsm = [
+            "-ip=",
+            "-port=2312",
+            "-servermod=",
+            "-mod='@a;@b'",
+            "-autoinit",
+            "-LoadMissionToMemory",
+            "-MaxMem=16384",
+            "\"-name=armahosts\"",
+        ];
         let p = parse_args(&lgsm).unwrap();
         assert_eq!(p.ip.as_deref(), Some(""));
         assert_eq!(p.port, Some(2312));

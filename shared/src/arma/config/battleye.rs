@@ -22,7 +22,11 @@ impl ServerArch {
     /// Derives the architecture from the executable's file name (a path is
     /// fine; case-insensitive; `.exe` optional). `None` for unknown binaries.
     pub fn from_executable(name: &str) -> Option<Self> {
-        let base = name.rsplit(['/', '\\']).next().unwrap_or(name).to_ascii_lowercase();
+        let base = name
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(name)
+            .to_ascii_lowercase();
         let stem = base.strip_suffix(".exe").unwrap_or(&base);
         match stem {
             "arma3server" | "arma3serverprofiling" => Some(Self::X86),
@@ -89,8 +93,15 @@ pub fn check_rcon_password(pw: &str) -> Result<(), ConfigError> {
         ));
     }
     if let Some(c) = pw.chars().find(|c| !c.is_ascii_alphanumeric()) {
-        let shown = if c.is_control() { format!("U+{:04X}", c as u32) } else { c.to_string() };
-        return Err(ConfigError::field(field, FieldProblem::Invalid(format!("only letters and digits allowed, found `{shown}`"))));
+        let shown = if c.is_control() {
+            format!("U+{:04X}", c as u32)
+        } else {
+            c.to_string()
+        };
+        return Err(ConfigError::field(
+            field,
+            FieldProblem::Invalid(format!("only letters and digits allowed, found `{shown}`")),
+        ));
     }
     Ok(())
 }
@@ -98,7 +109,13 @@ pub fn check_rcon_password(pw: &str) -> Result<(), ConfigError> {
 impl BattlEyeConfig {
     /// A config with only the required keys.
     pub fn new(rcon_password: impl Into<String>, rcon_port: u16) -> Self {
-        Self { rcon_password: rcon_password.into(), rcon_port, rcon_ip: None, max_ping: None, restrict_rcon: None }
+        Self {
+            rcon_password: rcon_password.into(),
+            rcon_port,
+            rcon_ip: None,
+            max_ping: None,
+            restrict_rcon: None,
+        }
     }
 
     /// Checks password and port; errors name `battleye.<field>`.
@@ -107,7 +124,10 @@ impl BattlEyeConfig {
         if self.rcon_port == 0 {
             return Err(ConfigError::field(
                 format!("{PREFIX}.rcon_port"),
-                FieldProblem::OutOfRange { value: "0".into(), range: "1..=65535".into() },
+                FieldProblem::OutOfRange {
+                    value: "0".into(),
+                    range: "1..=65535".into(),
+                },
             ));
         }
         Ok(())
@@ -116,7 +136,10 @@ impl BattlEyeConfig {
     /// Renders the file (secret included; the agent writes it with mode 0600).
     pub fn render(&self) -> Result<String, ConfigError> {
         self.validate()?;
-        let mut out = format!("RConPassword {}\nRConPort {}\n", self.rcon_password, self.rcon_port);
+        let mut out = format!(
+            "RConPassword {}\nRConPort {}\n",
+            self.rcon_password, self.rcon_port
+        );
         if let Some(ip) = self.rcon_ip {
             out.push_str(&format!("RConIP {ip}\n"));
         }
@@ -139,7 +162,10 @@ impl BattlEyeConfig {
         let mut cfg = Self::new(String::new(), 0);
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim_start_matches('\u{feff}').trim();
-            let pos = Pos { line: n + 1, column: 1 };
+            let pos = Pos {
+                line: n + 1,
+                column: 1,
+            };
             if line.is_empty() || line.starts_with("//") {
                 continue;
             }
@@ -147,13 +173,19 @@ impl BattlEyeConfig {
                 Some((k, v)) => (k, v.trim()),
                 None => (line, ""),
             };
-            let field_err =
-                |f: &str, p: FieldProblem| ConfigError::Import { pos, field: format!("{PREFIX}.{f}"), problem: p };
+            let field_err = |f: &str, p: FieldProblem| ConfigError::Import {
+                pos,
+                field: format!("{PREFIX}.{f}"),
+                problem: p,
+            };
             if !matches!(
                 key.to_ascii_lowercase().as_str(),
                 "rconpassword" | "rconport" | "rconip" | "maxping" | "restrictrcon"
             ) {
-                warnings.push(ImportWarning { pos, kind: WarningKind::Dropped(key.to_owned()) });
+                warnings.push(ImportWarning {
+                    pos,
+                    kind: WarningKind::Dropped(key.to_owned()),
+                });
                 continue;
             }
             match key.to_ascii_lowercase().as_str() {
@@ -162,27 +194,41 @@ impl BattlEyeConfig {
                     password = Some(value.to_owned());
                 }
                 "rconport" => {
-                    let p: u16 = value.parse().map_err(|_| field_err("rcon_port", FieldProblem::WrongType("a port number")))?;
+                    let p: u16 = value.parse().map_err(|_| {
+                        field_err("rcon_port", FieldProblem::WrongType("a port number"))
+                    })?;
                     port = Some(p);
                 }
                 "rconip" => {
-                    cfg.rcon_ip =
-                        Some(value.parse().map_err(|_| field_err("rcon_ip", FieldProblem::WrongType("an IP address")))?);
+                    cfg.rcon_ip = Some(value.parse().map_err(|_| {
+                        field_err("rcon_ip", FieldProblem::WrongType("an IP address"))
+                    })?);
                 }
                 "maxping" => {
-                    cfg.max_ping =
-                        Some(value.parse().map_err(|_| field_err("max_ping", FieldProblem::WrongType("milliseconds")))?);
+                    cfg.max_ping = Some(value.parse().map_err(|_| {
+                        field_err("max_ping", FieldProblem::WrongType("milliseconds"))
+                    })?);
                 }
                 _ => {
                     cfg.restrict_rcon = Some(match value {
                         "0" => false,
                         "1" => true,
-                        _ => return Err(field_err("restrict_rcon", FieldProblem::WrongType("0 or 1"))),
+                        _ => {
+                            return Err(field_err(
+                                "restrict_rcon",
+                                FieldProblem::WrongType("0 or 1"),
+                            ));
+                        }
                     });
                 }
             }
         }
-        let missing = |f: &str| ConfigError::field(format!("{PREFIX}.{f}"), FieldProblem::Invalid("missing".into()));
+        let missing = |f: &str| {
+            ConfigError::field(
+                format!("{PREFIX}.{f}"),
+                FieldProblem::Invalid("missing".into()),
+            )
+        };
         cfg.rcon_password = password.ok_or_else(|| missing("rcon_password"))?;
         cfg.rcon_port = port.ok_or_else(|| missing("rcon_port"))?;
         cfg.validate()?;

@@ -96,13 +96,20 @@ pub enum ConfigError {
 impl ConfigError {
     /// Shorthand for [`ConfigError::Field`].
     pub fn field(field: impl Into<String>, problem: FieldProblem) -> Self {
-        Self::Field { field: field.into(), problem }
+        Self::Field {
+            field: field.into(),
+            problem,
+        }
     }
 
     /// Attaches an input position to a field error (used by the importers).
     pub(crate) fn at(self, pos: Pos) -> Self {
         match self {
-            Self::Field { field, problem } => Self::Import { pos, field, problem },
+            Self::Field { field, problem } => Self::Import {
+                pos,
+                field,
+                problem,
+            },
             other => other,
         }
     }
@@ -140,9 +147,13 @@ pub enum WarningKind {
 impl fmt::Display for ImportWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            WarningKind::KeptAsExtra(k) => write!(f, "{}: unknown parameter `{k}` kept as extra", self.pos),
+            WarningKind::KeptAsExtra(k) => {
+                write!(f, "{}: unknown parameter `{k}` kept as extra", self.pos)
+            }
             WarningKind::Dropped(k) => write!(f, "{}: `{k}` ignored", self.pos),
-            WarningKind::Duplicate(k) => write!(f, "{}: `{k}` set more than once, last value wins", self.pos),
+            WarningKind::Duplicate(k) => {
+                write!(f, "{}: `{k}` set more than once, last value wins", self.pos)
+            }
         }
     }
 }

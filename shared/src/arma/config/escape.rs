@@ -13,7 +13,10 @@ use super::error::{ConfigError, FieldProblem};
 
 /// The first control character of `s`, as (character index, code point).
 pub fn find_control_char(s: &str) -> Option<(usize, u32)> {
-    s.chars().enumerate().find(|(_, c)| is_forbidden(*c)).map(|(i, c)| (i, c as u32))
+    s.chars()
+        .enumerate()
+        .find(|(_, c)| is_forbidden(*c))
+        .map(|(i, c)| (i, c as u32))
 }
 
 fn is_forbidden(c: char) -> bool {
@@ -25,7 +28,10 @@ fn is_forbidden(c: char) -> bool {
 /// it in the error.
 pub fn check_text(field: &str, value: &str) -> Result<(), ConfigError> {
     match find_control_char(value) {
-        Some((index, code)) => Err(ConfigError::field(field, FieldProblem::ControlChar { code, index })),
+        Some((index, code)) => Err(ConfigError::field(
+            field,
+            FieldProblem::ControlChar { code, index },
+        )),
         None => Ok(()),
     }
 }
@@ -34,7 +40,9 @@ pub fn check_text(field: &str, value: &str) -> Result<(), ConfigError> {
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
         _ => false,
     }
 }
@@ -44,7 +52,10 @@ pub fn check_identifier(field: &str, name: &str) -> Result<(), ConfigError> {
     if is_identifier(name) {
         Ok(())
     } else {
-        Err(ConfigError::field(field, FieldProblem::BadIdentifier(name.to_owned())))
+        Err(ConfigError::field(
+            field,
+            FieldProblem::BadIdentifier(name.to_owned()),
+        ))
     }
 }
 

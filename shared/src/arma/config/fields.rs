@@ -108,13 +108,18 @@ impl CfgField for Flag01 {
         Body::Value(Value::Int(i64::from(self.0)))
     }
     fn from_body(body: &Body) -> Result<Self, FieldProblem> {
-        bool::from_body(body).map(Flag01).map_err(|_| FieldProblem::WrongType("0 or 1"))
+        bool::from_body(body)
+            .map(Flag01)
+            .map_err(|_| FieldProblem::WrongType("0 or 1"))
     }
 }
 
 impl CfgField for Vec<String> {
     fn to_body(&self) -> Body {
-        Body::Array { values: self.iter().map(|s| Value::Str(s.clone())).collect(), append: false }
+        Body::Array {
+            values: self.iter().map(|s| Value::Str(s.clone())).collect(),
+            append: false,
+        }
     }
     fn from_body(body: &Body) -> Result<Self, FieldProblem> {
         let values = array_values(body).ok_or(FieldProblem::WrongType("an array of strings"))?;
@@ -130,26 +135,40 @@ impl CfgField for Vec<String> {
 
 impl CfgField for Vec<i64> {
     fn to_body(&self) -> Body {
-        Body::Array { values: self.iter().map(|i| Value::Int(*i)).collect(), append: false }
+        Body::Array {
+            values: self.iter().map(|i| Value::Int(*i)).collect(),
+            append: false,
+        }
     }
     fn from_body(body: &Body) -> Result<Self, FieldProblem> {
         let values = array_values(body).ok_or(FieldProblem::WrongType("an array of integers"))?;
-        values.iter().map(|v| int_of(v).ok_or(FieldProblem::WrongType("an array of integers"))).collect()
+        values
+            .iter()
+            .map(|v| int_of(v).ok_or(FieldProblem::WrongType("an array of integers")))
+            .collect()
     }
 }
 
 /// Raw (possibly nested) arrays such as `allowedVoteCmds[]` or `kickTimeout[]`.
 impl CfgField for Vec<Value> {
     fn to_body(&self) -> Body {
-        Body::Array { values: self.clone(), append: false }
+        Body::Array {
+            values: self.clone(),
+            append: false,
+        }
     }
     fn from_body(body: &Body) -> Result<Self, FieldProblem> {
-        array_values(body).map(<[Value]>::to_vec).ok_or(FieldProblem::WrongType("an array"))
+        array_values(body)
+            .map(<[Value]>::to_vec)
+            .ok_or(FieldProblem::WrongType("an array"))
     }
 }
 
 fn range_problem(value: String, lo: String, hi: String) -> FieldProblem {
-    FieldProblem::OutOfRange { value, range: format!("{lo}..={hi}") }
+    FieldProblem::OutOfRange {
+        value,
+        range: format!("{lo}..={hi}"),
+    }
 }
 
 fn check_scalar(v: &Value, path: &str, check: Check) -> Result<(), ConfigError> {
@@ -162,34 +181,48 @@ fn check_scalar(v: &Value, path: &str, check: Check) -> Result<(), ConfigError> 
         },
         (Check::Float(lo, hi), Value::Float(f)) if (lo..=hi).contains(f) => Ok(()),
         (Check::Float(lo, hi), Value::Int(i)) if (lo..=hi).contains(&(*i as f64)) => Ok(()),
-        (Check::Float(lo, hi), Value::Float(f)) => fail(range_problem(f.to_string(), lo.to_string(), hi.to_string())),
-        (Check::Float(lo, hi), Value::Int(i)) => fail(range_problem(i.to_string(), lo.to_string(), hi.to_string())),
+        (Check::Float(lo, hi), Value::Float(f)) => {
+            fail(range_problem(f.to_string(), lo.to_string(), hi.to_string()))
+        }
+        (Check::Float(lo, hi), Value::Int(i)) => {
+            fail(range_problem(i.to_string(), lo.to_string(), hi.to_string()))
+        }
         (Check::Float(..), _) => fail(FieldProblem::WrongType("a number")),
         (Check::SteamId64, Value::Str(s)) => {
             if s.len() == 17 && s.bytes().all(|b| b.is_ascii_digit()) {
                 Ok(())
             } else {
-                fail(FieldProblem::Invalid(format!("`{s}` is not a SteamID64 (17 digits)")))
+                fail(FieldProblem::Invalid(format!(
+                    "`{s}` is not a SteamID64 (17 digits)"
+                )))
             }
         }
         (Check::Digits, Value::Str(s)) => {
             if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) {
                 Ok(())
             } else {
-                fail(FieldProblem::Invalid(format!("`{s}` is not a numeric Steam UID")))
+                fail(FieldProblem::Invalid(format!(
+                    "`{s}` is not a numeric Steam UID"
+                )))
             }
         }
         (Check::Ip, Value::Str(s)) => match s.parse::<std::net::IpAddr>() {
             Ok(_) => Ok(()),
             Err(_) => fail(FieldProblem::Invalid(format!("`{s}` is not an IP address"))),
         },
-        (Check::SteamId64 | Check::Digits | Check::Ip, _) => fail(FieldProblem::WrongType("a string")),
+        (Check::SteamId64 | Check::Digits | Check::Ip, _) => {
+            fail(FieldProblem::WrongType("a string"))
+        }
         (Check::Len(_), _) => Ok(()),
     }
 }
 
 /// Validates one typed field: strings, floats, then `checks`.
-pub(crate) fn validate_field<T: CfgField>(path: &str, value: &T, checks: &[Check]) -> Result<(), ConfigError> {
+pub(crate) fn validate_field<T: CfgField>(
+    path: &str,
+    value: &T,
+    checks: &[Check],
+) -> Result<(), ConfigError> {
     let body = value.to_body();
     match &body {
         Body::Value(v) => {
@@ -212,7 +245,10 @@ pub(crate) fn validate_field<T: CfgField>(path: &str, value: &T, checks: &[Check
                 {
                     return Err(ConfigError::field(
                         path,
-                        FieldProblem::Invalid(format!("expected exactly {n} values, got {}", values.len())),
+                        FieldProblem::Invalid(format!(
+                            "expected exactly {n} values, got {}",
+                            values.len()
+                        )),
                     ));
                 }
             }
@@ -224,7 +260,12 @@ pub(crate) fn validate_field<T: CfgField>(path: &str, value: &T, checks: &[Check
 
 /// Reads an imported item into a typed slot, checking it; errors carry the
 /// item's position.
-pub(crate) fn assign<T: CfgField>(slot: &mut Option<T>, item: &Item, path: &str, checks: &[Check]) -> Result<(), ConfigError> {
+pub(crate) fn assign<T: CfgField>(
+    slot: &mut Option<T>,
+    item: &Item,
+    path: &str,
+    checks: &[Check],
+) -> Result<(), ConfigError> {
     let v = T::from_body(&item.body).map_err(|p| ConfigError::field(path, p).at(item.pos))?;
     validate_field(path, &v, checks).map_err(|e| e.at(item.pos))?;
     *slot = Some(v);
@@ -319,7 +360,10 @@ impl RawEntry {
             Body::Array { values, .. } => Value::Array(values.clone()),
             Body::Class { .. } => return None,
         };
-        escape::is_identifier(&item.name).then(|| Self { name: item.name.clone(), value })
+        escape::is_identifier(&item.name).then(|| Self {
+            name: item.name.clone(),
+            value,
+        })
     }
 }
 
@@ -328,17 +372,31 @@ const KEYWORDS: &[&str] = &["class", "delete", "import"];
 
 /// Validates `extra` entries: identifiers, no collision with `reserved`
 /// (case-insensitive) or keywords, no duplicates, writable values.
-pub(crate) fn validate_extras(extras: &[RawEntry], prefix: &str, reserved: &[&str]) -> Result<(), ConfigError> {
+pub(crate) fn validate_extras(
+    extras: &[RawEntry],
+    prefix: &str,
+    reserved: &[&str],
+) -> Result<(), ConfigError> {
     let mut seen: Vec<String> = Vec::new();
     for (i, e) in extras.iter().enumerate() {
         let name_path = format!("{prefix}.extra[{i}].name");
         escape::check_identifier(&name_path, &e.name)?;
-        if let Some(r) = reserved.iter().chain(KEYWORDS).find(|r| r.eq_ignore_ascii_case(&e.name)) {
-            return Err(ConfigError::field(name_path, FieldProblem::Reserved((*r).to_owned())));
+        if let Some(r) = reserved
+            .iter()
+            .chain(KEYWORDS)
+            .find(|r| r.eq_ignore_ascii_case(&e.name))
+        {
+            return Err(ConfigError::field(
+                name_path,
+                FieldProblem::Reserved((*r).to_owned()),
+            ));
         }
         let lower = e.name.to_ascii_lowercase();
         if seen.contains(&lower) {
-            return Err(ConfigError::field(name_path, FieldProblem::Duplicate(e.name.clone())));
+            return Err(ConfigError::field(
+                name_path,
+                FieldProblem::Duplicate(e.name.clone()),
+            ));
         }
         seen.push(lower);
         syntax::check_value(&e.value, &format!("{prefix}.extra[{i}].value"))?;
@@ -349,7 +407,10 @@ pub(crate) fn validate_extras(extras: &[RawEntry], prefix: &str, reserved: &[&st
 /// Adds or replaces (case-insensitively) an imported extra entry; returns
 /// whether it replaced one.
 pub(crate) fn upsert_extra(extras: &mut Vec<RawEntry>, entry: RawEntry) -> bool {
-    if let Some(existing) = extras.iter_mut().find(|e| e.name.eq_ignore_ascii_case(&entry.name)) {
+    if let Some(existing) = extras
+        .iter_mut()
+        .find(|e| e.name.eq_ignore_ascii_case(&entry.name))
+    {
         *existing = entry;
         true
     } else {

@@ -18,7 +18,9 @@ pub use battleye::{BattlEyeConfig, ServerArch};
 pub use error::{ConfigError, FieldProblem, ImportWarning, Pos, WarningKind};
 pub use fields::{Flag01, RawEntry};
 pub use profile::{Arma3Profile, CustomAiLevel, CustomDifficulty, DifficultyOptions};
-pub use server_cfg::{AdvancedOptions, Mission, MissionParam, ParamValue, ServerConfig, TimeStampFormat, Timeout};
+pub use server_cfg::{
+    AdvancedOptions, Mission, MissionParam, ParamValue, ServerConfig, TimeStampFormat, Timeout,
+};
 pub use syntax::Value;
 
 /// The operating system of the game host; file names and folders differ.

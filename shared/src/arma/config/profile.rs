@@ -122,9 +122,13 @@ const AI: &str = "CustomAILevel";
 impl Arma3Profile {
     /// Checks the value ranges; errors name `profile.<path>`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.custom_difficulty.options.validate_typed(&format!("{PREFIX}.custom_difficulty.options"))?;
-        self.custom_difficulty.validate_typed(&format!("{PREFIX}.custom_difficulty"))?;
-        self.custom_ai_level.validate_typed(&format!("{PREFIX}.custom_ai_level"))
+        self.custom_difficulty
+            .options
+            .validate_typed(&format!("{PREFIX}.custom_difficulty.options"))?;
+        self.custom_difficulty
+            .validate_typed(&format!("{PREFIX}.custom_difficulty"))?;
+        self.custom_ai_level
+            .validate_typed(&format!("{PREFIX}.custom_ai_level"))
     }
 
     /// Renders the profile file.
@@ -136,7 +140,10 @@ impl Arma3Profile {
         self.custom_difficulty.emit_typed(&mut custom);
         let mut ai = Vec::new();
         self.custom_ai_level.emit_typed(&mut ai);
-        let items = vec![Item::class(PRESETS, vec![Item::class(CUSTOM, custom), Item::class(AI, ai)])];
+        let items = vec![Item::class(
+            PRESETS,
+            vec![Item::class(CUSTOM, custom), Item::class(AI, ai)],
+        )];
         syntax::render(&items, PREFIX)
     }
 
@@ -148,15 +155,22 @@ impl Arma3Profile {
         let mut profile = Self::default();
         let mut warnings = Vec::new();
         let drop = |w: &mut Vec<ImportWarning>, item: &Item, within: &str| {
-            w.push(ImportWarning { pos: item.pos, kind: WarningKind::Dropped(format!("{within}.{}", item.name)) })
+            w.push(ImportWarning {
+                pos: item.pos,
+                kind: WarningKind::Dropped(format!("{within}.{}", item.name)),
+            })
         };
         for presets in class_bodies(&items, PRESETS) {
             for item in presets {
                 if item.name.eq_ignore_ascii_case(CUSTOM) {
-                    let Some(body) = class_body(item) else { continue };
+                    let Some(body) = class_body(item) else {
+                        continue;
+                    };
                     for inner in body {
                         if inner.name.eq_ignore_ascii_case(OPTIONS) {
-                            let Some(opts) = class_body(inner) else { continue };
+                            let Some(opts) = class_body(inner) else {
+                                continue;
+                            };
                             for o in opts {
                                 let prefix = format!("{PREFIX}.custom_difficulty.options");
                                 match profile.custom_difficulty.options.assign_typed(o, &prefix) {
@@ -165,16 +179,24 @@ impl Arma3Profile {
                                 }
                             }
                         } else {
-                            match profile.custom_difficulty.assign_typed(inner, &format!("{PREFIX}.custom_difficulty")) {
+                            match profile
+                                .custom_difficulty
+                                .assign_typed(inner, &format!("{PREFIX}.custom_difficulty"))
+                            {
                                 Some(r) => r?,
                                 None => drop(&mut warnings, inner, CUSTOM),
                             }
                         }
                     }
                 } else if item.name.eq_ignore_ascii_case(AI) {
-                    let Some(body) = class_body(item) else { continue };
+                    let Some(body) = class_body(item) else {
+                        continue;
+                    };
                     for inner in body {
-                        match profile.custom_ai_level.assign_typed(inner, &format!("{PREFIX}.custom_ai_level")) {
+                        match profile
+                            .custom_ai_level
+                            .assign_typed(inner, &format!("{PREFIX}.custom_ai_level"))
+                        {
                             Some(r) => r?,
                             None => drop(&mut warnings, inner, AI),
                         }
@@ -190,13 +212,18 @@ impl Arma3Profile {
 
 fn class_body(item: &Item) -> Option<&[Item]> {
     match &item.body {
-        Body::Class { items: Some(body), .. } => Some(body),
+        Body::Class {
+            items: Some(body), ..
+        } => Some(body),
         _ => None,
     }
 }
 
 fn class_bodies<'a>(items: &'a [Item], name: &'a str) -> impl Iterator<Item = &'a [Item]> + 'a {
-    items.iter().filter(move |i| i.name.eq_ignore_ascii_case(name)).filter_map(class_body)
+    items
+        .iter()
+        .filter(move |i| i.name.eq_ignore_ascii_case(name))
+        .filter_map(class_body)
 }
 
 /// Where the server reads the profile: `<profiles>/home/<name>/<name>.Arma3Profile`
@@ -209,7 +236,10 @@ pub fn profile_path(profiles_dir: &Path, name: &str, os: HostOs) -> Result<PathB
         HostOs::Linux => "home",
         HostOs::Windows => "Users",
     };
-    Ok(profiles_dir.join(users).join(name).join(format!("{name}.Arma3Profile")))
+    Ok(profiles_dir
+        .join(users)
+        .join(name)
+        .join(format!("{name}.Arma3Profile")))
 }
 
 /// A profile name (`-name=`) that is safe as one path component.
@@ -220,7 +250,9 @@ pub fn check_profile_name(name: &str) -> Result<(), ConfigError> {
         || name == "."
         || name == ".."
         || name.trim() != name
-        || name.chars().any(|c| matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|'));
+        || name
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|'));
     if bad {
         return Err(ConfigError::field(
             FIELD,

@@ -58,7 +58,10 @@ impl CfgField for Timeout {
     fn to_body(&self) -> Body {
         match self {
             Self::Seconds(s) => Body::Value(Value::Int(*s)),
-            Self::Pair(a, b) => Body::Array { values: vec![Value::Int(*a), Value::Int(*b)], append: false },
+            Self::Pair(a, b) => Body::Array {
+                values: vec![Value::Int(*a), Value::Int(*b)],
+                append: false,
+            },
         }
     }
     fn from_body(body: &Body) -> Result<Self, FieldProblem> {
@@ -124,7 +127,9 @@ impl Mission {
 
     /// The class name written for the mission at `index`.
     pub fn effective_class_name(&self, index: usize) -> String {
-        self.class_name.clone().unwrap_or_else(|| Self::default_class_name(index))
+        self.class_name
+            .clone()
+            .unwrap_or_else(|| Self::default_class_name(index))
     }
 }
 
@@ -407,12 +412,18 @@ impl ServerConfig {
             let class_name = m.effective_class_name(i);
             escape::check_identifier(&format!("{p}.class_name"), &class_name)?;
             if names.iter().any(|n| n.eq_ignore_ascii_case(&class_name)) {
-                return Err(ConfigError::field(format!("{p}.class_name"), FieldProblem::Duplicate(class_name)));
+                return Err(ConfigError::field(
+                    format!("{p}.class_name"),
+                    FieldProblem::Duplicate(class_name),
+                ));
             }
             names.push(class_name);
             escape::check_text(&format!("{p}.template"), &m.template)?;
             if m.template.trim().is_empty() {
-                return Err(ConfigError::field(format!("{p}.template"), FieldProblem::Invalid("must not be empty".into())));
+                return Err(ConfigError::field(
+                    format!("{p}.template"),
+                    FieldProblem::Invalid("must not be empty".into()),
+                ));
             }
             if let Some(d) = &m.difficulty {
                 escape::check_text(&format!("{p}.difficulty"), d)?;
@@ -421,11 +432,20 @@ impl ServerConfig {
             for (j, param) in m.params.iter().enumerate() {
                 let pp = format!("{p}.params[{j}]");
                 escape::check_identifier(&format!("{pp}.name"), &param.name)?;
-                if matches!(param.name.to_ascii_lowercase().as_str(), "class" | "delete" | "import") {
-                    return Err(ConfigError::field(format!("{pp}.name"), FieldProblem::Reserved(param.name.clone())));
+                if matches!(
+                    param.name.to_ascii_lowercase().as_str(),
+                    "class" | "delete" | "import"
+                ) {
+                    return Err(ConfigError::field(
+                        format!("{pp}.name"),
+                        FieldProblem::Reserved(param.name.clone()),
+                    ));
                 }
                 if pnames.iter().any(|n| n.eq_ignore_ascii_case(&param.name)) {
-                    return Err(ConfigError::field(format!("{pp}.name"), FieldProblem::Duplicate(param.name.clone())));
+                    return Err(ConfigError::field(
+                        format!("{pp}.name"),
+                        FieldProblem::Duplicate(param.name.clone()),
+                    ));
                 }
                 pnames.push(&param.name);
                 syntax::check_value(&param.value.to_value(), &format!("{pp}.value"))?;
@@ -458,7 +478,10 @@ impl ServerConfig {
                     if !m.params.is_empty() {
                         inner.push(Item::class(
                             "Params",
-                            m.params.iter().map(|p| Item::value(&p.name, p.value.to_value())).collect(),
+                            m.params
+                                .iter()
+                                .map(|p| Item::value(&p.name, p.value.to_value()))
+                                .collect(),
                         ));
                     }
                     Item::class(&m.effective_class_name(i), inner)
@@ -506,14 +529,19 @@ impl ServerConfig {
         for item in &items {
             let lower = item.name.to_ascii_lowercase();
             if seen.contains(&lower) {
-                warnings.push(ImportWarning { pos: item.pos, kind: WarningKind::Duplicate(item.name.clone()) });
+                warnings.push(ImportWarning {
+                    pos: item.pos,
+                    kind: WarningKind::Duplicate(item.name.clone()),
+                });
             } else {
                 seen.push(lower);
             }
             if item.name.eq_ignore_ascii_case(HOSTNAME) {
-                cfg.hostname = String::from_body(&item.body)
-                    .map_err(|p| ConfigError::field(format!("{PREFIX}.hostname"), p).at(item.pos))?;
-                escape::check_text(&format!("{PREFIX}.hostname"), &cfg.hostname).map_err(|e| e.at(item.pos))?;
+                cfg.hostname = String::from_body(&item.body).map_err(|p| {
+                    ConfigError::field(format!("{PREFIX}.hostname"), p).at(item.pos)
+                })?;
+                escape::check_text(&format!("{PREFIX}.hostname"), &cfg.hostname)
+                    .map_err(|e| e.at(item.pos))?;
                 continue;
             }
             if let Body::Class { items: body, .. } = &item.body {
@@ -532,7 +560,10 @@ impl ServerConfig {
                         }
                         cfg.advanced_options = Some(adv);
                     }
-                    _ => warnings.push(ImportWarning { pos: item.pos, kind: WarningKind::Dropped(format!("class {}", item.name)) }),
+                    _ => warnings.push(ImportWarning {
+                        pos: item.pos,
+                        kind: WarningKind::Dropped(format!("class {}", item.name)),
+                    }),
                 }
                 continue;
             }
@@ -542,9 +573,15 @@ impl ServerConfig {
                     Some(entry) => {
                         check_extra_value(&entry, item.pos)?;
                         fields::upsert_extra(&mut cfg.extra, entry);
-                        warnings.push(ImportWarning { pos: item.pos, kind: WarningKind::KeptAsExtra(item.name.clone()) });
+                        warnings.push(ImportWarning {
+                            pos: item.pos,
+                            kind: WarningKind::KeptAsExtra(item.name.clone()),
+                        });
                     }
-                    None => warnings.push(ImportWarning { pos: item.pos, kind: WarningKind::Dropped(item.name.clone()) }),
+                    None => warnings.push(ImportWarning {
+                        pos: item.pos,
+                        kind: WarningKind::Dropped(item.name.clone()),
+                    }),
                 },
             }
         }
@@ -554,35 +591,56 @@ impl ServerConfig {
 }
 
 fn check_extra_value(entry: &RawEntry, pos: Pos) -> Result<(), ConfigError> {
-    syntax::check_value(&entry.value, &format!("{PREFIX}.extra.{}", entry.name)).map_err(|e| e.at(pos))
+    syntax::check_value(&entry.value, &format!("{PREFIX}.extra.{}", entry.name))
+        .map_err(|e| e.at(pos))
 }
 
 fn dropped(item: &Item, within: &str) -> ImportWarning {
-    ImportWarning { pos: item.pos, kind: WarningKind::Dropped(format!("{within}.{}", item.name)) }
+    ImportWarning {
+        pos: item.pos,
+        kind: WarningKind::Dropped(format!("{within}.{}", item.name)),
+    }
 }
 
-fn parse_missions(body: &[Item], warnings: &mut Vec<ImportWarning>) -> Result<Vec<Mission>, ConfigError> {
+fn parse_missions(
+    body: &[Item],
+    warnings: &mut Vec<ImportWarning>,
+) -> Result<Vec<Mission>, ConfigError> {
     let mut out = Vec::new();
     for item in body {
-        let Body::Class { items: Some(inner), .. } = &item.body else {
+        let Body::Class {
+            items: Some(inner), ..
+        } = &item.body
+        else {
             warnings.push(dropped(item, MISSIONS));
             continue;
         };
         let index = out.len();
         let p = format!("{PREFIX}.missions[{index}]");
         let mut m = Mission {
-            class_name: (item.name != Mission::default_class_name(index)).then(|| item.name.clone()),
+            class_name: (item.name != Mission::default_class_name(index))
+                .then(|| item.name.clone()),
             ..Mission::default()
         };
         let mut has_template = false;
         for e in inner {
             if e.name.eq_ignore_ascii_case("template") {
-                m.template = String::from_body(&e.body).map_err(|pr| ConfigError::field(format!("{p}.template"), pr).at(e.pos))?;
+                m.template = String::from_body(&e.body)
+                    .map_err(|pr| ConfigError::field(format!("{p}.template"), pr).at(e.pos))?;
                 has_template = true;
             } else if e.name.eq_ignore_ascii_case("difficulty") {
                 m.difficulty =
-                    Some(String::from_body(&e.body).map_err(|pr| ConfigError::field(format!("{p}.difficulty"), pr).at(e.pos))?);
-            } else if let (true, Body::Class { items: Some(params), .. }) = (e.name.eq_ignore_ascii_case("Params"), &e.body) {
+                    Some(String::from_body(&e.body).map_err(|pr| {
+                        ConfigError::field(format!("{p}.difficulty"), pr).at(e.pos)
+                    })?);
+            } else if let (
+                true,
+                Body::Class {
+                    items: Some(params),
+                    ..
+                },
+            ) = (e.name.eq_ignore_ascii_case("Params"), &e.body)
+            {
                 for param in params {
                     let value = match &param.body {
                         Body::Value(Value::Int(i)) => ParamValue::Int(*i),
@@ -590,18 +648,26 @@ fn parse_missions(body: &[Item], warnings: &mut Vec<ImportWarning>) -> Result<Ve
                         Body::Value(Value::Float(f)) => ParamValue::Float(*f),
                         Body::Value(Value::Str(s)) => ParamValue::Text(s.clone()),
                         _ => {
-                            warnings.push(dropped(param, &format!("{MISSIONS}.{}.Params", item.name)));
+                            warnings
+                                .push(dropped(param, &format!("{MISSIONS}.{}.Params", item.name)));
                             continue;
                         }
                     };
-                    m.params.push(MissionParam { name: param.name.clone(), value });
+                    m.params.push(MissionParam {
+                        name: param.name.clone(),
+                        value,
+                    });
                 }
             } else {
                 warnings.push(dropped(e, &format!("{MISSIONS}.{}", item.name)));
             }
         }
         if !has_template {
-            return Err(ConfigError::field(format!("{p}.template"), FieldProblem::Invalid("missing".into())).at(item.pos));
+            return Err(ConfigError::field(
+                format!("{p}.template"),
+                FieldProblem::Invalid("missing".into()),
+            )
+            .at(item.pos));
         }
         out.push(m);
     }

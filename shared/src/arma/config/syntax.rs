@@ -74,15 +74,33 @@ impl PartialEq for Item {
 impl Item {
     /// `name = value;`
     pub fn value(name: &str, value: Value) -> Self {
-        Self { name: name.to_owned(), pos: Pos::default(), body: Body::Value(value) }
+        Self {
+            name: name.to_owned(),
+            pos: Pos::default(),
+            body: Body::Value(value),
+        }
     }
     /// `name[] = {…};`
     pub fn array(name: &str, values: Vec<Value>) -> Self {
-        Self { name: name.to_owned(), pos: Pos::default(), body: Body::Array { values, append: false } }
+        Self {
+            name: name.to_owned(),
+            pos: Pos::default(),
+            body: Body::Array {
+                values,
+                append: false,
+            },
+        }
     }
     /// `class name {…};`
     pub fn class(name: &str, items: Vec<Item>) -> Self {
-        Self { name: name.to_owned(), pos: Pos::default(), body: Body::Class { base: None, items: Some(items) } }
+        Self {
+            name: name.to_owned(),
+            pos: Pos::default(),
+            body: Body::Class {
+                base: None,
+                items: Some(items),
+            },
+        }
     }
 }
 
@@ -91,7 +109,12 @@ impl Item {
 
 /// Parses a whole config text into its top-level items.
 pub fn parse(text: &str) -> Result<Vec<Item>, ConfigError> {
-    let mut p = Parser { chars: text.chars().collect(), i: 0, line: 1, col: 1 };
+    let mut p = Parser {
+        chars: text.chars().collect(),
+        i: 0,
+        line: 1,
+        col: 1,
+    };
     let items = p.items(false)?;
     Ok(items)
 }
@@ -105,11 +128,17 @@ struct Parser {
 
 impl Parser {
     fn pos(&self) -> Pos {
-        Pos { line: self.line, column: self.col }
+        Pos {
+            line: self.line,
+            column: self.col,
+        }
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, ConfigError> {
-        Err(ConfigError::Syntax { pos: self.pos(), message: message.into() })
+        Err(ConfigError::Syntax {
+            pos: self.pos(),
+            message: message.into(),
+        })
     }
 
     fn peek(&self) -> Option<char> {
@@ -162,13 +191,19 @@ impl Parser {
                                 self.bump();
                             }
                             (None, _) => {
-                                return Err(ConfigError::Syntax { pos: start, message: "unterminated /* comment".into() });
+                                return Err(ConfigError::Syntax {
+                                    pos: start,
+                                    message: "unterminated /* comment".into(),
+                                });
                             }
                         }
                     }
                 }
                 (Some('#'), _) => {
-                    let word: String = self.chars[self.i..].iter().take_while(|c| !c.is_whitespace()).collect();
+                    let word: String = self.chars[self.i..]
+                        .iter()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
                     return self.err(format!(
                         "preprocessor directive `{word}` is not supported; inline the included or defined content"
                     ));
@@ -252,7 +287,11 @@ impl Parser {
                 _ => return self.err(format!("expected `{{` or `;` after `class {name}`")),
             };
             self.expect(';')?;
-            return Ok(Item { name, pos, body: Body::Class { base, items } });
+            return Ok(Item {
+                name,
+                pos,
+                body: Body::Class { base, items },
+            });
         }
         if word == "delete" || word == "import" {
             return self.err(format!("`{word}` statements are not supported here"));
@@ -282,7 +321,11 @@ impl Parser {
             Body::Value(self.value()?)
         };
         self.expect(';')?;
-        Ok(Item { name: word, pos, body })
+        Ok(Item {
+            name: word,
+            pos,
+            body,
+        })
     }
 
     fn value(&mut self) -> Result<Value, ConfigError> {
@@ -310,7 +353,9 @@ impl Parser {
                             }
                         }
                         Some('}') => return Ok(Value::Array(values)),
-                        Some(c) => return self.err(format!("expected `,` or `}}` in array, found `{c}`")),
+                        Some(c) => {
+                            return self.err(format!("expected `,` or `}}` in array, found `{c}`"));
+                        }
                         None => return self.err("unterminated array"),
                     }
                 }
@@ -335,7 +380,12 @@ impl Parser {
                     }
                 }
                 Some(c) => s.push(c),
-                None => return Err(ConfigError::Syntax { pos: start, message: "unterminated string".into() }),
+                None => {
+                    return Err(ConfigError::Syntax {
+                        pos: start,
+                        message: "unterminated string".into(),
+                    });
+                }
             }
         }
     }
@@ -356,7 +406,10 @@ impl Parser {
         }
         let word = raw.trim();
         if word.is_empty() {
-            return Err(ConfigError::Syntax { pos: start, message: "expected a value".into() });
+            return Err(ConfigError::Syntax {
+                pos: start,
+                message: "expected a value".into(),
+            });
         }
         Ok(scalar_value(word))
     }
@@ -374,14 +427,18 @@ fn scalar_value(word: &str) -> Value {
         Some(rest) => (true, rest),
         None => (false, word),
     };
-    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X"))
+    if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
         && let Ok(v) = i64::from_str_radix(hex, 16)
     {
         return Value::Int(if neg { -v } else { v });
     }
     let numeric = !digits.is_empty()
         && digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+        && digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
     if numeric {
         if digits.chars().all(|c| c.is_ascii_digit())
             && let Ok(v) = word.parse::<i64>()
@@ -408,7 +465,12 @@ pub fn render(items: &[Item], prefix: &str) -> Result<String, ConfigError> {
     Ok(out)
 }
 
-fn write_items(out: &mut String, items: &[Item], prefix: &str, depth: usize) -> Result<(), ConfigError> {
+fn write_items(
+    out: &mut String,
+    items: &[Item],
+    prefix: &str,
+    depth: usize,
+) -> Result<(), ConfigError> {
     for item in items {
         let path = format!("{prefix}.{}", item.name);
         escape::check_identifier(&path, &item.name)?;
@@ -470,7 +532,9 @@ pub fn write_value(out: &mut String, v: &Value, path: &str) -> Result<(), Config
     match v {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Float(f) => out.push_str(&format_float(*f).ok_or_else(|| ConfigError::field(path, FieldProblem::NotFinite))?),
+        Value::Float(f) => out.push_str(
+            &format_float(*f).ok_or_else(|| ConfigError::field(path, FieldProblem::NotFinite))?,
+        ),
         Value::Str(s) => {
             escape::check_text(path, s)?;
             out.push_str(&escape::quote(s));
@@ -523,7 +587,10 @@ mod tests {
         "#;
         let items = parse(text).unwrap();
         let get = |n: &str| items.iter().find(|i| i.name == n).unwrap().body.clone();
-        assert_eq!(get("hostname"), Body::Value(Value::Str(r#"My "best" server\x"#.into())));
+        assert_eq!(
+            get("hostname"),
+            Body::Value(Value::Str(r#"My "best" server\x"#.into()))
+        );
         assert_eq!(get("maxPlayers"), Body::Value(Value::Int(64)));
         assert_eq!(get("neg"), Body::Value(Value::Int(-5)));
         assert_eq!(get("f"), Body::Value(Value::Float(0.33)));
@@ -532,7 +599,14 @@ mod tests {
         assert_eq!(get("hex"), Body::Value(Value::Int(16)));
         assert_eq!(
             get("motd"),
-            Body::Array { values: vec![Value::Str("a".into()), Value::Str("".into()), Value::Str("b".into())], append: false }
+            Body::Array {
+                values: vec![
+                    Value::Str("a".into()),
+                    Value::Str("".into()),
+                    Value::Str("b".into())
+                ],
+                append: false
+            }
         );
         assert_eq!(
             get("nested"),
@@ -547,9 +621,24 @@ mod tests {
         assert!(matches!(get("kicks"), Body::Array { append: true, .. }));
         assert_eq!(get("yes"), Body::Value(Value::Bool(true)));
         assert_eq!(get("no"), Body::Value(Value::Bool(false)));
-        assert_eq!(get("bare"), Body::Value(Value::Str("MyMission.Altis".into())));
-        assert_eq!(get("Base"), Body::Class { base: None, items: None });
-        let Body::Class { items: Some(missions), .. } = get("Missions") else { panic!() };
+        assert_eq!(
+            get("bare"),
+            Body::Value(Value::Str("MyMission.Altis".into()))
+        );
+        assert_eq!(
+            get("Base"),
+            Body::Class {
+                base: None,
+                items: None
+            }
+        );
+        let Body::Class {
+            items: Some(missions),
+            ..
+        } = get("Missions")
+        else {
+            panic!()
+        };
         assert_eq!(missions[0].name, "M1");
         assert!(matches!(&missions[0].body, Body::Class { base: Some(b), .. } if b == "Base"));
         assert_eq!(missions[0].pos.line, 16);
@@ -558,7 +647,16 @@ mod tests {
     #[test]
     fn errors_carry_position() {
         let err = parse("a = 1;\nb = \"oops;\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Syntax { pos: Pos { line: 2, column: 5 }, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                ConfigError::Syntax {
+                    pos: Pos { line: 2, column: 5 },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let err = parse("a = 1;\n  #include \"x.hpp\"\n").unwrap_err();
         match err {
             ConfigError::Syntax { pos, message } => {
@@ -577,7 +675,13 @@ mod tests {
         let items = vec![
             Item::value("a", Value::Float(1.0)),
             Item::value("b", Value::Float(0.001)),
-            Item::array("c", vec![Value::Str("q\"}; class X {".into()), Value::Array(vec![Value::Int(-1)])]),
+            Item::array(
+                "c",
+                vec![
+                    Value::Str("q\"}; class X {".into()),
+                    Value::Array(vec![Value::Int(-1)]),
+                ],
+            ),
             Item::class("K", vec![Item::value("s", Value::Str("x".into()))]),
             Item::class("Empty", vec![]),
         ];
@@ -598,7 +702,14 @@ mod tests {
     fn writer_rejects_bad_names_and_values() {
         let err = render(&[Item::value("bad name", Value::Int(1))], "s").unwrap_err();
         assert_eq!(err.field_path(), Some("s.bad name"));
-        let err = render(&[Item::array("m", vec![Value::Str("ok".into()), Value::Str("a\r\n".into())])], "s").unwrap_err();
+        let err = render(
+            &[Item::array(
+                "m",
+                vec![Value::Str("ok".into()), Value::Str("a\r\n".into())],
+            )],
+            "s",
+        )
+        .unwrap_err();
         assert_eq!(err.field_path(), Some("s.m[1]"));
         assert!(render(&[Item::value("f", Value::Float(f64::INFINITY))], "s").is_err());
     }

@@ -122,7 +122,11 @@ fn imports_linuxgsm_server_cfg() {
     assert_eq!(cfg.motd_interval, Some(5.0));
     assert_eq!(cfg.vote_threshold, Some(0.33));
     assert_eq!(cfg.battleye, Some(Flag01(true)));
-    assert_eq!(cfg.statistics_enabled, Some(Flag01(true)), "keys are case-insensitive");
+    assert_eq!(
+        cfg.statistics_enabled,
+        Some(Flag01(true)),
+        "keys are case-insensitive"
+    );
     assert_eq!(cfg.auto_select_mission, Some(true), "1 accepted for a bool");
     assert_eq!(cfg.random_mission_order, Some(true));
     assert_eq!(cfg.time_stamp_format, Some(TimeStampFormat::Short));
@@ -131,7 +135,10 @@ fn imports_linuxgsm_server_cfg() {
     assert_eq!(cfg.kick_clients_on_slow_network, Some(vec![0, 0, 0, 0]));
     assert_eq!(cfg.kick_timeout.as_ref().map(Vec::len), Some(4));
     assert_eq!(cfg.mission_whitelist, Some(vec![]));
-    assert_eq!(cfg.local_client, Some(vec!["127.0.0.1".to_owned(), "::1".to_owned()]));
+    assert_eq!(
+        cfg.local_client,
+        Some(vec!["127.0.0.1".to_owned(), "::1".to_owned()])
+    );
     let adv = cfg.advanced_options.clone().unwrap();
     assert_eq!(adv.log_object_not_found, Some(false));
     assert_eq!(adv.queue_size_log_g, Some(1_000_000));
@@ -142,15 +149,27 @@ fn imports_linuxgsm_server_cfg() {
     assert_eq!(
         cfg.missions[1].params,
         vec![
-            MissionParam { name: "Daytime".into(), value: ParamValue::Int(12) },
-            MissionParam { name: "Weather".into(), value: ParamValue::Float(0.5) },
-            MissionParam { name: "Side".into(), value: ParamValue::Text("west".into()) },
+            MissionParam {
+                name: "Daytime".into(),
+                value: ParamValue::Int(12)
+            },
+            MissionParam {
+                name: "Weather".into(),
+                value: ParamValue::Float(0.5)
+            },
+            MissionParam {
+                name: "Side".into(),
+                value: ParamValue::Text("west".into())
+            },
         ]
     );
     // Unknown keys survive in `extra`, with warnings.
     let extra: Vec<&str> = cfg.extra.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(extra, vec!["equalModRequired", "requiredSecureId"]);
-    let kept = warnings.iter().filter(|w| matches!(w.kind, WarningKind::KeptAsExtra(_))).count();
+    let kept = warnings
+        .iter()
+        .filter(|w| matches!(w.kind, WarningKind::KeptAsExtra(_)))
+        .count();
     assert_eq!(kept, 2);
 
     // Round trip: render and import again gives the same model.
@@ -167,7 +186,11 @@ fn imports_linuxgsm_server_cfg() {
 fn import_errors_carry_line_and_field() {
     let err = ServerConfig::parse("hostname = \"x\";\nmaxPlayers = \"many\";\n").unwrap_err();
     match err {
-        ConfigError::Import { pos, field, problem } => {
+        ConfigError::Import {
+            pos,
+            field,
+            problem,
+        } => {
             assert_eq!((pos.line, pos.column), (2, 1));
             assert_eq!(field, "server.max_players");
             assert_eq!(problem, FieldProblem::WrongType("an integer"));
@@ -175,76 +198,187 @@ fn import_errors_carry_line_and_field() {
         other => panic!("{other:?}"),
     }
     let err = ServerConfig::parse("\n\n  maxPlayers = 5000;").unwrap_err();
-    assert!(matches!(&err, ConfigError::Import { pos, .. } if pos.line == 3 && pos.column == 3), "{err:?}");
+    assert!(
+        matches!(&err, ConfigError::Import { pos, .. } if pos.line == 3 && pos.column == 3),
+        "{err:?}"
+    );
     let err = ServerConfig::parse("#include \"other.cfg\"\nhostname = \"x\";").unwrap_err();
     assert!(matches!(err, ConfigError::Syntax { .. }));
-    let err = ServerConfig::parse("class Missions { class M { difficulty = \"Regular\"; }; };").unwrap_err();
+    let err = ServerConfig::parse("class Missions { class M { difficulty = \"Regular\"; }; };")
+        .unwrap_err();
     assert_eq!(err.field_path(), Some("server.missions[0].template"));
 }
 
 #[test]
 fn field_errors_name_the_path() {
-    let mut cfg = ServerConfig { hostname: "ok".into(), motd: Some(vec!["a".into(), "b".into(), "c\nd".into()]), ..Default::default() };
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.motd[2]"));
+    let mut cfg = ServerConfig {
+        hostname: "ok".into(),
+        motd: Some(vec!["a".into(), "b".into(), "c\nd".into()]),
+        ..Default::default()
+    };
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.motd[2]")
+    );
     cfg.motd = None;
     cfg.hostname = "evil\r\nmaxPlayers = 1".into();
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.hostname"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.hostname")
+    );
     cfg.hostname = "ok".into();
-    cfg.missions = vec![Mission { template: "a\tb".into(), ..Default::default() }];
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.missions[0].template"));
     cfg.missions = vec![Mission {
-        template: "a".into(),
-        params: vec![MissionParam { name: "bad name".into(), value: ParamValue::Int(1) }],
+        template: "a\tb".into(),
         ..Default::default()
     }];
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.missions[0].params[0].name"));
-    cfg.missions = vec![Mission { class_name: Some("X {".into()), template: "a".into(), ..Default::default() }];
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.missions[0].class_name"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.missions[0].template")
+    );
+    cfg.missions = vec![Mission {
+        template: "a".into(),
+        params: vec![MissionParam {
+            name: "bad name".into(),
+            value: ParamValue::Int(1),
+        }],
+        ..Default::default()
+    }];
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.missions[0].params[0].name")
+    );
+    cfg.missions = vec![Mission {
+        class_name: Some("X {".into()),
+        template: "a".into(),
+        ..Default::default()
+    }];
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.missions[0].class_name")
+    );
     cfg.missions = vec![
-        Mission { class_name: Some("Mission_2".into()), template: "a".into(), ..Default::default() },
-        Mission { template: "b".into(), ..Default::default() },
+        Mission {
+            class_name: Some("Mission_2".into()),
+            template: "a".into(),
+            ..Default::default()
+        },
+        Mission {
+            template: "b".into(),
+            ..Default::default()
+        },
     ];
-    assert!(matches!(cfg.render().unwrap_err(), ConfigError::Field { problem: FieldProblem::Duplicate(_), .. }));
+    assert!(matches!(
+        cfg.render().unwrap_err(),
+        ConfigError::Field {
+            problem: FieldProblem::Duplicate(_),
+            ..
+        }
+    ));
     cfg.missions.clear();
     cfg.admins = Some(vec!["76561198000000001".into(), "7656119800000000".into()]);
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.admins[1]"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.admins[1]")
+    );
     cfg.admins = None;
     cfg.headless_clients = Some(vec!["10.0.0.300".into()]);
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.headless_clients[0]"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.headless_clients[0]")
+    );
     cfg.headless_clients = None;
     cfg.max_players = Some(0);
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.max_players"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.max_players")
+    );
     cfg.max_players = None;
     cfg.kick_clients_on_slow_network = Some(vec![0, 1, 0]);
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.kick_clients_on_slow_network"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.kick_clients_on_slow_network")
+    );
     cfg.kick_clients_on_slow_network = Some(vec![0, 1, 2, 0]);
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.kick_clients_on_slow_network[2]"));
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.kick_clients_on_slow_network[2]")
+    );
     cfg.kick_clients_on_slow_network = None;
     cfg.motd_interval = Some(f64::NAN);
     assert!(cfg.render().is_err());
     cfg.motd_interval = None;
-    cfg.advanced_options = Some(AdvancedOptions { queue_size_log_g: Some(-1), ..Default::default() });
-    assert_eq!(cfg.render().unwrap_err().field_path(), Some("server.advanced_options.queue_size_log_g"));
+    cfg.advanced_options = Some(AdvancedOptions {
+        queue_size_log_g: Some(-1),
+        ..Default::default()
+    });
+    assert_eq!(
+        cfg.render().unwrap_err().field_path(),
+        Some("server.advanced_options.queue_size_log_g")
+    );
 }
 
 #[test]
 fn extra_entries_are_validated() {
-    let base = ServerConfig { hostname: "h".into(), ..Default::default() };
-    let with = |name: &str, value: Value| ServerConfig { extra: vec![RawEntry { name: name.into(), value }], ..base.clone() };
+    let base = ServerConfig {
+        hostname: "h".into(),
+        ..Default::default()
+    };
+    let with = |name: &str, value: Value| ServerConfig {
+        extra: vec![RawEntry {
+            name: name.into(),
+            value,
+        }],
+        ..base.clone()
+    };
     assert!(with("equalModRequired", Value::Int(0)).render().is_ok());
-    for bad in ["MAXPLAYERS", "missions", "advancedoptions", "Hostname", "class"] {
+    for bad in [
+        "MAXPLAYERS",
+        "missions",
+        "advancedoptions",
+        "Hostname",
+        "class",
+    ] {
         let err = with(bad, Value::Int(1)).render().unwrap_err();
-        assert!(matches!(&err, ConfigError::Field { problem: FieldProblem::Reserved(_), .. }), "{bad}: {err:?}");
+        assert!(
+            matches!(
+                &err,
+                ConfigError::Field {
+                    problem: FieldProblem::Reserved(_),
+                    ..
+                }
+            ),
+            "{bad}: {err:?}"
+        );
     }
     let err = with("x = 1; y", Value::Int(1)).render().unwrap_err();
     assert_eq!(err.field_path(), Some("server.extra[0].name"));
-    let err = with("note", Value::Array(vec![Value::Str("ok".into()), Value::Str("\n".into())])).render().unwrap_err();
+    let err = with(
+        "note",
+        Value::Array(vec![Value::Str("ok".into()), Value::Str("\n".into())]),
+    )
+    .render()
+    .unwrap_err();
     assert_eq!(err.field_path(), Some("server.extra[0].value[1]"));
     let dup = ServerConfig {
-        extra: vec![RawEntry { name: "a".into(), value: Value::Int(1) }, RawEntry { name: "A".into(), value: Value::Int(2) }],
+        extra: vec![
+            RawEntry {
+                name: "a".into(),
+                value: Value::Int(1),
+            },
+            RawEntry {
+                name: "A".into(),
+                value: Value::Int(2),
+            },
+        ],
         ..base
     };
-    assert!(matches!(dup.render().unwrap_err(), ConfigError::Field { problem: FieldProblem::Duplicate(_), .. }));
+    assert!(matches!(
+        dup.render().unwrap_err(),
+        ConfigError::Field {
+            problem: FieldProblem::Duplicate(_),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -267,7 +401,10 @@ fn masked_render_hides_only_set_secrets() {
 
 #[test]
 fn minimal_config_writes_only_what_is_set() {
-    let cfg = ServerConfig { hostname: "Only name".into(), ..Default::default() };
+    let cfg = ServerConfig {
+        hostname: "Only name".into(),
+        ..Default::default()
+    };
     let text = cfg.render().unwrap();
     let items = syntax::parse(&text).unwrap();
     assert_eq!(items.len(), 1);
@@ -292,7 +429,11 @@ fn basic_cfg_defaults_and_import() {
     assert_eq!(cfg.max_bandwidth, Some(2_147_483_647));
     assert_eq!(cfg.terrain_grid, Some(25.0));
     assert_eq!(cfg.view_distance, Some(2000));
-    assert_eq!(cfg.extra.len(), 1, "adapter kept; 3D_Performance is not an identifier");
+    assert_eq!(
+        cfg.extra.len(),
+        1,
+        "adapter kept; 3D_Performance is not an identifier"
+    );
     assert_eq!(warnings.len(), 2);
     let (again, _) = BasicConfig::parse(&cfg.render().unwrap()).unwrap();
     assert_eq!(again, cfg);
@@ -318,10 +459,16 @@ fn profile_render_parse_and_ranges() {
     assert!(warnings.is_empty());
 
     p.custom_difficulty.options.tactical_ping = Some(4);
-    assert_eq!(p.render().unwrap_err().field_path(), Some("profile.custom_difficulty.options.tactical_ping"));
+    assert_eq!(
+        p.render().unwrap_err().field_path(),
+        Some("profile.custom_difficulty.options.tactical_ping")
+    );
     p.custom_difficulty.options.tactical_ping = None;
     p.custom_ai_level.skill_ai = Some(1.5);
-    assert_eq!(p.render().unwrap_err().field_path(), Some("profile.custom_ai_level.skill_ai"));
+    assert_eq!(
+        p.render().unwrap_err().field_path(),
+        Some("profile.custom_ai_level.skill_ai")
+    );
 
     let faster = "version=2;\nclass DifficultyPresets {\n class CustomDifficulty {\n  class Options {\n   reducedDamage=0;\n   groupIndicators=2;\n   unknownOpt=1;\n  };\n  aiLevelPreset=3;\n };\n class CustomAILevel { skillAI=0.5; precisionAI=0.5; };\n};\n";
     let (p, warnings) = Arma3Profile::parse(faster).unwrap();
@@ -356,14 +503,24 @@ fn battleye_render_parse_and_names() {
         restrict_rcon: Some(false),
     };
     let text = cfg.render().unwrap();
-    assert_eq!(text, "RConPassword Secret123\nRConPort 2310\nRConIP 127.0.0.1\nMaxPing 250\nRestrictRCon 0\n");
+    assert_eq!(
+        text,
+        "RConPassword Secret123\nRConPort 2310\nRConIP 127.0.0.1\nMaxPing 250\nRestrictRCon 0\n"
+    );
     let (back, warnings) = BattlEyeConfig::parse(&text).unwrap();
     assert_eq!(back, cfg);
     assert!(warnings.is_empty());
-    let (lenient, warnings) = BattlEyeConfig::parse("rconpassword abc\r\n\r\nRCONPORT 2305\r\nFoo 1\n").unwrap();
+    let (lenient, warnings) =
+        BattlEyeConfig::parse("rconpassword abc\r\n\r\nRCONPORT 2305\r\nFoo 1\n").unwrap();
     assert_eq!(lenient, BattlEyeConfig::new("abc", 2305));
     assert_eq!(warnings.len(), 1);
-    assert_eq!(BattlEyeConfig::new("", 1).render().unwrap_err().field_path(), Some("battleye.rcon_password"));
+    assert_eq!(
+        BattlEyeConfig::new("", 1)
+            .render()
+            .unwrap_err()
+            .field_path(),
+        Some("battleye.rcon_password")
+    );
     assert!(BattlEyeConfig::new("a".repeat(33), 1).render().is_err());
     assert!(BattlEyeConfig::new("a".repeat(32), 1).render().is_ok());
     for bad in ["with space", "new\nRConPort 1", "sym!", "ümlaut"] {
@@ -375,15 +532,39 @@ fn battleye_render_parse_and_names() {
     assert!(BattlEyeConfig::parse("RConPort 2310\n").is_err());
     assert!(!format!("{cfg:?}").contains("Secret123"));
 
-    assert_eq!(ServerArch::from_executable("/srv/a3/arma3server_x64"), Some(ServerArch::X64));
-    assert_eq!(ServerArch::from_executable("C:\\a3\\arma3server_x64.exe"), Some(ServerArch::X64));
-    assert_eq!(ServerArch::from_executable("arma3server.exe"), Some(ServerArch::X86));
-    assert_eq!(ServerArch::from_executable("arma3server"), Some(ServerArch::X86));
+    assert_eq!(
+        ServerArch::from_executable("/srv/a3/arma3server_x64"),
+        Some(ServerArch::X64)
+    );
+    assert_eq!(
+        ServerArch::from_executable("C:\\a3\\arma3server_x64.exe"),
+        Some(ServerArch::X64)
+    );
+    assert_eq!(
+        ServerArch::from_executable("arma3server.exe"),
+        Some(ServerArch::X86)
+    );
+    assert_eq!(
+        ServerArch::from_executable("arma3server"),
+        Some(ServerArch::X86)
+    );
     assert_eq!(ServerArch::from_executable("arma3server_x86_64"), None);
-    assert_eq!(config_file_name(HostOs::Windows, ServerArch::X64), "BEServer_x64.cfg");
-    assert_eq!(config_file_name(HostOs::Windows, ServerArch::X86), "BEServer.cfg");
-    assert_eq!(config_file_name(HostOs::Linux, ServerArch::X64), "beserver_x64.cfg");
-    assert_eq!(config_file_name(HostOs::Linux, ServerArch::X86), "beserver.cfg");
+    assert_eq!(
+        config_file_name(HostOs::Windows, ServerArch::X64),
+        "BEServer_x64.cfg"
+    );
+    assert_eq!(
+        config_file_name(HostOs::Windows, ServerArch::X86),
+        "BEServer.cfg"
+    );
+    assert_eq!(
+        config_file_name(HostOs::Linux, ServerArch::X64),
+        "beserver_x64.cfg"
+    );
+    assert_eq!(
+        config_file_name(HostOs::Linux, ServerArch::X86),
+        "beserver.cfg"
+    );
     assert_eq!(battleye::MAX_PASSWORD_LEN, 32);
 }
 
@@ -410,11 +591,20 @@ fn safe_text() -> impl Strategy<Value = String> {
 }
 
 fn finite_f64() -> impl Strategy<Value = f64> {
-    prop_oneof![-1.0e6..1.0e6f64, Just(0.5), Just(1.0e-9), Just(123_456_789.0)]
+    prop_oneof![
+        -1.0e6..1.0e6f64,
+        Just(0.5),
+        Just(1.0e-9),
+        Just(123_456_789.0)
+    ]
 }
 
 fn param_value() -> impl Strategy<Value = ParamValue> {
-    prop_oneof![any::<i64>().prop_map(ParamValue::Int), finite_f64().prop_map(ParamValue::Float), safe_text().prop_map(ParamValue::Text)]
+    prop_oneof![
+        any::<i64>().prop_map(ParamValue::Int),
+        finite_f64().prop_map(ParamValue::Float),
+        safe_text().prop_map(ParamValue::Text)
+    ]
 }
 
 fn mission() -> impl Strategy<Value = Mission> {
@@ -435,79 +625,124 @@ fn mission() -> impl Strategy<Value = Mission> {
                 })
                 .map(|(name, value)| MissionParam { name, value })
                 .collect();
-            Mission { class_name, template, difficulty, params }
+            Mission {
+                class_name,
+                template,
+                difficulty,
+                params,
+            }
         })
 }
 
 fn scalar_value() -> impl Strategy<Value = Value> {
-    prop_oneof![any::<bool>().prop_map(Value::Bool), any::<i64>().prop_map(Value::Int), finite_f64().prop_map(Value::Float), safe_text().prop_map(Value::Str)]
+    prop_oneof![
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        finite_f64().prop_map(Value::Float),
+        safe_text().prop_map(Value::Str)
+    ]
 }
 
 fn raw_value() -> impl Strategy<Value = Value> {
-    scalar_value().prop_recursive(2, 8, 4, |inner| prop::collection::vec(inner, 0..4).prop_map(Value::Array))
+    scalar_value().prop_recursive(2, 8, 4, |inner| {
+        prop::collection::vec(inner, 0..4).prop_map(Value::Array)
+    })
 }
 
 fn server_config() -> impl Strategy<Value = ServerConfig> {
     (
-        (safe_text(), prop::option::of(safe_text()), prop::option::of(safe_text()), prop::option::of(1i64..=1024)),
-        (prop::option::of(prop::collection::vec(safe_text(), 0..4)), prop::option::of(safe_text()), prop::option::of(0.0f64..=1.0)),
-        (prop::option::of(any::<bool>()), prop::option::of(any::<bool>().prop_map(Flag01)), prop::option::of((0i64..100, 0i64..100).prop_map(|(a, b)| Timeout::Pair(a, b)))),
+        (
+            safe_text(),
+            prop::option::of(safe_text()),
+            prop::option::of(safe_text()),
+            prop::option::of(1i64..=1024),
+        ),
+        (
+            prop::option::of(prop::collection::vec(safe_text(), 0..4)),
+            prop::option::of(safe_text()),
+            prop::option::of(0.0f64..=1.0),
+        ),
+        (
+            prop::option::of(any::<bool>()),
+            prop::option::of(any::<bool>().prop_map(Flag01)),
+            prop::option::of((0i64..100, 0i64..100).prop_map(|(a, b)| Timeout::Pair(a, b))),
+        ),
         prop::collection::vec(mission(), 0..3),
         prop::collection::vec(("x[A-Za-z0-9_]{0,8}", raw_value()), 0..3),
         prop::option::of(prop::collection::vec(raw_value(), 0..3)),
     )
-        .prop_map(|((hostname, password, on_user_connected, max_players), (motd, forced_difficulty, vote_threshold), (skip_lobby, battleye, voting_time_out), missions, extra, allowed_vote_cmds)| {
-            let mut seen: Vec<String> = Vec::new();
-            let extra = extra
-                .into_iter()
-                .filter(|(n, _)| {
-                    let fresh = !seen.iter().any(|s| s.eq_ignore_ascii_case(n));
-                    seen.push(n.clone());
-                    fresh
-                })
-                .map(|(name, value)| RawEntry { name, value })
-                .collect();
-            let mut missions = missions;
-            let mut names: Vec<String> = Vec::new();
-            for m in &mut missions {
-                if let Some(n) = &m.class_name {
-                    if names.iter().any(|x| x.eq_ignore_ascii_case(n)) {
-                        m.class_name = None;
-                    } else {
-                        names.push(n.clone());
-                    }
-                }
-            }
-            ServerConfig {
-                hostname,
-                password,
-                on_user_connected,
-                max_players,
-                motd,
-                forced_difficulty,
-                vote_threshold,
-                skip_lobby,
-                battleye,
-                voting_time_out,
+        .prop_map(
+            |(
+                (hostname, password, on_user_connected, max_players),
+                (motd, forced_difficulty, vote_threshold),
+                (skip_lobby, battleye, voting_time_out),
                 missions,
                 extra,
                 allowed_vote_cmds,
-                ..Default::default()
-            }
-        })
+            )| {
+                let mut seen: Vec<String> = Vec::new();
+                let extra = extra
+                    .into_iter()
+                    .filter(|(n, _)| {
+                        let fresh = !seen.iter().any(|s| s.eq_ignore_ascii_case(n));
+                        seen.push(n.clone());
+                        fresh
+                    })
+                    .map(|(name, value)| RawEntry { name, value })
+                    .collect();
+                let mut missions = missions;
+                let mut names: Vec<String> = Vec::new();
+                for m in &mut missions {
+                    if let Some(n) = &m.class_name {
+                        if names.iter().any(|x| x.eq_ignore_ascii_case(n)) {
+                            m.class_name = None;
+                        } else {
+                            names.push(n.clone());
+                        }
+                    }
+                }
+                ServerConfig {
+                    hostname,
+                    password,
+                    on_user_connected,
+                    max_players,
+                    motd,
+                    forced_difficulty,
+                    vote_threshold,
+                    skip_lobby,
+                    battleye,
+                    voting_time_out,
+                    missions,
+                    extra,
+                    allowed_vote_cmds,
+                    ..Default::default()
+                }
+            },
+        )
 }
 
 /// The names the model itself puts at the top level, in order.
 fn expected_top_level(cfg: &ServerConfig) -> Vec<String> {
-    cfg.to_items().unwrap().iter().map(|i| i.name.clone()).collect()
+    cfg.to_items()
+        .unwrap()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect()
 }
 
 fn class_names(items: &[Item]) -> Vec<String> {
     let mut out = Vec::new();
     for i in items {
-        if let Body::Class { items: Some(inner), .. } = &i.body {
+        if let Body::Class {
+            items: Some(inner), ..
+        } = &i.body
+        {
             out.push(i.name.clone());
-            out.extend(class_names(inner).into_iter().map(|n| format!("{}.{n}", i.name)));
+            out.extend(
+                class_names(inner)
+                    .into_iter()
+                    .map(|n| format!("{}.{n}", i.name)),
+            );
         }
     }
     out
