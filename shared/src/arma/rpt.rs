@@ -103,9 +103,41 @@ impl RptLine<'_> {
 /// message. Anything else is a line without a timestamp (the header block, untimed
 /// entries such as `Waiting for next game.`, the `none` format). Never fails, never
 /// panics, allocates only when the line is not valid UTF-8.
+///
+/// This is the tolerant guess for when the server's `timeStampFormat` is unknown:
+/// with format `none`, a message that itself begins with `12:00:00 ` is misread as
+/// timestamped. Use [`parse_line_with`] when the format is known.
 pub fn parse_line(line: &[u8]) -> RptLine<'_> {
+    parse_line_as(line, Some(true))
+}
+
+/// Parse one line written with the known `timeStampFormat`:
+///
+/// * `None`: never a timestamp; the whole line is the message.
+/// * `Short`: only the short prefix (` H:MM:SS `); a line starting with a date is
+///   a message.
+/// * `Full`: the full prefix, or the short one, since the server writes start-up
+///   lines (before server.cfg is read) with the short prefix.
+///
+/// Same guarantees as [`parse_line`] otherwise.
+pub fn parse_line_with(line: &[u8], format: RptTimestampFormat) -> RptLine<'_> {
+    let allow_date = match format {
+        RptTimestampFormat::None => None,
+        RptTimestampFormat::Short => Some(false),
+        RptTimestampFormat::Full => Some(true),
+    };
+    parse_line_as(line, allow_date)
+}
+
+/// `allow_date`: `None` parses no prefix at all, `Some(d)` the time prefix with
+/// an optional date when `d`.
+fn parse_line_as(line: &[u8], allow_date: Option<bool>) -> RptLine<'_> {
     let line = strip_eol(line);
-    let (time, start) = match parse_prefix(line) {
+    let prefix = match allow_date {
+        None => None,
+        Some(allow_date) => parse_prefix(line, allow_date),
+    };
+    let (time, start) = match prefix {
         Some((time, len)) => (Some(time), len),
         None => (None, 0),
     };
@@ -163,9 +195,9 @@ fn parse_date(b: &[u8]) -> Option<RptDate> {
 }
 
 /// The timestamp and the byte length of the prefix (including the separator space).
-fn parse_prefix(b: &[u8]) -> Option<(RptTime, usize)> {
+fn parse_prefix(b: &[u8], allow_date: bool) -> Option<(RptTime, usize)> {
     let mut i = 0;
-    let date = parse_date(b);
+    let date = if allow_date { parse_date(b) } else { None };
     if date.is_some() {
         i = 12;
     }
@@ -605,6 +637,35 @@ mod tests {
     }
 
     #[test]
+    fn rpt_parse_line_with_format_hint() {
+        let line = b"12:00:00 Mission read from bank.\r\n";
+        // The tolerant guess sees a timestamp ...
+        assert_eq!(parse_line(line).time, Some(t(12, 0, 0)));
+        // ... with `none` it is part of the message.
+        let l = parse_line_with(line, RptTimestampFormat::None);
+        assert_eq!(l.time, None);
+        assert_eq!(l.message, "12:00:00 Mission read from bank.");
+        let short = parse_line_with(line, RptTimestampFormat::Short);
+        assert_eq!(short.time, Some(t(12, 0, 0)));
+        assert_eq!(short.message, "Mission read from bank.");
+        // Short never reads a date: that line is a message.
+        let dated = b"2022/11/13, 11:52:47 Mission world: x";
+        let l = parse_line_with(dated, RptTimestampFormat::Short);
+        assert_eq!(l.time, None);
+        assert_eq!(l.message, "2022/11/13, 11:52:47 Mission world: x");
+        // Full reads the date, and tolerates short start-up lines.
+        let l = parse_line_with(dated, RptTimestampFormat::Full);
+        assert_eq!(l.time.and_then(|t| t.date).map(|d| d.day), Some(13));
+        assert_eq!(l.message, "Mission world: x");
+        let l = parse_line_with(b" 9:05:01 Initializing Steam", RptTimestampFormat::Full);
+        assert_eq!(l.time, Some(t(9, 5, 1)));
+        assert_eq!(l.message, "Initializing Steam");
+        // Levels still classify the message.
+        let l = parse_line_with(b"Error: 12:00:00 x", RptTimestampFormat::None);
+        assert_eq!(l.level, Level::Error);
+    }
+
+    #[test]
     fn rpt_levels() {
         let cases = [
             (
@@ -883,11 +944,46 @@ mod tests {
         #[test]
         fn rpt_round_trip_none(time in arb_time(false), msg in "[^\r\n]{0,60}") {
             // Only messages that do not themselves look like a timestamped line.
-            prop_assume!(parse_prefix(msg.as_bytes()).is_none());
+            prop_assume!(parse_prefix(msg.as_bytes(), true).is_none());
             let line = format_prefix(RptTimestampFormat::None, &time) + &msg;
             let l = parse_line(line.as_bytes());
             prop_assert_eq!(l.time, None);
             prop_assert_eq!(l.message, msg);
+        }
+
+        #[test]
+        fn rpt_with_format_round_trips(
+            time in arb_time(true),
+            msg in prop_oneof![
+                "[^\r\n]{0,60}",
+                "[ 0-9:/,]{0,30}[^\r\n]{0,10}",
+                Just("12:00:00 hello".to_owned()),
+                Just("2022/11/13, 11:52:47 x".to_owned()),
+            ],
+        ) {
+            // With the format known, any message comes back exactly.
+            let l = parse_line_with(msg.as_bytes(), RptTimestampFormat::None);
+            prop_assert_eq!(l.time, None);
+            prop_assert_eq!(&l.message, &msg);
+            let short_time = RptTime { date: None, ..time };
+            for (format, t) in [
+                (RptTimestampFormat::Short, short_time),
+                (RptTimestampFormat::Full, time),
+                (RptTimestampFormat::Full, short_time),
+            ] {
+                let line = format_prefix(format, &t) + &msg;
+                let l = parse_line_with(line.as_bytes(), format);
+                prop_assert_eq!(l.time, Some(t));
+                prop_assert_eq!(&l.message, &msg);
+            }
+        }
+
+        #[test]
+        fn rpt_parse_with_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            for format in [RptTimestampFormat::None, RptTimestampFormat::Short, RptTimestampFormat::Full] {
+                let l = parse_line_with(&bytes, format);
+                prop_assert!(l.message.len() <= bytes.len() * 3);
+            }
         }
 
         #[test]

@@ -92,15 +92,16 @@ pub fn check_rcon_password(pw: &str) -> Result<(), ConfigError> {
             FieldProblem::Invalid(format!("must be 1 to {MAX_PASSWORD_LEN} characters")),
         ));
     }
-    if let Some(c) = pw.chars().find(|c| !c.is_ascii_alphanumeric()) {
-        let shown = if c.is_control() {
-            format!("U+{:04X}", c as u32)
-        } else {
-            c.to_string()
-        };
+    // The error names only the position and the rule, never the character:
+    // errors end up in logs and API responses, and even one character of a
+    // secret should not.
+    if let Some(index) = pw.chars().position(|c| !c.is_ascii_alphanumeric()) {
         return Err(ConfigError::field(
             field,
-            FieldProblem::Invalid(format!("only letters and digits allowed, found `{shown}`")),
+            FieldProblem::Invalid(format!(
+                "only ASCII letters and digits allowed; character {} is not one",
+                index + 1
+            )),
         ));
     }
     Ok(())

@@ -114,16 +114,25 @@ pub fn parse(text: &str) -> Result<Vec<Item>, ConfigError> {
         i: 0,
         line: 1,
         col: 1,
+        depth: 0,
     };
     let items = p.items(false)?;
     Ok(items)
 }
+
+/// Deepest nesting of class bodies and arrays (counted together) the reader
+/// accepts. Real configs stay below 10 levels; the limit keeps a hostile
+/// upload (`a[]={{{{…` or `class a{class a{…`) from overflowing the stack,
+/// since the reader is recursive.
+pub const MAX_NESTING: usize = 32;
 
 struct Parser {
     chars: Vec<char>,
     i: usize,
     line: usize,
     col: usize,
+    /// Class bodies and arrays currently open.
+    depth: usize,
 }
 
 impl Parser {
@@ -139,6 +148,22 @@ impl Parser {
             pos: self.pos(),
             message: message.into(),
         })
+    }
+
+    /// Enters one class body or array level; errors (at the opening brace)
+    /// beyond [`MAX_NESTING`]. Pair with [`Parser::leave`].
+    fn enter(&mut self) -> Result<(), ConfigError> {
+        if self.depth >= MAX_NESTING {
+            return self.err(format!(
+                "nesting deeper than {MAX_NESTING} levels (classes and arrays together)"
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
     }
 
     fn peek(&self) -> Option<char> {
@@ -279,9 +304,11 @@ impl Parser {
             let items = match self.peek() {
                 Some(';') => None,
                 Some('{') => {
+                    self.enter()?;
                     self.bump();
                     let items = self.items(true)?;
                     self.expect('}')?;
+                    self.leave();
                     Some(items)
                 }
                 _ => return self.err(format!("expected `{{` or `;` after `class {name}`")),
@@ -333,35 +360,43 @@ impl Parser {
         match self.peek() {
             Some('"') => self.string().map(Value::Str),
             Some('{') => {
-                self.bump();
-                let mut values = Vec::new();
-                self.skip_ws()?;
-                if self.peek() == Some('}') {
-                    self.bump();
-                    return Ok(Value::Array(values));
-                }
-                loop {
-                    values.push(self.value()?);
-                    self.skip_ws()?;
-                    match self.bump() {
-                        Some(',') => {
-                            self.skip_ws()?;
-                            // Tolerate a trailing comma.
-                            if self.peek() == Some('}') {
-                                self.bump();
-                                return Ok(Value::Array(values));
-                            }
-                        }
-                        Some('}') => return Ok(Value::Array(values)),
-                        Some(c) => {
-                            return self.err(format!("expected `,` or `}}` in array, found `{c}`"));
-                        }
-                        None => return self.err("unterminated array"),
-                    }
-                }
+                self.enter()?;
+                let values = self.array_body()?;
+                self.leave();
+                Ok(Value::Array(values))
             }
             Some(_) => self.scalar(),
             None => self.err("expected a value, found end of input"),
+        }
+    }
+
+    /// The elements of an array, from its `{` through the closing `}`.
+    fn array_body(&mut self) -> Result<Vec<Value>, ConfigError> {
+        self.bump();
+        let mut values = Vec::new();
+        self.skip_ws()?;
+        if self.peek() == Some('}') {
+            self.bump();
+            return Ok(values);
+        }
+        loop {
+            values.push(self.value()?);
+            self.skip_ws()?;
+            match self.bump() {
+                Some(',') => {
+                    self.skip_ws()?;
+                    // Tolerate a trailing comma.
+                    if self.peek() == Some('}') {
+                        self.bump();
+                        return Ok(values);
+                    }
+                }
+                Some('}') => return Ok(values),
+                Some(c) => {
+                    return self.err(format!("expected `,` or `}}` in array, found `{c}`"));
+                }
+                None => return self.err("unterminated array"),
+            }
         }
     }
 
@@ -696,6 +731,75 @@ mod tests {
         }
         assert_eq!(format_float(1e300).map(|s| s.ends_with(".0")), Some(true));
         assert_eq!(format_float(f64::NAN), None);
+    }
+
+    fn nesting_error(text: &str) -> (Pos, String) {
+        match parse(text) {
+            Err(ConfigError::Syntax { pos, message }) => (pos, message),
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deeply_nested_arrays_are_rejected_without_overflow() {
+        let text = format!("a[]={}", "{".repeat(100_000));
+        let (pos, message) = nesting_error(&text);
+        assert!(
+            message.contains("nesting deeper than 32 levels"),
+            "{message}"
+        );
+        // The 33rd `{` (column 5 is the first one).
+        assert_eq!(
+            pos,
+            Pos {
+                line: 1,
+                column: 5 + 32
+            }
+        );
+        // Same through a plain value and with whitespace between the braces.
+        let (_, message) = nesting_error(&format!("a = {};", "{ \n".repeat(100_000)));
+        assert!(
+            message.contains("nesting deeper than 32 levels"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn deeply_nested_classes_are_rejected_without_overflow() {
+        let text = "class a{".repeat(100_000);
+        let (pos, message) = nesting_error(&text);
+        assert!(
+            message.contains("nesting deeper than 32 levels"),
+            "{message}"
+        );
+        assert_eq!(
+            pos,
+            Pos {
+                line: 1,
+                column: 32 * 8 + 8
+            }
+        );
+        // Classes and arrays count together.
+        let text = format!("{}x[]={};", "class a{".repeat(20), "{".repeat(20));
+        let (_, message) = nesting_error(&text);
+        assert!(
+            message.contains("nesting deeper than 32 levels"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_accepted() {
+        // 31 classes + one array level = 32.
+        let text = format!("{}x[]={{1}};{}", "class a{".repeat(31), "};".repeat(31));
+        assert!(parse(&text).is_ok());
+        let text = format!("x[]={}1{};", "{".repeat(32), "}".repeat(32));
+        assert!(parse(&text).is_ok());
+        let text = format!("x[]={}1{};", "{".repeat(33), "}".repeat(33));
+        assert!(parse(&text).is_err());
+        // Sibling levels do not accumulate.
+        let sibling = format!("{}x=1;{}", "class a{".repeat(30), "};".repeat(30));
+        assert!(parse(&format!("{sibling}{sibling}{sibling}")).is_ok());
     }
 
     #[test]

@@ -143,7 +143,11 @@ fn imports_linuxgsm_server_cfg() {
     assert_eq!(adv.log_object_not_found, Some(false));
     assert_eq!(adv.queue_size_log_g, Some(1_000_000));
     assert_eq!(cfg.missions.len(), 2);
-    assert_eq!(cfg.missions[0].class_name, None, "default name normalised");
+    assert_eq!(
+        cfg.missions[0].class_name.as_deref(),
+        Some("Mission_1"),
+        "class name kept exactly"
+    );
     assert_eq!(cfg.missions[0].template, "MP_Marksmen_01.Altis");
     assert_eq!(cfg.missions[1].class_name.as_deref(), Some("Escape"));
     assert_eq!(
@@ -531,6 +535,34 @@ fn battleye_render_parse_and_names() {
     assert!(matches!(err, ConfigError::Import { pos, .. } if pos.line == 2));
     assert!(BattlEyeConfig::parse("RConPort 2310\n").is_err());
     assert!(!format!("{cfg:?}").contains("Secret123"));
+}
+
+#[test]
+fn rcon_password_never_in_errors() {
+    // The offending character is reported by position only.
+    for (pw, index) in [
+        ("Sec!ret", 4),
+        ("Sec ret", 4),
+        ("ümlaut", 1),
+        ("ab\u{7}", 3),
+        ("abcé", 4),
+    ] {
+        let err = BattlEyeConfig::new(pw, 2310).render().unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(&format!("character {index} ")), "{text}");
+        assert!(text.contains("letters and digits"), "{text}");
+        let bad = pw.chars().nth(index - 1).unwrap();
+        if !bad.is_whitespace() {
+            assert!(!text.contains(bad), "{text}");
+        }
+        assert!(!text.contains(&format!("{:04X}", bad as u32)), "{text}");
+        assert!(!text.contains(pw) && !text.contains("Sec"), "{text}");
+    }
+    let err = BattlEyeConfig::parse("RConPassword Hunter2#x\nRConPort 2310\n").unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(matches!(err, ConfigError::Import { pos, .. } if pos.line == 1));
+    assert!(text.contains("character 8 "), "{text}");
+    assert!(!text.contains('#') && !text.contains("Hunter"), "{text}");
 
     assert_eq!(
         ServerArch::from_executable("/srv/a3/arma3server_x64"),
@@ -609,7 +641,7 @@ fn param_value() -> impl Strategy<Value = ParamValue> {
 
 fn mission() -> impl Strategy<Value = Mission> {
     (
-        prop::option::of("Custom_[A-Za-z0-9]{1,6}"),
+        prop::option::of(prop_oneof!["Custom_[A-Za-z0-9]{1,6}", "Mission_[1-9]"]),
         safe_text().prop_filter("non-empty", |s| !s.trim().is_empty()),
         prop::option::of(safe_text()),
         prop::collection::vec(("p[A-Za-z0-9_]{0,6}", param_value()), 0..3),
@@ -690,16 +722,16 @@ fn server_config() -> impl Strategy<Value = ServerConfig> {
                     })
                     .map(|(name, value)| RawEntry { name, value })
                     .collect();
+                // Class names must be unique as written (`None` is written
+                // `Mission_<n>`); rename clashes to a name nothing else uses.
                 let mut missions = missions;
                 let mut names: Vec<String> = Vec::new();
-                for m in &mut missions {
-                    if let Some(n) = &m.class_name {
-                        if names.iter().any(|x| x.eq_ignore_ascii_case(n)) {
-                            m.class_name = None;
-                        } else {
-                            names.push(n.clone());
-                        }
+                for (i, m) in missions.iter_mut().enumerate() {
+                    let n = m.effective_class_name(i);
+                    if names.iter().any(|x| x.eq_ignore_ascii_case(&n)) {
+                        m.class_name = Some(format!("Dup_{i}"));
                     }
+                    names.push(m.effective_class_name(i));
                 }
                 ServerConfig {
                     hostname,
@@ -753,7 +785,12 @@ proptest! {
     fn any_accepted_server_config_round_trips(cfg in server_config()) {
         let text = cfg.render().unwrap();
         let (back, _) = ServerConfig::parse(&text).unwrap();
-        prop_assert_eq!(&back, &cfg);
+        prop_assert_eq!(&back, &cfg.clone().with_effective_class_names());
+        // Exact identity once names are explicit, and the text is stable.
+        let named = cfg.with_effective_class_names();
+        prop_assert_eq!(&named.render().unwrap(), &text);
+        let (again, _) = ServerConfig::parse(&named.render().unwrap()).unwrap();
+        prop_assert_eq!(&again, &named);
     }
 
     #[test]
@@ -795,9 +832,179 @@ proptest! {
     }
 
     #[test]
-    fn parser_never_panics(s in "[ -~\\n]{0,200}") {
+    fn any_accepted_basic_config_round_trips(cfg in basic_config()) {
+        let text = cfg.render().unwrap();
+        let (back, _) = BasicConfig::parse(&text).unwrap();
+        prop_assert_eq!(&back, &cfg);
+        prop_assert_eq!(back.render().unwrap(), text);
+    }
+
+    #[test]
+    fn any_accepted_profile_round_trips(profile in arma3_profile()) {
+        let text = profile.render().unwrap();
+        let (back, warnings) = Arma3Profile::parse(&text).unwrap();
+        prop_assert_eq!(&back, &profile);
+        prop_assert!(warnings.is_empty());
+        prop_assert_eq!(back.render().unwrap(), text);
+    }
+
+    #[test]
+    fn parser_never_panics(s in hostile_text()) {
+        let _ = syntax::parse(&s);
         let _ = ServerConfig::parse(&s);
         let _ = BasicConfig::parse(&s);
+        let _ = Arma3Profile::parse(&s);
         let _ = BattlEyeConfig::parse(&s);
     }
+}
+
+/// Inputs for the never-panics property: any Unicode (including controls,
+/// BOMs, surrogate-free astral chars), bytes decoded lossily as an uploaded
+/// file would be, and soups of config tokens that reach deep parser states.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("class ".to_owned()),
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just(";".to_owned()),
+        Just("=".to_owned()),
+        Just("[]".to_owned()),
+        Just("+=".to_owned()),
+        Just(",".to_owned()),
+        Just(":".to_owned()),
+        Just("\"".to_owned()),
+        Just("//".to_owned()),
+        Just("/*".to_owned()),
+        Just("*/".to_owned()),
+        Just("\n".to_owned()),
+        Just("#include".to_owned()),
+        Just("\u{feff}".to_owned()),
+        Just("Missions".to_owned()),
+        Just("template".to_owned()),
+        Just("RConPassword ".to_owned()),
+        "[a-zA-Z_0-9.-]{1,8}",
+        any::<char>().prop_map(String::from),
+    ];
+    prop_oneof![
+        any::<String>(),
+        "\\PC{0,200}",
+        proptest::collection::vec(any::<u8>(), 0..300)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        proptest::collection::vec(token, 0..80).prop_map(|t| t.concat()),
+    ]
+}
+
+fn basic_config() -> impl Strategy<Value = BasicConfig> {
+    let int = |lo: i64, hi: i64| prop::option::of(lo..=hi);
+    let unit = || prop::option::of(prop_oneof![0.0..=1.0f64, Just(0.001), Just(1.0)]);
+    (
+        (
+            int(1, 100_000),
+            int(1, 65_507),
+            int(1, 65_507),
+            int(0, i64::from(i32::MAX)),
+            int(0, i64::from(i32::MAX)),
+            int(0, i64::from(i32::MAX)),
+        ),
+        (
+            unit(),
+            unit(),
+            prop::option::of(0.0..=100.0f64),
+            int(0, 40_000),
+            int(256, 65_507),
+            prop::collection::vec(("x[A-Za-z0-9_]{0,6}", raw_value()), 0..4),
+        ),
+    )
+        .prop_map(
+            |(
+                (
+                    max_msg_send,
+                    max_size_guaranteed,
+                    max_size_nonguaranteed,
+                    min_bandwidth,
+                    max_bandwidth,
+                    max_custom_file_size,
+                ),
+                (
+                    min_error_to_send,
+                    min_error_to_send_near,
+                    terrain_grid,
+                    view_distance,
+                    max_packet_size,
+                    extra,
+                ),
+            )| {
+                let mut seen: Vec<String> = Vec::new();
+                let extra = extra
+                    .into_iter()
+                    .filter(|(n, _)| {
+                        let fresh = !seen.iter().any(|s| s.eq_ignore_ascii_case(n));
+                        seen.push(n.clone());
+                        fresh
+                    })
+                    .map(|(name, value)| RawEntry { name, value })
+                    .collect();
+                BasicConfig {
+                    max_msg_send,
+                    max_size_guaranteed,
+                    max_size_nonguaranteed,
+                    min_bandwidth,
+                    max_bandwidth,
+                    min_error_to_send,
+                    min_error_to_send_near,
+                    max_custom_file_size,
+                    terrain_grid,
+                    view_distance,
+                    max_packet_size,
+                    extra,
+                }
+            },
+        )
+}
+
+fn arma3_profile() -> impl Strategy<Value = Arma3Profile> {
+    (
+        prop::collection::vec(prop::option::of(0i64..=1), 24),
+        prop::option::of(0i64..=3),
+        prop::option::of(prop_oneof![0.0..=1.0f64, Just(0.0), Just(1.0)]),
+        prop::option::of(prop_oneof![0.0..=1.0f64, Just(0.5)]),
+    )
+        .prop_map(|(o, ai_level_preset, skill_ai, precision_ai)| {
+            let options = DifficultyOptions {
+                reduced_damage: o[0],
+                group_indicators: o[1],
+                friendly_tags: o[2],
+                enemy_tags: o[3],
+                detected_mines: o[4],
+                commands: o[5],
+                waypoints: o[6],
+                tactical_ping: o[7],
+                weapon_info: o[8],
+                stance_indicator: o[9],
+                stamina_bar: o[10],
+                weapon_crosshair: o[11],
+                vision_aid: o[12],
+                third_person_view: o[13],
+                camera_shake: o[14],
+                score_table: o[15],
+                death_messages: o[16],
+                von_id: o[17],
+                map_content_friendly: o[18],
+                map_content_enemy: o[19],
+                map_content_mines: o[20],
+                auto_report: o[21],
+                multiple_saves: o[22],
+                squad_radar: o[23],
+            };
+            Arma3Profile {
+                custom_difficulty: CustomDifficulty {
+                    options,
+                    ai_level_preset,
+                },
+                custom_ai_level: CustomAiLevel {
+                    skill_ai,
+                    precision_ai,
+                },
+            }
+        })
 }

@@ -59,7 +59,9 @@ pub struct Part {
 }
 
 /// A packet sent by an RCon client to the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` is written by hand so that a logged `Login` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ClientPacket {
     /// Log in with the RCon password (raw bytes, no terminator).
     Login { password: Vec<u8> },
@@ -83,6 +85,32 @@ pub enum ServerPacket {
     },
     /// An unsolicited console message that the client must acknowledge.
     Message { seq: u8, body: Vec<u8> },
+}
+
+impl std::fmt::Debug for ClientPacket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Prints its `Display` text without quotes (for the redaction marker).
+        struct Bare(&'static str);
+        impl std::fmt::Debug for Bare {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        match self {
+            ClientPacket::Login { .. } => f
+                .debug_struct("Login")
+                .field("password", &Bare("<redacted>"))
+                .finish(),
+            ClientPacket::Command { seq, command } => f
+                .debug_struct("Command")
+                .field("seq", seq)
+                .field("command", &String::from_utf8_lossy(command))
+                .finish(),
+            ClientPacket::MessageAck { seq } => {
+                f.debug_struct("MessageAck").field("seq", seq).finish()
+            }
+        }
+    }
 }
 
 impl ClientPacket {
@@ -518,6 +546,31 @@ mod tests {
             })
             .collect();
         assert_eq!(joined, huge);
+    }
+
+    #[test]
+    fn login_debug_redacts_password() {
+        let login = ClientPacket::Login {
+            password: b"hunter2".to_vec(),
+        };
+        assert_eq!(format!("{login:?}"), "Login { password: <redacted> }");
+        let pretty = format!("{login:#?}");
+        assert!(
+            !pretty.contains("hunter2") && !pretty.contains("104"),
+            "{pretty}"
+        );
+        let cmd = ClientPacket::Command {
+            seq: 7,
+            command: b"players".to_vec(),
+        };
+        assert_eq!(
+            format!("{cmd:?}"),
+            r#"Command { seq: 7, command: "players" }"#
+        );
+        assert_eq!(
+            format!("{:?}", ClientPacket::MessageAck { seq: 3 }),
+            "MessageAck { seq: 3 }"
+        );
     }
 
     proptest::proptest! {

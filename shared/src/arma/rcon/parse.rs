@@ -356,7 +356,9 @@ pub enum ServerEvent {
     /// `Player #<n> <name> disconnected`.
     PlayerDisconnected { number: u32, name: String },
     /// `Player #<n> <name> (<guid or ->) has been kicked by BattlEye: <reason>`.
-    /// Bans show up here too, with a reason of `Admin Ban (…)`.
+    /// Bans show up here too, with a reason of `Admin Ban (…)`. When the marker
+    /// appears more than once, the last one with a 32-hex GUID or `-` splits name
+    /// and reason (names are player-chosen, reasons come from BattlEye or an admin).
     PlayerKicked {
         number: u32,
         name: String,
@@ -466,15 +468,24 @@ fn parse_player_message(msg: &str) -> Option<ServerEvent> {
     if let Some(event) = parse_guid_tail(number, body) {
         return Some(event);
     }
-    // The first occurrence preceded by a well-formed `(guid)` group wins.
-    for (at, _) in body.match_indices(KICKED) {
+    // Kick: `<name> (<guid>) has been kicked by BattlEye: <reason>`. Both the
+    // name and the reason may contain that marker, so the split is a choice. The
+    // name is chosen by any player joining; the reason by BattlEye (fixed texts
+    // such as `Client not responding`, `Global Ban #…`) or by an admin
+    // (`Admin Kick (…)`). So the LAST occurrence whose group is a real GUID (32
+    // hex digits) or `-` wins: whatever a player writes into his name lies
+    // before the real marker and cannot move the split; only a reason that
+    // itself contains a marker could, and that text comes from BattlEye or an
+    // admin.
+    for (at, _) in body.rmatch_indices(KICKED) {
         let Some(head) = body[..at].strip_suffix(')') else {
             continue;
         };
         let Some((name, guid)) = head.rsplit_once(" (") else {
             continue;
         };
-        if guid.is_empty() || !guid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        let real_guid = guid.len() == 32 && guid.bytes().all(|b| b.is_ascii_hexdigit());
+        if !(real_guid || guid == "-") {
             continue;
         }
         return Some(ServerEvent::PlayerKicked {
@@ -1030,6 +1041,61 @@ IP Bans:
                 name: "Bob".into(),
                 guid: Some("4f0c611d97e5379680d79f2f36b2e9e1".into()),
                 reason: "Admin Ban (griefing)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn parse_msg_kick_with_hostile_name() {
+        let g = "4f0c611d97e5379680d79f2f36b2e9e1";
+        // The player named himself like a kick message; the real marker is last.
+        for (name, guid, reason) in [
+            (
+                "a (-) has been kicked by BattlEye: ",
+                None,
+                "Client not responding",
+            ),
+            (
+                "a (-) has been kicked by BattlEye: ",
+                Some(g),
+                "Admin Kick (spam)",
+            ),
+            (
+                "x (4f0c611d97e5379680d79f2f36b2e9e1) has been kicked by BattlEye: y",
+                None,
+                "Global Ban #abc",
+            ),
+            (
+                "n (-) has been kicked by BattlEye: (-)",
+                Some(g),
+                "Admin Ban (x)",
+            ),
+        ] {
+            let line = format!(
+                "Player #7 {name} ({}) has been kicked by BattlEye: {reason}",
+                guid.unwrap_or("-")
+            );
+            assert_eq!(
+                ev(&line),
+                ServerEvent::PlayerKicked {
+                    number: 7,
+                    name: name.into(),
+                    guid: guid.map(Into::into),
+                    reason: reason.into()
+                },
+                "{line}"
+            );
+        }
+        // A group that is not a GUID is never the split, even when last.
+        assert_eq!(
+            ev(&format!(
+                "Player #2 Bob ({g}) has been kicked by BattlEye: Admin Kick (see (abc) has been kicked by BattlEye: x)"
+            )),
+            ServerEvent::PlayerKicked {
+                number: 2,
+                name: "Bob".into(),
+                guid: Some(g.into()),
+                reason: "Admin Kick (see (abc) has been kicked by BattlEye: x)".into()
             }
         );
     }

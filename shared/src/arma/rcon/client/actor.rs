@@ -165,7 +165,14 @@ pub(super) struct Actor {
     pub(super) requests: mpsc::Receiver<Request>,
     pub(super) state: watch::Sender<ConnectionState>,
     pub(super) pending: Vec<Option<Pending>>,
+    /// Per seq: not to be reused before this instant. Set when a command gave up
+    /// on its seq while an answer might still come (timeout, abandoned caller,
+    /// retransmitted), so a late answer finds no pending command instead of
+    /// reaching the next caller.
+    pub(super) quarantine: Vec<Option<Instant>>,
     pub(super) in_flight: usize,
+    /// Bytes of partial answers held across all pending commands.
+    pub(super) buffered: usize,
     pub(super) queue: VecDeque<Queued>,
     pub(super) next_seq: u8,
     pub(super) last_command_sent: Instant,
@@ -187,7 +194,9 @@ impl Actor {
             requests,
             state,
             pending: (0..SEQ_SPACE).map(|_| None).collect(),
+            quarantine: vec![None; SEQ_SPACE],
             in_flight: 0,
+            buffered: 0,
             queue: VecDeque::new(),
             next_seq: 0,
             last_command_sent: now,
@@ -262,24 +271,40 @@ impl Actor {
         command: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, RconError>>,
     ) {
-        if self.in_flight >= self.session.opts.max_in_flight {
-            self.queue.push_back(Queued { command, reply });
+        let seq = if self.queue.is_empty() && self.in_flight < self.session.opts.max_in_flight {
+            self.free_seq(Instant::now())
         } else {
-            self.transmit(command, Some(reply)).await;
+            None
+        };
+        match seq {
+            Some(seq) => self.transmit(seq, command, Some(reply)).await,
+            // Waits for a free slot (in-flight limit) or seq (quarantine); FIFO.
+            None => {
+                self.queue.push_back(Queued { command, reply });
+                if let Some(end) = self.quarantine_ends(Instant::now()) {
+                    self.next_timer = self.next_timer.min(end);
+                }
+            }
         }
     }
 
-    /// Allocates the next free seq (round-robin, so a seq comes back as late as
-    /// possible) and sends the command.
+    /// The next usable seq at or after `next_seq` (round-robin, so a seq comes
+    /// back as late as possible): neither pending nor quarantined.
+    pub(super) fn free_seq(&self, now: Instant) -> Option<u8> {
+        next_free_seq(self.next_seq, |seq| {
+            self.pending[usize::from(seq)].is_some()
+                || self.quarantine[usize::from(seq)].is_some_and(|until| until > now)
+        })
+    }
+
+    /// Sends the command on `seq` (from [`Actor::free_seq`]).
     pub(super) async fn transmit(
         &mut self,
+        seq: u8,
         command: Vec<u8>,
         reply: Option<oneshot::Sender<Result<Vec<u8>, RconError>>>,
     ) {
-        let mut seq = self.next_seq;
-        while self.pending[usize::from(seq)].is_some() {
-            seq = seq.wrapping_add(1);
-        }
+        self.quarantine[usize::from(seq)] = None;
         self.next_seq = seq.wrapping_add(1);
         let datagram = ClientPacket::Command { seq, command }.encode();
         let now = Instant::now();
@@ -297,18 +322,49 @@ impl Actor {
         self.in_flight += 1;
     }
 
-    /// Frees a seq and lets the next queued command take the slot.
-    pub(super) async fn release(&mut self, seq: u8) -> Option<Pending> {
+    /// Frees a seq and lets queued commands take free slots. With `give_up` (the
+    /// command timed out or its caller left) or after a retransmission, an answer
+    /// may still be on its way, so the seq is quarantined for
+    /// `command_timeout × command_attempts` before reuse.
+    pub(super) async fn release(&mut self, seq: u8, give_up: bool) -> Option<Pending> {
         let pending = self.pending[usize::from(seq)].take()?;
         self.in_flight -= 1;
-        while let Some(q) = self.queue.pop_front() {
+        self.buffered = self.buffered.saturating_sub(pending.parts.buffered());
+        if give_up || pending.sent > 1 {
+            let opts = &self.session.opts;
+            let hold = opts
+                .command_timeout
+                .saturating_mul(opts.command_attempts.max(1));
+            self.quarantine[usize::from(seq)] = Some(Instant::now() + hold);
+        }
+        self.pump_queue().await;
+        Some(pending)
+    }
+
+    /// Starts queued commands while a slot and a seq are free.
+    pub(super) async fn pump_queue(&mut self) {
+        while self.in_flight < self.session.opts.max_in_flight && !self.queue.is_empty() {
+            let Some(seq) = self.free_seq(Instant::now()) else {
+                break;
+            };
+            let Some(q) = self.queue.pop_front() else {
+                break;
+            };
             if q.reply.is_closed() {
                 continue; // the caller gave up while waiting
             }
-            self.transmit(q.command, Some(q.reply)).await;
-            break;
+            self.transmit(seq, q.command, Some(q.reply)).await;
         }
-        Some(pending)
+    }
+
+    /// When the earliest quarantine ends (only matters while commands wait).
+    fn quarantine_ends(&self, now: Instant) -> Option<Instant> {
+        self.quarantine
+            .iter()
+            .flatten()
+            .filter(|t| **t > now)
+            .min()
+            .copied()
     }
 
     pub(super) async fn on_datagram(&mut self, datagram: &[u8]) {
@@ -333,9 +389,37 @@ impl Actor {
                     return;
                 };
                 self.timeout_streak = 0;
-                match pending.parts.push(part, body) {
+                let before = pending.parts.buffered();
+                let client_full = part.is_some()
+                    && super::reassembly::client_budget_exceeded(self.buffered, body.len());
+                let outcome = if client_full {
+                    PushOutcome::TooLarge
+                } else {
+                    pending.parts.push(part, body)
+                };
+                self.buffered = (self.buffered + pending.parts.buffered()).saturating_sub(before);
+                match outcome {
+                    PushOutcome::TooLarge => {
+                        // The rest of the answer may still arrive: quarantine the seq.
+                        Stats::bump(&stats.answers_oversized);
+                        tracing::warn!(
+                            addr = %self.session.addr,
+                            seq,
+                            "RCon answer too large; discarded"
+                        );
+                        if let Some(p) = self.release(seq, true).await
+                            && let Some(reply) = p.reply
+                        {
+                            let limit = if client_full {
+                                MAX_CLIENT_BUFFERED
+                            } else {
+                                MAX_ANSWER_BYTES
+                            };
+                            let _ = reply.send(Err(RconError::AnswerTooLarge { limit }));
+                        }
+                    }
                     PushOutcome::Complete(answer) => {
-                        if let Some(p) = self.release(seq).await
+                        if let Some(p) = self.release(seq, false).await
                             && let Some(reply) = p.reply
                         {
                             let _ = reply.send(Ok(answer));
@@ -361,6 +445,8 @@ impl Actor {
             return Some(SessionEnd::Dead);
         }
         let mut next = self.session.last_received + opts.dead_after;
+        // Quarantines may have ended since the last run.
+        self.pump_queue().await;
         for seq in 0..=u8::MAX {
             let Some(p) = self.pending[usize::from(seq)].as_mut() else {
                 continue;
@@ -371,7 +457,7 @@ impl Actor {
             }
             let abandoned = p.reply.as_ref().is_some_and(|r| r.is_closed());
             if p.sent >= opts.command_attempts || abandoned {
-                let Some(p) = self.release(seq).await else {
+                let Some(p) = self.release(seq, true).await else {
                     continue;
                 };
                 if abandoned {
@@ -406,13 +492,20 @@ impl Actor {
         }
         let keepalive_at = self.last_command_sent + opts.keepalive_interval;
         if keepalive_at <= now {
-            if self.in_flight < SEQ_SPACE - 1 {
+            if self.in_flight < SEQ_SPACE - 1
+                && let Some(seq) = self.free_seq(now)
+            {
                 Stats::bump(&self.session.stats.keepalives);
-                self.transmit(Vec::new(), None).await;
+                self.transmit(seq, Vec::new(), None).await;
             }
             next = next.min(now + opts.command_timeout);
         } else {
             next = next.min(keepalive_at);
+        }
+        if !self.queue.is_empty()
+            && let Some(end) = self.quarantine_ends(now)
+        {
+            next = next.min(end);
         }
         self.next_timer = next;
         None
@@ -427,6 +520,9 @@ impl Actor {
             }
         }
         self.in_flight = 0;
+        self.buffered = 0;
+        // A new session has a new socket (source port): nothing late can reach it.
+        self.quarantine.fill(None);
         for q in self.queue.drain(..) {
             let _ = q.reply.send(Err(error()));
         }
@@ -500,6 +596,13 @@ impl Actor {
             }
         }
     }
+}
+
+/// The first seq from `start` on (wrapping) that is not `busy`.
+pub(super) fn next_free_seq(start: u8, busy: impl Fn(u8) -> bool) -> Option<u8> {
+    (0..=u8::MAX)
+        .map(|i| start.wrapping_add(i))
+        .find(|seq| !busy(*seq))
 }
 
 /// `min × 2^(attempt-1)`, capped, then scaled by a random 50–100 %.

@@ -47,8 +47,15 @@ const SEQ_SPACE: usize = 256;
 /// comes back only after 256 newer messages); half the space also tolerates a resend
 /// arriving after a burst of up to 127 newer messages. berconpy remembers only 5.
 const MESSAGE_DEDUP_WINDOW: usize = 128;
-/// Largest command text that still fits one datagram.
-pub const MAX_COMMAND_LEN: usize = MAX_PACKET_LEN - HEADER_LEN - 2;
+/// Largest command body in bytes. The protocol itself would allow
+/// `MAX_PACKET_LEN - HEADER_LEN - 2` (65 498), but BattlEye servers are only
+/// known to handle command datagrams of up to 1400 bytes, which is what real
+/// clients stay within (bercon-cli caps command bodies at 1391 bytes); larger
+/// datagrams may also be fragmented at the IP layer and lost on paths that
+/// drop fragments. Longer commands fail with [`RconError::CommandTooLong`].
+pub const MAX_COMMAND_LEN: usize = 1391;
+
+const _: () = assert!(MAX_COMMAND_LEN <= MAX_PACKET_LEN - HEADER_LEN - 2);
 
 /// The RCon password. It is only ever written into login datagrams: `Debug` prints a
 /// placeholder and there is no `Display`, so it cannot leak into logs or errors.
@@ -200,6 +207,10 @@ pub struct ClientStats {
     pub messages_dropped: u64,
     /// Successful logins after the first one.
     pub reconnects: u64,
+    /// Multi-part answers discarded because they exceeded
+    /// [`MAX_ANSWER_BYTES`] or the client's [`MAX_CLIENT_BUFFERED`]; their
+    /// commands failed with [`RconError::AnswerTooLarge`].
+    pub answers_oversized: u64,
 }
 
 #[derive(Default)]
@@ -215,6 +226,7 @@ struct Stats {
     messages_duplicate: AtomicU64,
     messages_dropped: AtomicU64,
     reconnects: AtomicU64,
+    answers_oversized: AtomicU64,
 }
 
 impl Stats {
@@ -236,6 +248,7 @@ impl Stats {
             messages_duplicate: g(&self.messages_duplicate),
             messages_dropped: g(&self.messages_dropped),
             reconnects: g(&self.reconnects),
+            answers_oversized: g(&self.answers_oversized),
         }
     }
 }
@@ -268,6 +281,10 @@ pub enum RconError {
     /// run on the server.
     #[error("no answer to RCon command after {attempts} attempt(s)")]
     CommandTimeout { attempts: u32 },
+    /// The multi-part answer grew beyond [`MAX_ANSWER_BYTES`] (or the client's
+    /// [`MAX_CLIENT_BUFFERED`]) and was discarded. The command did run.
+    #[error("RCon answer discarded: larger than {limit} bytes")]
+    AnswerTooLarge { limit: usize },
     /// The server answered `Disallowed command` (RestrictRCon or a blocked command).
     /// Only [`RconClient::command`] maps this; `command_raw` returns the text.
     #[error("RCon command disallowed by the server")]
@@ -452,7 +469,7 @@ use actor::{Actor, Session};
 use reassembly::MessageDedup;
 mod reassembly;
 
-pub use reassembly::{PushOutcome, Reassembly};
+pub use reassembly::{MAX_ANSWER_BYTES, MAX_CLIENT_BUFFERED, PushOutcome, Reassembly};
 
 #[cfg(test)]
 mod tests;

@@ -191,6 +191,25 @@ impl FakeServer {
                     reply(&socket, peer, seq, arg.as_bytes(), 1000, false).await;
                 });
             }
+            "late" => {
+                // `late <ms> <text>`: answers `text` after `ms`, each copy received.
+                let (ms, text) = arg.split_once(' ').unwrap_or((arg, ""));
+                let ms: u64 = ms.parse().unwrap();
+                let (socket, text) = (Arc::clone(socket), text.to_owned());
+                tokio::spawn(async move {
+                    sleep(Duration::from_millis(ms)).await;
+                    reply(&socket, peer, seq, text.as_bytes(), 1000, false).await;
+                });
+            }
+            "big" => {
+                // `big <n>`: an n-byte answer in ~64 KB parts, paced so loopback
+                // buffers keep up.
+                let n: usize = arg.parse().unwrap();
+                for p in split_response(seq, &long_body(n), 64_000) {
+                    send(socket, peer, p).await;
+                    sleep(Duration::from_millis(2)).await;
+                }
+            }
             "msgdup" => {
                 push_message(socket, shared, peer, arg, 3).await;
                 reply(socket, peer, seq, b"", 1000, false).await;
@@ -429,6 +448,12 @@ async fn password_never_printed() {
         format!("{:?}", fast_opts()),
         RconError::WrongPassword.to_string(),
         format!("{:?}", RconError::WrongPassword),
+        format!(
+            "{:?}",
+            ClientPacket::Login {
+                password: pw.expose().as_bytes().to_vec()
+            }
+        ),
     ] {
         assert!(!text.contains("hunter2"), "{text}");
     }
@@ -475,6 +500,128 @@ async fn more_than_255_in_flight_queue_without_reusing_a_pending_seq() {
     }
     assert!(!server.rec().seq_reused_while_pending);
     assert_eq!(client.stats().retransmits, 0);
+}
+
+#[tokio::test]
+async fn timed_out_seq_is_quarantined_so_a_late_answer_reaches_nobody() {
+    let server = FakeServer::start(LoginMode::Accept).await;
+    let opts = ClientOptions {
+        command_timeout: Duration::from_millis(1000),
+        command_attempts: 1,
+        ..fast_opts()
+    };
+    let (client, _rx) = connect(&server, opts).await;
+    // A times out at ~1000 ms; the server answers it at ~1300 ms.
+    let a = {
+        let client = client.clone();
+        tokio::spawn(async move { client.command("late 1300 A-late").await })
+    };
+    eventually(|| server.rec().commands.len() == 1).await;
+    let seq_a = server.rec().commands[0].0;
+    // From ~500 ms, 254 fillers hold every other seq but one until ~1200 ms.
+    sleep(Duration::from_millis(500)).await;
+    let fillers: Vec<_> = (0..254)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                assert_eq!(
+                    client.command(&format!("late 700 f{i}")).await.unwrap(),
+                    format!("f{i}")
+                );
+            })
+        })
+        .collect();
+    let err = a.await.unwrap().unwrap_err();
+    assert!(matches!(err, RconError::CommandTimeout { .. }), "{err:?}");
+    // Free now: one never-used seq, and A's seq (quarantined). B1 takes the
+    // former, B2 must wait for a filler's seq instead of taking A's.
+    let b: Vec<_> = ["B1", "B2"]
+        .into_iter()
+        .map(|name| {
+            let client = client.clone();
+            tokio::spawn(async move { client.command(&format!("late 300 {name}")).await })
+        })
+        .collect();
+    for (t, name) in b.into_iter().zip(["B1", "B2"]) {
+        assert_eq!(t.await.unwrap().unwrap(), name, "a B got A's late answer");
+    }
+    for f in fillers {
+        f.await.unwrap();
+    }
+    {
+        let rec = server.rec();
+        for (seq, command) in &rec.commands {
+            if command.starts_with(b"late 300 B") {
+                assert_ne!(*seq, seq_a, "A's seq reused while quarantined");
+            }
+        }
+    }
+    assert!(
+        client.stats().responses_unmatched >= 1,
+        "A's late answer dropped"
+    );
+    // After the quarantine the seq is usable again (round robin reaches it).
+    for i in 0..300 {
+        assert_eq!(
+            client.command(&format!("e{i}")).await.unwrap(),
+            format!("e{i}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_answer_is_discarded_and_counted() {
+    let server = FakeServer::start(LoginMode::Accept).await;
+    let (client, _rx) = connect(&server, fast_opts()).await;
+    // Just under the limit is fine.
+    let ok = client.command_raw(b"big 1000000").await.unwrap();
+    assert_eq!(ok, long_body(1_000_000));
+    let err = client.command("big 3000000").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RconError::AnswerTooLarge {
+                limit: MAX_ANSWER_BYTES
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(client.stats().answers_oversized, 1);
+    // The rest of the big answer is dropped; the session carries on.
+    assert_eq!(client.command("after").await.unwrap(), "after");
+    assert_eq!(client.state(), ConnectionState::Connected);
+}
+
+#[test]
+fn reassembly_caps_buffered_bytes() {
+    let part = |index| Some(Part { total: 4, index });
+    let mut r = Reassembly::with_limit(10);
+    assert_eq!(r.push(part(0), vec![0; 4]), PushOutcome::Incomplete);
+    assert_eq!(r.push(part(1), vec![0; 4]), PushOutcome::Incomplete);
+    assert_eq!(r.buffered(), 8);
+    assert_eq!(r.push(part(2), vec![0; 4]), PushOutcome::TooLarge);
+    assert_eq!(r.buffered(), 0, "everything discarded");
+    // Starts over from scratch afterwards.
+    assert_eq!(r.push(part(3), vec![1; 2]), PushOutcome::Incomplete);
+    assert_eq!(r.buffered(), 2);
+    assert_eq!(Reassembly::new().limit, MAX_ANSWER_BYTES);
+    assert!(!super::reassembly::client_budget_exceeded(
+        MAX_CLIENT_BUFFERED - 5,
+        5
+    ));
+    assert!(super::reassembly::client_budget_exceeded(
+        MAX_CLIENT_BUFFERED - 5,
+        6
+    ));
+}
+
+#[test]
+fn next_free_seq_is_round_robin_and_none_when_all_busy() {
+    use super::actor::next_free_seq;
+    assert_eq!(next_free_seq(5, |_| false), Some(5));
+    assert_eq!(next_free_seq(254, |s| s == 254 || s == 255), Some(0));
+    assert_eq!(next_free_seq(0, |s| s != 7), Some(7));
+    assert_eq!(next_free_seq(9, |_| true), None);
 }
 
 #[tokio::test]
@@ -573,11 +720,24 @@ async fn disallowed_command_is_an_error() {
 async fn too_long_command_is_rejected_locally() {
     let server = FakeServer::start(LoginMode::Accept).await;
     let (client, _rx) = connect(&server, fast_opts()).await;
+    assert_eq!(MAX_COMMAND_LEN, 1391);
     let long = "x".repeat(MAX_COMMAND_LEN + 1);
     assert!(matches!(
         client.command(&long).await,
-        Err(RconError::CommandTooLong { .. })
+        Err(RconError::CommandTooLong { len: 1392 })
     ));
+    assert!(matches!(
+        client.command_raw(&[b'y'; 65_498]).await,
+        Err(RconError::CommandTooLong { len: 65_498 })
+    ));
+    // Exactly the limit still goes out and is answered (the fake echoes it),
+    // in a datagram of at most 1400 bytes.
+    let max = "z".repeat(MAX_COMMAND_LEN);
+    assert_eq!(client.command(&max).await.unwrap(), max);
+    let rec = server.rec();
+    assert!(rec.raw_commands.iter().all(|d| d.len() <= 1400));
+    assert_eq!(rec.raw_commands.last().map(Vec::len), Some(1400));
+    assert!(!rec.commands.iter().any(|(_, c)| c.len() > MAX_COMMAND_LEN));
 }
 
 #[tokio::test]
