@@ -32,9 +32,13 @@
 //! | `startup-delay-ms` | 500 | start → `Host identity created.` |
 //! | `max-part` | 1000 | RCon multi-part chunk size |
 //! | `drop-every` | 0 | drop every Nth outgoing RCon datagram |
-//! | `followup` | 1 | send `Connected to BE Master` after replies that printed no message (PyPI rcon 2.4.9) |
+//! | `followup` | 0 | send `Connected to BE Master` after replies that printed no message; not real-server behaviour, only for PyPI rcon 2.4.9 (`-sim-followup=1`) |
 //! | `ascii-names` | 0 | ASCII-only player names (rcon 2.4.9 cannot decode UTF-8) |
 //! | `session-timeout-secs` | 45 | RCon idle timeout |
 //! | `msg-resend-ms` | 2000 | server message resend interval |
+//!
+//! Numeric knobs have sane ranges (`arma::args::KNOB_RANGES`); a value outside its
+//! range, or one that is not a number, ends the process with exit code 2 and an
+//! `arma3server-sim: ...` line on stderr.
 
 pub mod arma;

@@ -47,6 +47,7 @@ struct SimBuilder {
     be_cfg: Option<String>,
     with_rcon: bool,
     bepath: bool,
+    be_cfg_name: String,
 }
 
 impl SimBuilder {
@@ -66,6 +67,7 @@ impl SimBuilder {
             be_cfg: None,
             with_rcon: true,
             bepath: false,
+            be_cfg_name: "beserver_x64.cfg".into(),
         }
     }
     /// Puts the BattlEye cfg in `<dir>/be` and passes `-bepath=be`.
@@ -83,6 +85,10 @@ impl SimBuilder {
     }
     fn be_cfg(mut self, text: &str) -> Self {
         self.be_cfg = Some(text.into());
+        self
+    }
+    fn be_cfg_name(mut self, name: &str) -> Self {
+        self.be_cfg_name = name.into();
         self
     }
     fn no_rcon(mut self) -> Self {
@@ -114,7 +120,7 @@ impl SimBuilder {
                     format!("RConPort {rcon_port}\n")
                 }
             });
-        std::fs::write(be_dir.join("beserver_x64.cfg"), be).unwrap();
+        std::fs::write(be_dir.join(&self.be_cfg_name), be).unwrap();
         let mut args = vec![
             format!("-port={port}"),
             "-ip=127.0.0.1".into(),
@@ -580,7 +586,22 @@ fn server_message_resent_until_acked_then_admin_forgotten() {
 
 #[test]
 fn followup_message_after_silent_commands() {
-    let sim = SimBuilder::new().spawn();
+    // off by default: the real server sends nothing after a reply
+    let plain = SimBuilder::new().spawn();
+    plain.ready();
+    let mut p = logged_in(&plain);
+    p.pump(Duration::from_millis(100));
+    assert!(p.cmd(0, "missions").starts_with("Missions on server:"));
+    p.pump(Duration::from_millis(300));
+    assert!(
+        !p.messages
+            .iter()
+            .any(|(_, m)| m == "Connected to BE Master"),
+        "{:?}",
+        p.messages
+    );
+
+    let sim = SimBuilder::new().arg("-sim-followup=1").spawn();
     sim.ready();
     let mut c = logged_in(&sim);
     c.pump(Duration::from_millis(100));
@@ -923,4 +944,359 @@ fn bepath_restrict_rcon_and_dropped_datagrams() {
         c.cmd_retrying(5, "#lock", 6).as_deref(),
         Some("Disallowed command")
     );
+}
+
+// ---- review fixes -------------------------------------------------------------
+
+#[test]
+fn deeply_nested_config_fails_cleanly() {
+    let depth = 100_000;
+    let cfg = format!("{}{}", "class a {\n".repeat(depth), "};".repeat(depth));
+    let mut sim = SimBuilder::new().server_cfg(Some(&cfg)).spawn();
+    let status = sim.wait_exit(Duration::from_secs(5)).expect("did not exit");
+    assert_eq!(status.code(), Some(1), "crashed instead of failing cleanly");
+    assert!(
+        sim.wait_line(
+            |l| l
+                .contains("ErrorMessage: File server.cfg, line 34: Config: Nesting deeper than 32"),
+            Duration::from_secs(1)
+        ),
+        "{:?}",
+        sim.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn retransmit_of_earlier_in_flight_seq_is_not_run_again() {
+    let sim = SimBuilder::new().spawn();
+    sim.ready();
+    let mut c = logged_in(&sim);
+    let g1 = "0123456789abcdef0123456789abcd01";
+    let g2 = "0123456789abcdef0123456789abcd02";
+    let first = ClientPacket::Command {
+        seq: 10,
+        command: format!("addBan {g1} 0 one").into_bytes(),
+    };
+    c.send(first.clone());
+    c.send(ClientPacket::Command {
+        seq: 11,
+        command: format!("addBan {g2} 0 two").into_bytes(),
+    });
+    let mut seqs = vec![];
+    for _ in 0..2 {
+        match c.recv(Duration::from_secs(2)) {
+            Some(ServerPacket::CommandResponse {
+                seq,
+                part: None,
+                body,
+            }) => {
+                assert!(body.is_empty());
+                seqs.push(seq);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![10, 11]);
+    // the reply to seq 10 was lost: the client resends it after seq 11 went out
+    c.send(first);
+    match c.recv(Duration::from_secs(2)) {
+        Some(ServerPacket::CommandResponse {
+            seq,
+            part: None,
+            body,
+        }) => {
+            assert_eq!(seq, 10);
+            assert!(body.is_empty());
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let bans = c.cmd(12, "bans");
+    assert_eq!(bans.matches(g1).count(), 1, "{bans}");
+    assert_eq!(bans.matches(g2).count(), 1, "{bans}");
+    assert!(bans.contains(&format!("\n0  {g1} perm one\n")), "{bans}");
+    assert!(bans.contains(&format!("\n1  {g2} perm two\n")), "{bans}");
+    // same seq, different text is a new command (rcon 2.4.9 always sends seq 0)
+    assert_eq!(c.cmd(10, "addBan 198.51.100.9 0 three"), "");
+    assert!(c.cmd(13, "bans").contains("198.51.100.9"));
+}
+
+#[test]
+fn absurd_ban_minutes_do_not_kill_rcon() {
+    let sim = SimBuilder::new().spawn();
+    sim.ready();
+    let mut c = logged_in(&sim);
+    let g = "0123456789abcdef0123456789abcdef";
+    assert_eq!(c.cmd(0, &format!("addBan {g} 999999999999999999 x")), "");
+    assert_eq!(c.cmd(1, &format!("addBan {g} 9223372036854775807 y")), "");
+    assert_eq!(c.cmd(2, "addBan 198.51.100.7 -9223372036854775808 z"), "");
+    let bans = c.cmd(3, "bans");
+    assert!(bans.contains(&format!("\n0  {g} perm x\n")), "{bans}");
+    assert!(bans.contains(&format!("\n1  {g} perm y\n")), "{bans}");
+    assert!(bans.contains("198.51.100.7    perm   z"), "{bans}");
+    assert_eq!(c.cmd(4, "MaxPing 99999999999999999999999"), "");
+    assert_eq!(
+        c.cmd(5, "removeBan 99999999999999999999999"),
+        "Invalid ban number"
+    );
+    assert_eq!(c.cmd(6, "kick -1"), "");
+    assert_eq!(c.cmd(7, "say 99999999999 hi"), "");
+    assert_eq!(c.cmd(8, ""), "");
+}
+
+#[test]
+fn out_of_range_knob_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "-sim-player-interval-ms=18446744073709551615",
+        "-sim-chat-interval-ms=99999999999999",
+        "-sim-players=100000",
+    ] {
+        let out = Command::new(BIN)
+            .args([bad, "-noLogs", "-port=1"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("out of range"), "{bad}: {err}");
+    }
+}
+
+/// BattlEye console events on stdout without the RPT timestamp.
+fn be_events(sim: &Sim) -> Vec<String> {
+    sim.lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            l.split_once("BattlEye Server: ")
+                .map(|(_, m)| m.to_string())
+        })
+        .filter(|m| {
+            (m.starts_with("Player #") || m.starts_with('(') || m.starts_with("Verified GUID"))
+                && !m.contains("RCon admin")
+        })
+        .collect()
+}
+
+#[test]
+fn rcon_polling_does_not_change_the_player_script() {
+    let build = || {
+        SimBuilder::new()
+            .arg("-autoInit")
+            .arg("-sim-players=3")
+            .arg("-sim-player-interval-ms=300")
+            .arg("-sim-chat-interval-ms=250")
+            .spawn()
+    };
+    let quiet = build();
+    let polled = build();
+    quiet.ready();
+    polled.ready();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let stop = stop.clone();
+        let mut c = logged_in(&polled);
+        std::thread::spawn(move || {
+            let mut seq = 0u8;
+            let mut polls = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if c.cmd_parts(seq, "players").is_some() {
+                    polls += 1;
+                }
+                seq = seq.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            polls
+        })
+    };
+    const N: usize = 14;
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end && (be_events(&quiet).len() < N || be_events(&polled).len() < N) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let polls = poller.join().unwrap();
+    assert!(polls > 10, "poller did not poll: {polls}");
+    let a = be_events(&quiet);
+    let b = be_events(&polled);
+    assert!(a.len() >= N && b.len() >= N, "{a:#?}\n{b:#?}");
+    assert_eq!(a[..N], b[..N]);
+    assert!(
+        a[..N].iter().any(|m| m.ends_with(" disconnected")),
+        "{a:#?}"
+    );
+    assert!(a[..N].iter().any(|m| m.starts_with('(')), "{a:#?}");
+}
+
+#[test]
+fn battleye_cfg_name_is_case_sensitive_on_linux_only() {
+    let sim = SimBuilder::new().be_cfg_name("BEServer_x64.cfg").spawn();
+    sim.ready();
+    assert_eq!(
+        sim.rcon().login(PASSWORD),
+        None,
+        "found a wrong-case cfg on Linux"
+    );
+
+    let sim = SimBuilder::new()
+        .be_cfg_name("BEServer_x64.cfg")
+        .arg("-sim-windows=1")
+        .spawn();
+    assert!(sim.wait_line(|l| l == "Host identity created.", Duration::from_secs(5)));
+    assert_eq!(sim.rcon().login(PASSWORD), Some(true));
+}
+
+#[test]
+fn lock_refuses_joins_until_unlock() {
+    let sim = SimBuilder::new()
+        .arg("-autoInit")
+        .arg("-sim-players=3")
+        .arg("-sim-player-interval-ms=150")
+        .arg("-sim-chat-interval-ms=0")
+        .spawn();
+    sim.ready();
+    assert!(sim.wait_count("Verified GUID (", 3, Duration::from_secs(5)));
+    let mut c = logged_in(&sim);
+    assert_eq!(c.cmd(0, "#lock"), "");
+    // make room: without the lock somebody would join within a few ticks
+    let table = c.cmd(1, "players");
+    let num: u32 = table.lines().nth(3).unwrap()[..4].trim().parse().unwrap();
+    assert_eq!(c.cmd(2, &format!("kick {num}")), "");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = sim.count(" connecting.");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sim.count(" connecting."), before, "joined while locked");
+    assert_eq!(c.cmd(3, "#unlock"), "");
+    assert!(
+        sim.wait_count(" connecting.", before + 1, Duration::from_secs(3)),
+        "no join after #unlock"
+    );
+}
+
+#[test]
+fn mission_and_restart_write_mission_lines() {
+    let sim = SimBuilder::new().spawn();
+    sim.ready();
+    assert!(sim.wait_line(
+        |l| l.ends_with("Waiting for next game."),
+        Duration::from_secs(2)
+    ));
+    let mut c = logged_in(&sim);
+    assert_eq!(c.cmd(0, "#mission Other.Stratis Veteran"), "");
+    assert!(sim.wait_line(|l| l.ends_with("Game started."), Duration::from_secs(2)));
+    let lines = sim.lines.lock().unwrap().clone();
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.ends_with(needle))
+            .unwrap_or_else(|| panic!("{needle} missing"))
+    };
+    let order = [
+        "Mission Other read from bank.",
+        "Reading mission ...",
+        "Starting mission:",
+        " Mission file: Other (__cur_mp)",
+        " Mission world: Stratis",
+        " Mission directory: mpmissions\\__cur_mp.Stratis\\",
+        "Game started.",
+    ];
+    let p: Vec<usize> = order.iter().map(|n| pos(n)).collect();
+    assert!(p.windows(2).all(|w| w[0] < w[1]), "{p:?}");
+    assert_eq!(sim.count("Game finished."), 0);
+
+    assert_eq!(c.cmd(1, "#restart"), "");
+    assert!(sim.wait_count("Game started.", 2, Duration::from_secs(2)));
+    assert_eq!(sim.count("Game finished."), 1);
+    assert_eq!(sim.count("Mission Other read from bank."), 2);
+    assert_eq!(sim.count(" Mission world: Stratis"), 2);
+}
+
+#[test]
+fn ban_online_player_kicks_and_lists_guid() {
+    let sim = SimBuilder::new()
+        .arg("-autoInit")
+        .arg("-sim-players=1")
+        .arg("-sim-player-interval-ms=60000")
+        .arg("-sim-chat-interval-ms=0")
+        .spawn();
+    sim.ready();
+    assert!(sim.wait_count("Verified GUID (", 1, Duration::from_secs(5)));
+    let mut c = logged_in(&sim);
+    let table = c.cmd(0, "players");
+    let row = table.lines().nth(3).unwrap().to_string();
+    let num: u32 = row[..4].trim().parse().unwrap();
+    let guid = row[31..63].to_string();
+    let name = row[31 + 37..].to_string();
+    assert_eq!(c.cmd(1, &format!("ban {num} 60 team killing")), "");
+    let kicked = format!(
+        "Player #{num} {name} ({guid}) has been kicked by BattlEye: Admin Ban (team killing)"
+    );
+    let gone = format!("Player #{num} {name} disconnected");
+    assert!(
+        c.wait_message(|m| m == gone, Duration::from_secs(2))
+            .is_some()
+    );
+    let pos_k = c.messages.iter().position(|(_, m)| *m == kicked);
+    let pos_d = c.messages.iter().position(|(_, m)| *m == gone);
+    assert!(pos_k.is_some() && pos_k < pos_d, "{:?}", c.messages);
+    assert!(c.cmd(2, "players").ends_with("(0 players in total)"));
+    let bans = c.cmd(3, "bans");
+    let line = bans
+        .lines()
+        .find(|l| l.contains(&guid))
+        .unwrap_or_else(|| panic!("{bans}"));
+    assert!(line.starts_with(&format!("0  {guid} 6")), "{line}");
+    assert!(line.ends_with(" team killing"), "{line}");
+}
+
+#[test]
+fn max_ping_kicks_with_ping_too_high() {
+    let sim = SimBuilder::new()
+        .arg("-autoInit")
+        .arg("-sim-players=2")
+        .arg("-sim-player-interval-ms=60000")
+        .arg("-sim-chat-interval-ms=0")
+        .spawn();
+    sim.ready();
+    assert!(sim.wait_count("Verified GUID (", 2, Duration::from_secs(5)));
+    let mut c = logged_in(&sim);
+    assert_eq!(c.cmd(0, "MaxPing 5"), "");
+    let end = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < end
+        && c.messages
+            .iter()
+            .filter(|(_, m)| m.ends_with("has been kicked by BattlEye: Ping too high (5)"))
+            .count()
+            < 2
+    {
+        c.pump(Duration::from_millis(100));
+    }
+    let kicks = c
+        .messages
+        .iter()
+        .filter(|(_, m)| m.ends_with("has been kicked by BattlEye: Ping too high (5)"))
+        .count();
+    assert_eq!(kicks, 2, "{:?}", c.messages);
+    assert!(c.cmd(1, "players").ends_with("(0 players in total)"));
+}
+
+#[test]
+fn rpt_spam_floods_stdout() {
+    let sim = SimBuilder::new()
+        .no_rcon()
+        .arg("-sim-rpt-spam=2000")
+        .spawn();
+    sim.ready();
+    let before = sim.lines.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(1100));
+    let after = sim.lines.lock().unwrap().len();
+    assert!(after - before >= 1000, "only {} lines", after - before);
 }

@@ -18,7 +18,11 @@ pub struct Arg {
 /// Parses argv (without the program name). Arguments that do not start with a dash
 /// (after quote stripping) are ignored, like the real server does with stray words.
 ///
-/// Integration point: `languard_shared::arma::launch::parse_args` once it exists.
+/// The simulator deliberately keeps its own parser instead of the shared launch-args
+/// model: it must be as tolerant as the real exe (unknown keys, stray words, quoted
+/// `"-key=value"` tokens, `--key`), so that it accepts whatever command line the
+/// agent builds and the tests can observe what the agent sent, rather than a strict
+/// model rejecting or normalising it first.
 pub fn parse_args(argv: &[String]) -> Vec<Arg> {
     argv.iter()
         .filter_map(|raw| {
@@ -157,8 +161,8 @@ pub const SIM_KNOBS: &[(&str, &str, &str)] = &[
     ),
     (
         "followup",
-        "1",
-        "after a reply to a command that printed no console message, send 'Connected to BE Master' to that admin (rcon 2.4.9 needs a message after each reply)",
+        "0",
+        "after a reply to a command that printed no console message, send 'Connected to BE Master' to that admin; NOT real-server behaviour, only for PyPI rcon 2.4.9 whose run() waits for a message after each reply",
     ),
     (
         "ascii-names",
@@ -213,7 +217,7 @@ impl Default for SimOptions {
             startup_delay: Duration::from_millis(500),
             max_part: 1000,
             drop_every: 0,
-            followup: true,
+            followup: false,
             ascii_names: false,
             session_timeout: Duration::from_secs(45),
             msg_resend: Duration::from_millis(2000),
@@ -221,13 +225,35 @@ impl Default for SimOptions {
     }
 }
 
-/// A knob that could not be understood.
+/// A knob that could not be understood or is outside its sane range.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid value {value:?} for simulator option {name}")]
-pub struct KnobError {
-    pub name: String,
-    pub value: String,
+pub enum KnobError {
+    #[error("invalid value {value:?} for simulator option {name}")]
+    Invalid { name: String, value: String },
+    #[error("value {value} for simulator option {name} is out of range (allowed: {allowed})")]
+    OutOfRange {
+        name: String,
+        value: u64,
+        allowed: String,
+    },
 }
+
+/// Sane ranges of the numeric knobs (inclusive); out-of-range values are refused at
+/// parse time so no later arithmetic (`Duration::mul_f64`, `Duration * u32`) can
+/// overflow. `chat-interval-ms` additionally allows 0 (= no chat).
+pub const KNOB_RANGES: &[(&str, u64, u64)] = &[
+    ("players", 0, 250),
+    ("player-interval-ms", 10, 86_400_000),
+    ("chat-interval-ms", 10, 86_400_000),
+    ("crash-after-secs", 0, 31_536_000),
+    ("hang-after-secs", 0, 31_536_000),
+    ("rpt-spam", 0, 1_000_000),
+    ("startup-delay-ms", 0, 600_000),
+    ("max-part", 1, 60_000),
+    ("drop-every", 0, 1_000_000),
+    ("session-timeout-secs", 1, 86_400),
+    ("msg-resend-ms", 10, 3_600_000),
+];
 
 impl SimOptions {
     /// Reads knobs from `-sim-<name>=` flags, then `ARMA3SIM_<NAME>` variables.
@@ -247,7 +273,7 @@ impl SimOptions {
             let var = format!("ARMA3SIM_{}", name.to_ascii_uppercase().replace('-', "_"));
             env.get(&var).cloned()
         };
-        let err = |name: &str, value: &str| KnobError {
+        let err = |name: &str, value: &str| KnobError::Invalid {
             name: name.into(),
             value: value.into(),
         };
@@ -261,43 +287,68 @@ impl SimOptions {
                 },
             }
         };
-        let number = |name: &str| -> Result<Option<u64>, KnobError> {
+        let raw_number = |name: &str| -> Result<Option<u64>, KnobError> {
             match get(name) {
                 None => Ok(None),
                 Some(v) if v.trim().is_empty() || v.trim() == "off" => Ok(None),
                 Some(v) => v.trim().parse().map(Some).map_err(|_| err(name, &v)),
             }
         };
+        // A number checked against KNOB_RANGES (`zero_ok`: 0 is allowed as "off").
+        let ranged = |name: &str, zero_ok: bool| -> Result<Option<u64>, KnobError> {
+            let Some(n) = raw_number(name)? else {
+                return Ok(None);
+            };
+            let (lo, hi) = KNOB_RANGES
+                .iter()
+                .find(|(k, _, _)| *k == name)
+                .map(|(_, lo, hi)| (*lo, *hi))
+                .unwrap_or((0, u64::MAX));
+            if (zero_ok && n == 0) || (lo..=hi).contains(&n) {
+                Ok(Some(n))
+            } else {
+                Err(KnobError::OutOfRange {
+                    name: name.into(),
+                    value: n,
+                    allowed: if zero_ok {
+                        format!("0 or {lo}..={hi}")
+                    } else {
+                        format!("{lo}..={hi}")
+                    },
+                })
+            }
+        };
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let mut o = SimOptions::default();
         if let Some(b) = boolean("windows")? {
             o.windows = b;
         }
-        o.seed = number("seed")?;
-        if let Some(n) = number("players")? {
-            o.players = u32::try_from(n).unwrap_or(u32::MAX).min(250);
+        o.seed = raw_number("seed")?;
+        if let Some(n) = ranged("players", false)? {
+            o.players = small(n);
         }
-        if let Some(n) = number("player-interval-ms")? {
-            o.player_interval = Duration::from_millis(n.max(10));
+        if let Some(n) = ranged("player-interval-ms", false)? {
+            o.player_interval = Duration::from_millis(n);
         }
-        if let Some(n) = number("chat-interval-ms")? {
-            o.chat_interval = (n > 0).then(|| Duration::from_millis(n.max(10)));
+        if let Some(n) = ranged("chat-interval-ms", true)? {
+            o.chat_interval = (n > 0).then(|| Duration::from_millis(n));
         }
-        o.crash_after = number("crash-after-secs")?.map(Duration::from_secs);
+        o.crash_after = ranged("crash-after-secs", false)?.map(Duration::from_secs);
         if let Some(b) = boolean("ignore-shutdown")? {
             o.ignore_shutdown = b;
         }
-        o.hang_after = number("hang-after-secs")?.map(Duration::from_secs);
-        if let Some(n) = number("rpt-spam")? {
-            o.rpt_spam = u32::try_from(n).unwrap_or(u32::MAX);
+        o.hang_after = ranged("hang-after-secs", false)?.map(Duration::from_secs);
+        if let Some(n) = ranged("rpt-spam", false)? {
+            o.rpt_spam = small(n);
         }
-        if let Some(n) = number("startup-delay-ms")? {
+        if let Some(n) = ranged("startup-delay-ms", false)? {
             o.startup_delay = Duration::from_millis(n);
         }
-        if let Some(n) = number("max-part")? {
-            o.max_part = usize::try_from(n).unwrap_or(1000).clamp(1, 60_000);
+        if let Some(n) = ranged("max-part", false)? {
+            o.max_part = usize::try_from(n).unwrap_or(1000);
         }
-        if let Some(n) = number("drop-every")? {
-            o.drop_every = u32::try_from(n).unwrap_or(0);
+        if let Some(n) = ranged("drop-every", false)? {
+            o.drop_every = small(n);
         }
         if let Some(b) = boolean("followup")? {
             o.followup = b;
@@ -305,11 +356,11 @@ impl SimOptions {
         if let Some(b) = boolean("ascii-names")? {
             o.ascii_names = b;
         }
-        if let Some(n) = number("session-timeout-secs")? {
-            o.session_timeout = Duration::from_secs(n.max(1));
+        if let Some(n) = ranged("session-timeout-secs", false)? {
+            o.session_timeout = Duration::from_secs(n);
         }
-        if let Some(n) = number("msg-resend-ms")? {
-            o.msg_resend = Duration::from_millis(n.max(10));
+        if let Some(n) = ranged("msg-resend-ms", false)? {
+            o.msg_resend = Duration::from_millis(n);
         }
         Ok(o)
     }
@@ -374,5 +425,44 @@ mod tests {
         assert!(o.chat_interval.is_none());
         let bad = LaunchArgs::new(&argv(&["-sim-players=lots"]));
         assert!(SimOptions::from_sources(&bad, &HashMap::new()).is_err());
+        assert!(!SimOptions::default().followup);
+    }
+
+    #[test]
+    fn knobs_out_of_range_are_refused() {
+        let opts =
+            |a: &str| SimOptions::from_sources(&LaunchArgs::new(&argv(&[a])), &HashMap::new());
+        for bad in [
+            "-sim-player-interval-ms=18446744073709551615",
+            "-sim-player-interval-ms=5",
+            "-sim-chat-interval-ms=99999999999",
+            "-sim-chat-interval-ms=3",
+            "-sim-players=251",
+            "-sim-startup-delay-ms=100000000000",
+            "-sim-max-part=0",
+            "-sim-drop-every=99999999999",
+            "-sim-rpt-spam=4294967296",
+            "-sim-crash-after-secs=18446744073709551615",
+        ] {
+            let e = opts(bad).unwrap_err();
+            assert!(matches!(e, KnobError::OutOfRange { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("out of range"), "{e}");
+        }
+        assert!(
+            opts("-sim-chat-interval-ms=0")
+                .unwrap()
+                .chat_interval
+                .is_none()
+        );
+        assert_eq!(
+            opts("-sim-player-interval-ms=86400000")
+                .unwrap()
+                .player_interval,
+            Duration::from_millis(86_400_000)
+        );
+        assert_eq!(
+            opts("-sim-seed=18446744073709551615").unwrap().seed,
+            Some(u64::MAX)
+        );
     }
 }

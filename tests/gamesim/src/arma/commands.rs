@@ -294,16 +294,22 @@ pub fn execute(
     }
 }
 
-/// Finds the BattlEye server cfg in `dir` (`beserver_x64.cfg` / `beserver.cfg`).
-pub fn be_cfg_path(dir: &std::path::Path, x64: bool) -> Option<std::path::PathBuf> {
-    find_file_ci(
-        dir,
-        if x64 {
-            "beserver_x64.cfg"
-        } else {
-            "beserver.cfg"
-        },
-    )
+/// Finds the BattlEye server cfg in `dir` (reference §4.4). On Linux BattlEye opens
+/// exactly `beserver_x64.cfg` (`beserver.cfg` for the 32-bit exe): a `BEServer_x64.cfg`
+/// is not found on a case-sensitive file system. In Windows mode the name matches
+/// case-insensitively, as the Windows file system does.
+pub fn be_cfg_path(dir: &std::path::Path, x64: bool, windows: bool) -> Option<std::path::PathBuf> {
+    let name = if x64 {
+        "beserver_x64.cfg"
+    } else {
+        "beserver.cfg"
+    };
+    if windows {
+        find_file_ci(dir, name)
+    } else {
+        let exact = dir.join(name);
+        exact.is_file().then_some(exact)
+    }
 }
 
 #[cfg(test)]

@@ -178,12 +178,29 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, usize)>, CfgError> {
     Ok(out)
 }
 
+/// Deepest nesting of classes and arrays the reader accepts. The reader is recursive;
+/// without a cap a hostile or broken file (`class a { class a { ...`) would overflow
+/// the stack. Real configs nest a handful of levels.
+pub const MAX_NESTING: usize = 32;
+
 struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
+    depth: usize,
 }
 
 impl Parser {
+    /// Enters one class/array level; fails cleanly past [`MAX_NESTING`].
+    fn descend(&mut self) -> Result<(), CfgError> {
+        if self.depth >= MAX_NESTING {
+            return self.err(format!(
+                "Nesting deeper than {MAX_NESTING} levels (classes/arrays)"
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos).map(|(t, _)| t)
     }
@@ -252,7 +269,9 @@ impl Parser {
                 return Ok((cname, CfgValue::Class(vec![])));
             }
             self.expect('{')?;
+            self.descend()?;
             let items = self.body(false)?;
+            self.depth -= 1;
             self.expect('}')?;
             self.expect(';')?;
             return Ok((cname, CfgValue::Class(items)));
@@ -274,11 +293,13 @@ impl Parser {
 
     fn array(&mut self) -> Result<CfgValue, CfgError> {
         self.expect('{')?;
+        self.descend()?;
         let mut vals = Vec::new();
         loop {
             match self.peek() {
                 Some(Tok::Punct('}')) => {
                     self.pos += 1;
+                    self.depth -= 1;
                     return Ok(CfgValue::Array(vals));
                 }
                 Some(Tok::Punct('{')) => vals.push(self.array()?),
@@ -307,7 +328,11 @@ impl Parser {
 /// Parses an Arma config text into its top-level class body.
 pub fn parse_config(text: &str) -> Result<CfgValue, CfgError> {
     let toks = tokenize(text)?;
-    let mut p = Parser { toks, pos: 0 };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     Ok(CfgValue::Class(p.body(true)?))
 }
 
@@ -433,8 +458,8 @@ impl BattlEyeSettings {
     }
 }
 
-/// Finds `name` in `dir` ignoring ASCII case (Linux file systems are case-sensitive,
-/// BattlEye is not picky about `BEServer_x64.cfg` vs `beserver_x64.cfg`).
+/// Finds `name` in `dir` ignoring ASCII case, the way a Windows file system resolves
+/// names (used in Windows mode only; on Linux BattlEye opens the exact lowercase name).
 pub fn find_file_ci(dir: &Path, name: &str) -> Option<PathBuf> {
     let exact = dir.join(name);
     if exact.is_file() {
@@ -484,6 +509,33 @@ class Missions
         assert_eq!(e.line, 2);
         assert!(ServerSettings::from_text("class A { x = 1;").is_err());
         assert!(ServerSettings::from_text("hostname = \"unterminated;").is_err());
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let nest = |n: usize| {
+            let mut t = String::new();
+            for _ in 0..n {
+                t.push_str("class a {");
+            }
+            for _ in 0..n {
+                t.push_str("};");
+            }
+            t
+        };
+        assert!(parse_config(&nest(MAX_NESTING)).is_ok());
+        let e = parse_config(&nest(MAX_NESTING + 1)).unwrap_err();
+        assert!(e.message.contains("Nesting"), "{e}");
+        // far deeper than the stack could take without the cap
+        assert!(parse_config(&nest(200_000)).is_err());
+        let arrays = format!("x[] = {}{};", "{".repeat(200_000), "}".repeat(200_000));
+        assert!(parse_config(&arrays).is_err());
+        let ok = format!(
+            "x[] = {}{};",
+            "{".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert!(parse_config(&ok).is_ok());
     }
 
     #[test]

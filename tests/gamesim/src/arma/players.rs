@@ -1,5 +1,5 @@
 //! Simulated players: a fixed cast of identities (derived from the seed), who join,
-//! chat and leave. Join sequence as on the real server (reference §10):
+//! chat and leave on a deterministic timeline (see [`run_script`]). Join sequence as on the real server (reference §10):
 //! RPT `Player X connecting.` + BE `Player #n X (ip:port) connected` →
 //! RPT `Player X connected (id=<steam64>).` + BE `Player #n X - BE GUID: <md5>` →
 //! BE `Verified GUID (<md5>) of player #n X`.
@@ -8,11 +8,12 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
 use super::compat::be_guid;
-use super::world::{Player, Shared, Stage};
+use super::world::{PING_BUCKET, Player, Shared, Stage};
 
 /// Names as seen on real servers: UTF-8, spaces, dots, parentheses, pipes.
 pub const UTF8_NAMES: &[&str] = &[
@@ -108,13 +109,202 @@ pub fn cast(rng: &mut impl Rng, ascii: bool, n: usize) -> Vec<Identity> {
         .collect()
 }
 
-/// Starts the join sequence for this identity. Returns after it completes (or the
-/// player left meanwhile).
-pub async fn join(shared: Arc<Shared>, who: Identity) {
-    let guid = be_guid(who.steam_id);
-    let (uid, num, banned) = {
-        let mut w = shared.lock();
-        if w.players.iter().any(|p| p.steam_id == who.steam_id) {
+/// Connect → `BE GUID` line.
+const GUID_AFTER: Duration = Duration::from_millis(60);
+/// `BE GUID` → `Verified GUID`.
+const VERIFY_AFTER: Duration = Duration::from_millis(250);
+/// How often BattlEye compares pings with `MaxPing`.
+const PING_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// One scheduled step of the player script.
+enum Step {
+    Roster,
+    Chat,
+    Guid {
+        uid: u64,
+        num: u32,
+        who: Identity,
+        guid: String,
+        banned: bool,
+    },
+    Verify {
+        uid: u64,
+        num: u32,
+        name: String,
+        guid: String,
+    },
+    PingCheck,
+}
+
+/// A deterministic timeline: steps at virtual offsets from the start, run in
+/// (offset, insertion order) order. Wall-clock jitter and other tasks (RCon polls)
+/// can delay a step but never reorder steps or change what they draw.
+struct Timeline {
+    steps: Vec<(Duration, u64, Step)>,
+    order: u64,
+}
+
+impl Timeline {
+    fn push(&mut self, at: Duration, step: Step) {
+        self.order += 1;
+        self.steps.push((at, self.order, step));
+    }
+
+    fn pop(&mut self) -> Option<(Duration, Step)> {
+        let i = self
+            .steps
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (at, order, _))| (*at, *order))
+            .map(|(i, _)| i)?;
+        let (at, _, step) = self.steps.swap_remove(i);
+        Some((at, step))
+    }
+}
+
+/// The player script; runs until the process ends. Who joins and leaves, who says
+/// what on which channel, and the BattlEye registration numbers and scores all come
+/// from one RNG seeded with `script_seed` (derived from `-sim-seed`), consumed in
+/// timeline order; the cast (names, Steam ids, addresses) comes from `cast_seed`.
+/// Nothing else draws from these streams, so two runs with the same seed produce the
+/// same join/chat/leave sequence whatever RCon clients do (short of kicks and bans).
+///
+/// Join sequence as on the real server (reference §10). While the server is
+/// `#lock`ed, a join the script decides on is refused (the player never reaches
+/// BattlEye, so nothing is logged). With `MaxPing` set (> 0), verified players whose
+/// ping exceeds it are kicked every second with the reason `Ping too high (<MaxPing>)`
+/// (the reason text is inferred from BattlEye kick messages seen in the wild; the
+/// reference does not pin it down).
+pub async fn run_script(shared: Arc<Shared>, cast_seed: u64, script_seed: u64) {
+    let max = shared.opts.players as usize;
+    if max == 0 {
+        return;
+    }
+    let interval = shared.opts.player_interval;
+    let people = cast(
+        &mut StdRng::seed_from_u64(cast_seed),
+        shared.opts.ascii_names,
+        max + 3,
+    );
+    let mut rng = StdRng::seed_from_u64(script_seed);
+    let start = tokio::time::Instant::now();
+    let mut tl = Timeline {
+        steps: vec![],
+        order: 0,
+    };
+    tl.push(Duration::ZERO, Step::Roster);
+    if let Some(chat) = shared.opts.chat_interval {
+        let factor = rng.random_range(0.7..1.3);
+        tl.push(chat.mul_f64(factor), Step::Chat);
+    }
+    tl.push(PING_CHECK_EVERY, Step::PingCheck);
+    // Right after startup the server fills up quickly (players reconnecting after a
+    // restart): one join every 100 ms until `max` is reached for the first time.
+    let mut filling = true;
+    while let Some((at, step)) = tl.pop() {
+        tokio::time::sleep_until(start + at).await;
+        match step {
+            Step::Roster => {
+                if !shared.is_hung() {
+                    roster_tick(&shared, &people, &mut rng, &mut filling, max, at, &mut tl);
+                }
+                // decided after the tick: the filling phase may just have ended
+                let next = if filling {
+                    Duration::from_millis(100).min(interval)
+                } else {
+                    interval.mul_f64(rng.random_range(0.7..1.3))
+                };
+                tl.push(at + next, Step::Roster);
+            }
+            Step::Chat => {
+                if !shared.is_hung() {
+                    chat_tick(&shared, &mut rng);
+                }
+                if let Some(chat) = shared.opts.chat_interval {
+                    tl.push(at + chat.mul_f64(rng.random_range(0.7..1.3)), Step::Chat);
+                }
+            }
+            Step::Guid {
+                uid,
+                num,
+                who,
+                guid,
+                banned,
+            } => {
+                let mut w = shared.lock();
+                let Some(p) = w.player_by_uid(uid) else {
+                    continue;
+                };
+                p.stage = Stage::GuidKnown;
+                shared.rpt.log(&format!(
+                    "Player {} connected (id={}).",
+                    who.name, who.steam_id
+                ));
+                shared.be(&format!("Player #{num} {} - BE GUID: {guid}", who.name));
+                if banned {
+                    shared.remove_player(&mut w, num, Some("Banned"));
+                    continue;
+                }
+                tl.push(
+                    at + VERIFY_AFTER,
+                    Step::Verify {
+                        uid,
+                        num,
+                        name: who.name,
+                        guid,
+                    },
+                );
+            }
+            Step::Verify {
+                uid,
+                num,
+                name,
+                guid,
+            } => {
+                let mut w = shared.lock();
+                if let Some(p) = w.player_by_uid(uid) {
+                    p.stage = Stage::Verified;
+                    shared.be(&format!("Verified GUID ({guid}) of player #{num} {name}"));
+                }
+            }
+            Step::PingCheck => {
+                if !shared.is_hung() {
+                    ping_check(&shared, at);
+                }
+                tl.push(at + PING_CHECK_EVERY, Step::PingCheck);
+            }
+        }
+    }
+}
+
+fn roster_tick(
+    shared: &Shared,
+    people: &[Identity],
+    rng: &mut StdRng,
+    filling: &mut bool,
+    max: usize,
+    at: Duration,
+    tl: &mut Timeline,
+) {
+    let mut w = shared.lock();
+    let online = w.players.len();
+    if online >= max {
+        *filling = false;
+    }
+    let join_now = online < max && (*filling || online == 0 || rng.random_bool(0.6));
+    let leave_now = !join_now && rng.random_bool(0.5);
+    if join_now {
+        let offline: Vec<&Identity> = people
+            .iter()
+            .filter(|i| !w.players.iter().any(|p| p.steam_id == i.steam_id))
+            .collect();
+        let Some(who) = offline.choose(rng).map(|i| (*i).clone()) else {
+            return;
+        };
+        let reg: u32 = rng.random();
+        let score = rng.random_range(0..12);
+        if w.locked {
+            // `#lock`: the server refuses the connection before BattlEye sees it
             return;
         }
         if let Some(m) = w
@@ -126,10 +316,9 @@ pub async fn join(shared: Arc<Shared>, who: Identity) {
         {
             shared.start_mission(&mut w, &m.template, &m.difficulty);
         }
+        let guid = be_guid(who.steam_id);
         let uid = w.next_uid();
         let num = w.free_number();
-        let reg: u32 = w.rng.random();
-        let score = w.rng.random_range(0..12);
         w.players.push(Player {
             num,
             uid,
@@ -152,143 +341,74 @@ pub async fn join(shared: Arc<Shared>, who: Identity) {
             "Player #{num} {} ({}:{}) connected",
             who.name, who.ip, who.port
         ));
-        (uid, num, w.is_banned(&guid, who.ip))
-    };
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    {
-        let mut w = shared.lock();
-        let Some(p) = w.player_by_uid(uid) else {
-            return;
-        };
-        p.stage = Stage::GuidKnown;
-        shared.rpt.log(&format!(
-            "Player {} connected (id={}).",
-            who.name, who.steam_id
-        ));
-        shared.be(&format!("Player #{num} {} - BE GUID: {guid}", who.name));
-        if banned {
-            shared.remove_player(&mut w, num, Some("Banned"));
-            return;
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let mut w = shared.lock();
-    if let Some(p) = w.player_by_uid(uid) {
-        p.stage = Stage::Verified;
-        shared.be(&format!(
-            "Verified GUID ({guid}) of player #{num} {}",
-            who.name
-        ));
-    }
-}
-
-/// Join/leave pacing loop; runs until the process ends.
-pub async fn run_roster(shared: Arc<Shared>, cast_seed: u64) {
-    let max = shared.opts.players as usize;
-    if max == 0 {
-        return;
-    }
-    let interval = shared.opts.player_interval;
-    let people = cast(
-        &mut rand::rngs::StdRng::seed_from_u64(cast_seed),
-        shared.opts.ascii_names,
-        max + 3,
-    );
-    // Right after startup the server fills up quickly (players reconnecting after a
-    // restart): one join every 100 ms until `max` is reached for the first time.
-    let mut filling = true;
-    let mut first = true;
-    loop {
-        if !first {
-            let pause = if filling {
-                Duration::from_millis(100).min(interval)
-            } else {
-                let factor = { shared.lock().rng.random_range(0.7..1.3) };
-                interval.mul_f64(factor)
-            };
-            tokio::time::sleep(pause).await;
-        }
-        first = false;
-        if shared.is_hung() {
-            continue;
-        }
-        let (joiner, leaver) = {
-            let mut w = shared.lock();
-            let online = w.players.len();
-            if online >= max {
-                filling = false;
-            }
-            let join_now = online < max && (filling || online == 0 || w.rng.random_bool(0.6));
-            let leave_now = !join_now && w.rng.random_bool(0.5);
-            if join_now {
-                let offline: Vec<&Identity> = people
-                    .iter()
-                    .filter(|i| !w.players.iter().any(|p| p.steam_id == i.steam_id))
-                    .collect();
-                let pick = offline.choose(&mut w.rng).map(|i| (*i).clone());
-                (pick, None)
-            } else if leave_now {
-                let verified: Vec<u32> = w
-                    .players
-                    .iter()
-                    .filter(|p| p.stage == Stage::Verified)
-                    .map(|p| p.num)
-                    .collect();
-                (None, verified.choose(&mut w.rng).copied())
-            } else {
-                (None, None)
-            }
-        };
-        if let Some(who) = joiner {
-            tokio::spawn(join(shared.clone(), who));
-        }
-        if let Some(num) = leaver {
-            let mut w = shared.lock();
+        let banned = w.is_banned(&guid, who.ip);
+        tl.push(
+            at + GUID_AFTER,
+            Step::Guid {
+                uid,
+                num,
+                who,
+                guid,
+                banned,
+            },
+        );
+    } else if leave_now {
+        let verified: Vec<u32> = w
+            .players
+            .iter()
+            .filter(|p| p.stage == Stage::Verified)
+            .map(|p| p.num)
+            .collect();
+        if let Some(num) = verified.choose(rng).copied() {
             shared.remove_player(&mut w, num, None);
         }
     }
 }
 
-/// Chat loop: a random verified player says something on a random channel.
-pub async fn run_chat(shared: Arc<Shared>) {
-    let Some(interval) = shared.opts.chat_interval else {
+/// A random verified player says something on a random channel.
+fn chat_tick(shared: &Shared, rng: &mut StdRng) {
+    let w = shared.lock();
+    let speakers: Vec<&str> = w
+        .players
+        .iter()
+        .filter(|p| p.stage == Stage::Verified)
+        .map(|p| p.name.as_str())
+        .collect();
+    let Some(name) = speakers.choose(rng).copied() else {
         return;
     };
-    if shared.opts.players == 0 {
+    let channel = if w.mission.is_some() {
+        CHANNELS.choose(rng).copied().unwrap_or("Global")
+    } else {
+        "Lobby"
+    };
+    let text = CHAT.choose(rng).copied().unwrap_or("hi");
+    shared.be(&format!("({channel}) {name}: {text}"));
+}
+
+/// `MaxPing`: kicks players (GUID known or verified) whose ping is above the limit.
+fn ping_check(shared: &Shared, at: Duration) {
+    let mut w = shared.lock();
+    let Some(limit) = w.max_ping.filter(|m| *m > 0) else {
         return;
-    }
-    loop {
-        let factor = { shared.lock().rng.random_range(0.7..1.3) };
-        tokio::time::sleep(interval.mul_f64(factor)).await;
-        if shared.is_hung() {
-            continue;
-        }
-        let mut w = shared.lock();
-        let speakers: Vec<String> = w
-            .players
-            .iter()
-            .filter(|p| p.stage == Stage::Verified)
-            .map(|p| p.name.clone())
-            .collect();
-        let in_mission = w.mission.is_some();
-        let Some(name) = speakers.choose(&mut w.rng).cloned() else {
-            continue;
-        };
-        let channel = if in_mission {
-            CHANNELS.choose(&mut w.rng).copied().unwrap_or("Global")
-        } else {
-            "Lobby"
-        };
-        let text = CHAT.choose(&mut w.rng).copied().unwrap_or("hi");
-        shared.be(&format!("({channel}) {name}: {text}"));
+    };
+    let bucket = at.as_millis() / PING_BUCKET.as_millis();
+    let bucket = u64::try_from(bucket).unwrap_or(u64::MAX);
+    let over: Vec<u32> = w
+        .players
+        .iter()
+        .filter(|p| p.stage != Stage::Connecting)
+        .map(|p| p.num)
+        .filter(|n| w.ping_at(*n, bucket) > limit)
+        .collect();
+    for num in over {
+        shared.remove_player(&mut w, num, Some(&format!("Ping too high ({limit})")));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
     #[test]
     fn cast_is_deterministic_and_realistic() {

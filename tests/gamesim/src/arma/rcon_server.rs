@@ -4,15 +4,17 @@
 //!   `RCon admin #<id> (<ip>:<port>) logged in`; bad password → `00 00`;
 //! * commands from unknown or expired peers get no reply at all;
 //! * an empty command is the keepalive and gets the empty ack;
-//! * a command with the same seq and the same bytes as the previous one from that
-//!   client, within 10 s, is a retry: the cached reply is resent and the command is
-//!   not run again (PyPI `rcon` 2.4.9 uses seq 0 for everything, but different text
-//!   is a different command);
+//! * replies are cached per client and per seq (256 slots: command bytes, reply
+//!   datagrams, time). A command whose seq slot holds the same bytes and is younger
+//!   than 10 s is a retry: the cached reply is resent and the command is not run
+//!   again, even when other commands were sent in between (several in flight). PyPI
+//!   `rcon` 2.4.9 uses seq 0 for everything, so different text on the same seq is a
+//!   different command;
 //! * long replies are split with `split_response(seq, body, max_part)`;
 //! * server messages carry a per-client wrapping seq and are resent every 2 s until
 //!   acked; after 5 unacked resends the admin is forgotten;
 //! * 45 s without a command packet → the session is dropped silently;
-//! * knob `followup`: after a reply to a command that printed no console message the
+//! * knob `followup` (off by default, not real-server behaviour): after a reply to a command that printed no console message the
 //!   commanding admin alone gets `Connected to BE Master` (BattlEye master noise that
 //!   berconpy ignores), because `rcon` 2.4.9's `run()` only returns once a server
 //!   message follows the reply.
@@ -44,14 +46,33 @@ struct Pending {
     resends: u32,
 }
 
+/// The reply to one command, kept in its seq's slot for retries.
+struct CachedReply {
+    command: Vec<u8>,
+    datagrams: Vec<Vec<u8>>,
+    followup: bool,
+    at: Instant,
+}
+
 struct Session {
     admin_id: u32,
     last_cmd: Instant,
-    last: Option<(u8, Vec<u8>, Instant)>,
-    cached: Vec<Vec<u8>>,
-    cached_followup: bool,
+    /// One slot per command seq (0..=255).
+    replies: Vec<Option<CachedReply>>,
     next_seq: u8,
     pending: Vec<Pending>,
+}
+
+impl Session {
+    fn new(admin_id: u32) -> Self {
+        Session {
+            admin_id,
+            last_cmd: Instant::now(),
+            replies: (0..256).map(|_| None).collect(),
+            next_seq: 0,
+            pending: vec![],
+        }
+    }
 }
 
 pub struct RconServer {
@@ -121,19 +142,8 @@ impl RconServer {
                 let ok = expected.is_some_and(|p| p.as_bytes() == password.as_slice());
                 if ok {
                     let admin_id = self.next_admin;
-                    self.next_admin += 1;
-                    self.sessions.insert(
-                        addr,
-                        Session {
-                            admin_id,
-                            last_cmd: Instant::now(),
-                            last: None,
-                            cached: vec![],
-                            cached_followup: false,
-                            next_seq: 0,
-                            pending: vec![],
-                        },
-                    );
+                    self.next_admin = self.next_admin.wrapping_add(1);
+                    self.sessions.insert(addr, Session::new(admin_id));
                     self.send(
                         addr,
                         &ServerPacket::LoginResponse { success: true }.encode(),
@@ -173,11 +183,12 @@ impl RconServer {
             return;
         }
         s.last_cmd = now;
-        let retry = matches!(&s.last, Some((lseq, lbytes, at))
-            if *lseq == seq && *lbytes == command && now.duration_since(*at) < RETRY_WINDOW);
-        if retry {
-            let cached = s.cached.clone();
-            let followup = s.cached_followup;
+        let slot = usize::from(seq);
+        let retry = s.replies.get(slot).and_then(Option::as_ref).and_then(|c| {
+            (c.command == command && now.duration_since(c.at) < RETRY_WINDOW)
+                .then(|| (c.datagrams.clone(), c.followup))
+        });
+        if let Some((cached, followup)) = retry {
             for d in cached {
                 self.send(addr, &d).await;
             }
@@ -205,10 +216,17 @@ impl RconServer {
                 .map(ServerPacket::encode)
                 .collect();
         let followup = self.shared.opts.followup && !command.is_empty() && !outcome.printed_message;
-        if let Some(s) = self.sessions.get_mut(&addr) {
-            s.last = Some((seq, command, now));
-            s.cached = datagrams.clone();
-            s.cached_followup = followup;
+        if let Some(c) = self
+            .sessions
+            .get_mut(&addr)
+            .and_then(|s| s.replies.get_mut(slot))
+        {
+            *c = Some(CachedReply {
+                command,
+                datagrams: datagrams.clone(),
+                followup,
+                at: now,
+            });
         }
         for d in &datagrams {
             self.send(addr, d).await;

@@ -17,7 +17,7 @@ use super::args::{LaunchArgs, SimOptions, help_text};
 use super::commands::be_cfg_path;
 use super::compat::now_local;
 use super::configs::{BattlEyeSettings, ServerSettings, parse_config};
-use super::players::{run_chat, run_roster};
+use super::players::run_script;
 use super::rcon_server::RconServer;
 use super::rpt_writer::Rpt;
 use super::world::{Shared, World};
@@ -243,14 +243,16 @@ pub async fn run(argv: Vec<String>, env: HashMap<String, String>) -> i32 {
     let be_dir = launch
         .path("bepath")
         .unwrap_or_else(|| profiles.join("BattlEye"));
-    let be = be_cfg_path(&be_dir, x64)
+    let be = be_cfg_path(&be_dir, x64, opts.windows)
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|t| BattlEyeSettings::from_text(&t))
         .unwrap_or_default();
 
     let world_rng = StdRng::seed_from_u64(seed_rng.random());
     let cast_seed: u64 = seed_rng.random();
+    let script_seed: u64 = seed_rng.random();
     let mut world = World::new(settings.clone(), world_rng, be_dir);
+    world.ping_seed = seed_rng.random();
     world.rcon_password = be.rcon_password.clone();
     world.restrict_rcon = be.restrict_rcon;
     world.max_ping = be.max_ping;
@@ -356,8 +358,7 @@ pub async fn run(argv: Vec<String>, env: HashMap<String, String>) -> i32 {
         }
     }
 
-    tokio::spawn(run_roster(shared.clone(), cast_seed));
-    tokio::spawn(run_chat(shared.clone()));
+    tokio::spawn(run_script(shared.clone(), cast_seed, script_seed));
     if opts.rpt_spam > 0 {
         tokio::spawn(spam(shared.clone()));
     }

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use rand::RngCore;
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore};
 use tokio::sync::{mpsc, watch};
 
 use super::args::SimOptions;
@@ -58,7 +58,7 @@ impl Ban {
         match self.expires {
             None => "perm".into(),
             Some(t) if t <= now => "-".into(),
-            Some(t) => ((t - now + 59) / 60).to_string(),
+            Some(t) => (t.saturating_sub(now).saturating_add(59) / 60).to_string(),
         }
     }
 }
@@ -87,7 +87,13 @@ pub struct World {
     pub max_ping: Option<i64>,
     pub rcon_password: Option<String>,
     pub restrict_rcon: bool,
+    /// Server-side randomness (mission ids). The player script has its own stream
+    /// (see `players::run_script`), so RCon traffic never shifts joins or chat.
     pub rng: StdRng,
+    /// Seed of the ping jitter hash (see [`World::ping_at`]).
+    pub ping_seed: u64,
+    /// Start of the ping time buckets.
+    pub epoch: Instant,
     next_uid: u64,
     /// BattlEye working dir (bans.txt lives here).
     pub be_dir: PathBuf,
@@ -108,6 +114,8 @@ impl World {
             rcon_password: None,
             restrict_rcon: false,
             rng,
+            ping_seed: 0,
+            epoch: Instant::now(),
             next_uid: 1,
             be_dir,
             config_path: None,
@@ -150,8 +158,19 @@ impl World {
     }
 
     /// Adds a ban (GUID if 32 hex digits, IP if it parses, else `Err`).
+    ///
+    /// `minutes <= 0` is permanent. A duration whose expiry does not fit a Unix time
+    /// (`addBan <guid> 999999999999999999 x`) is also stored as permanent: bans.txt
+    /// keeps an absolute expiry, and "ends after the end of time" is "never" (our
+    /// choice; the reference documents no error reply for it, so the ack stays empty).
     pub fn add_ban(&mut self, target: &str, minutes: i64, reason: &str) -> Result<(), InvalidBan> {
-        let expires = (minutes > 0).then(|| unix_now() + minutes * 60);
+        let expires = if minutes > 0 {
+            minutes
+                .checked_mul(60)
+                .and_then(|secs| unix_now().checked_add(secs))
+        } else {
+            None
+        };
         let ban = Ban {
             target: target.to_ascii_lowercase(),
             expires,
@@ -247,15 +266,35 @@ impl World {
         if self.mission.is_some() { 7 } else { 1 }
     }
 
-    /// A ping with a little jitter around the player's base ping.
-    pub fn ping_of(&mut self, num: u32) -> i64 {
-        let jitter: i64 = self.rng.random_range(-8..=8);
+    /// The ping shown now (bucket of the time since start).
+    pub fn ping_of(&self, num: u32) -> i64 {
+        let bucket = self.epoch.elapsed().as_millis() / PING_BUCKET.as_millis();
+        self.ping_at(num, u64::try_from(bucket).unwrap_or(u64::MAX))
+    }
+
+    /// The player's base ping with ±8 ms jitter, a pure function of (ping seed,
+    /// player number, time bucket): asking for it (RCon `players`) draws no random
+    /// numbers, so polling never changes what the simulation does later.
+    pub fn ping_at(&self, num: u32, bucket: u64) -> i64 {
+        let h = mix(mix(mix(self.ping_seed) ^ u64::from(num)) ^ bucket);
+        let jitter = i64::try_from(h % 17).unwrap_or(0) - 8;
         match self.players.iter().find(|p| p.num == num) {
             Some(p) if p.stage == Stage::Connecting => -1,
             Some(p) => (i64::from(p.base_ping) + jitter).max(1),
             None => -1,
         }
     }
+}
+
+/// Width of the ping jitter time buckets.
+pub const PING_BUCKET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// splitmix64 finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 pub fn unix_now() -> i64 {
@@ -434,5 +473,54 @@ mod tests {
         };
         assert_eq!(b.minutes_left(200), "-");
         assert_eq!(b.minutes_left(41), "1");
+        let far = Ban {
+            target: "x".into(),
+            expires: Some(i64::MAX),
+            reason: String::new(),
+        };
+        assert!(!far.minutes_left(-5).is_empty());
+    }
+
+    #[test]
+    fn absurd_ban_duration_is_permanent_not_a_panic() {
+        let mut w = World::new(
+            ServerSettings::default(),
+            StdRng::seed_from_u64(1),
+            std::env::temp_dir(),
+        );
+        let g = "0123456789abcdef0123456789abcdef";
+        w.add_ban(g, 999_999_999_999_999_999, "x").unwrap();
+        w.add_ban(g, i64::MAX, "y").unwrap();
+        w.add_ban(g, i64::MIN, "z").unwrap();
+        assert!(w.guid_bans.iter().all(|b| b.expires.is_none()));
+        w.add_ban(g, 1_000_000_000_000, "long").unwrap();
+        assert!(w.guid_bans[3].expires.is_some());
+    }
+
+    #[test]
+    fn ping_is_a_pure_function() {
+        let mut w = World::new(
+            ServerSettings::default(),
+            StdRng::seed_from_u64(1),
+            std::env::temp_dir(),
+        );
+        w.players.push(Player {
+            num: 3,
+            uid: 1,
+            name: "a".into(),
+            steam_id: 1,
+            guid: String::new(),
+            ip: Ipv4Addr::LOCALHOST,
+            port: 2304,
+            base_ping: 100,
+            stage: Stage::Verified,
+            joined: Instant::now(),
+            score: 0,
+        });
+        let a: Vec<i64> = (0..50).map(|b| w.ping_at(3, b)).collect();
+        let b: Vec<i64> = (0..50).map(|b| w.ping_at(3, b)).collect();
+        assert_eq!(a, b);
+        assert!(a.iter().all(|p| (92..=108).contains(p)));
+        assert!(a.iter().any(|p| *p != a[0]));
     }
 }
