@@ -75,8 +75,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ]
     }))?;
 
-    let mut profile = Arma3Profile::default();
-    profile.custom_ai_level.skill_ai = Some(0.75);
+    // A typical "hardcore" preset, as the server's custom difficulty.
+    let profile: Arma3Profile = serde_json::from_value(json!({
+        "custom_difficulty": {
+            "options": {
+                "reduced_damage": 0, "group_indicators": 0, "friendly_tags": 0,
+                "enemy_tags": 0, "detected_mines": 0, "commands": 1, "waypoints": 1,
+                "tactical_ping": 3, "weapon_info": 1, "stance_indicator": 1,
+                "stamina_bar": 0, "weapon_crosshair": 0, "vision_aid": 0,
+                "third_person_view": 2, "camera_shake": 1, "score_table": 0,
+                "death_messages": 0, "von_id": 1, "map_content_friendly": 0,
+                "map_content_enemy": 0, "map_content_mines": 0, "auto_report": 0,
+                "multiple_saves": 0
+            },
+            "ai_level_preset": 3
+        },
+        "custom_ai_level": { "skill_ai": 0.75, "precision_ai": 0.35 }
+    }))?;
 
     for (name, server) in [("typical", typical), ("hostile", hostile)] {
         let dir = out.join(name);

@@ -8,7 +8,7 @@ import os
 import pathlib
 import socket
 import subprocess
-import time
+import threading
 
 import pytest
 
@@ -88,18 +88,19 @@ def start_sim(tmp_path):
             args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         started.append(proc)
-        deadline = time.monotonic() + 15
-        for raw in proc.stdout:
-            if b"Host identity created." in raw:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("simulator did not come up")
-        else:
-            raise RuntimeError(f"simulator exited with {proc.wait()}")
-        # Keep draining stdout so the simulator never blocks on a full pipe.
-        import threading
+        # A reader thread drains stdout for the whole run (so the simulator never
+        # blocks on a full pipe) and reports readiness, so a silent simulator cannot
+        # hang the suite.
+        ready = threading.Event()
 
-        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        def drain():
+            for raw in proc.stdout:
+                if b"Host identity created." in raw:
+                    ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not ready.wait(15):
+            raise RuntimeError(f"simulator not ready after 15 s (exit code {proc.poll()})")
         return Sim(proc, game, rcon, tmp_path)
 
     yield start

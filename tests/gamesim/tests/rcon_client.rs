@@ -1,21 +1,27 @@
-//! Our RCon client against the real `arma3server-sim` process: the simulator reads
-//! RConPort/RConPassword from `beserver_x64.cfg` in `-bepath`, exactly like the
-//! game server, and answers over loopback UDP.
+//! Our RCon client against the real `arma3server-sim` process, set up exactly as the
+//! agent will set up a real server: server.cfg and the BattlEye config rendered by our
+//! models (under the file name BattlEye expects on Linux) and argv from our launch
+//! builder. The simulator reads RConPort/RConPassword from that file and answers over
+//! loopback UDP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use languard_shared::arma::config::battleye::config_file_name;
+use languard_shared::arma::config::{
+    BattlEyeConfig, HostOs, Mission, ServerArch, ServerConfig, TimeStampFormat,
+};
+use languard_shared::arma::launch::{GamePorts, LaunchArgs};
 use languard_shared::arma::rcon::client::{
     ClientOptions, ConnectionState, RconClient, RconError, ServerMessage,
 };
-use languard_shared::arma::rcon::parse::parse_players;
+use languard_shared::arma::rcon::parse::{ServerEvent, parse_players, parse_server_message};
 use tokio::sync::mpsc;
 
-const PASSWORD: &str = "s3cret-pw";
+const PASSWORD: &str = "s3cretPw42";
 
 /// A running simulator; killed on drop.
 struct Sim {
@@ -31,20 +37,19 @@ impl Drop for Sim {
     }
 }
 
-/// A UDP port that is free now (and, with `pair`, the one above it too: A2S uses
-/// game port + 1).
-fn free_port(pair: bool) -> u16 {
+/// A UDP port that is free now (and, with `block`, the four above it too: the game
+/// reserves game port .. game port + 4).
+fn free_port(block: bool) -> u16 {
     loop {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = a.local_addr().unwrap().port();
-        if !pair || (port < u16::MAX && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()) {
+        if !block
+            || (port < u16::MAX - 4
+                && (1..=4).all(|i| UdpSocket::bind(("127.0.0.1", port + i)).is_ok()))
+        {
             return port;
         }
     }
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
 }
 
 fn spawn_sim(extra: &[&str]) -> Sim {
@@ -54,33 +59,63 @@ fn spawn_sim(extra: &[&str]) -> Sim {
     std::fs::create_dir_all(&profiles).unwrap();
     std::fs::create_dir_all(&be).unwrap();
     let game_port = free_port(true);
-    let rcon_port = loop {
-        let p = free_port(false);
-        if p != game_port && p != game_port + 1 {
-            break p;
+    // GamePorts refuses an RCon port inside game port .. game port + 4.
+    let ports = loop {
+        if let Ok(ports) = GamePorts::new(game_port, Some(free_port(false))) {
+            break ports;
         }
     };
-    write(
-        &dir.path().join("server.cfg"),
-        "hostname = \"Languard RCon test\";\nmaxPlayers = 32;\n",
-    );
-    write(
-        &be.join("beserver_x64.cfg"),
-        &format!("RConPassword {PASSWORD}\nRConPort {rcon_port}\nRestrictRCon 0\n"),
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_arma3server-sim"))
+    let rcon_port = ports.rcon().unwrap();
+
+    let server = ServerConfig {
+        hostname: "Languard RCon test \"quoted\" \\ Максим".into(),
+        max_players: Some(32),
+        time_stamp_format: Some(TimeStampFormat::Short),
+        missions: vec![Mission {
+            template: "co10_Escape.Altis".into(),
+            difficulty: Some("Regular".into()),
+            ..Mission::default()
+        }],
+        ..ServerConfig::default()
+    };
+    std::fs::write(dir.path().join("server.cfg"), server.render().unwrap()).unwrap();
+    let mut battleye = BattlEyeConfig::new(PASSWORD, rcon_port);
+    battleye.restrict_rcon = Some(false);
+    let arch = ServerArch::from_executable("arma3server_x64").unwrap();
+    std::fs::write(
+        be.join(config_file_name(HostOs::Linux, arch)),
+        battleye.render().unwrap(),
+    )
+    .unwrap();
+
+    let argv = LaunchArgs::new(ports.game())
+        .config("server.cfg")
+        .profiles(profiles.display().to_string())
+        .bepath(be.display().to_string())
+        .name("server")
+        .auto_init(true)
+        .build()
+        .unwrap();
+    // Simulation knobs travel in the environment (ARMA3SIM_*), so the argv stays
+    // exactly what a real server would get.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arma3server-sim"));
+    for knob in [
+        "-sim-seed=7",
+        "-sim-startup-delay-ms=0",
+        "-sim-chat-interval-ms=0",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        let (name, value) = knob.trim_start_matches("-sim-").split_once('=').unwrap();
+        command.env(
+            format!("ARMA3SIM_{}", name.replace('-', "_").to_uppercase()),
+            value,
+        );
+    }
+    let child = command
         .current_dir(dir.path())
-        .arg(format!("-port={game_port}"))
-        .arg("-config=server.cfg")
-        .arg(format!("-profiles={}", profiles.display()))
-        .arg(format!("-bepath={}", be.display()))
-        .args([
-            "-sim-seed=7",
-            "-sim-startup-delay-ms=0",
-            "-sim-chat-interval-ms=0",
-            "-sim-followup=0",
-        ])
-        .args(extra)
+        .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -250,4 +285,41 @@ async fn lossy_server_is_survived_by_retransmission() {
         assert!(answer.starts_with(expected_prefix(cmd)), "{cmd}: {answer}");
     }
     assert!(client.stats().retransmits > 0);
+}
+
+#[tokio::test]
+async fn live_player_events_parse_into_typed_events() {
+    // The same scenario the Python clients run: players join and chat, and the console
+    // messages arrive on the channel and parse into typed events.
+    let sim = spawn_sim(&[
+        "-sim-players=3",
+        "-sim-player-interval-ms=50",
+        "-sim-chat-interval-ms=100",
+    ]);
+    let (_client, mut rx) = connect(&sim, PASSWORD).await.unwrap();
+    let (mut connected, mut verified, mut chat) = (false, false, false);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !(connected && verified && chat) {
+            let message = rx.recv().await.unwrap();
+            match parse_server_message(&message.text) {
+                ServerEvent::PlayerConnected { name, ip, .. } => {
+                    assert!(!name.is_empty());
+                    assert!(!ip.is_loopback(), "simulated players come from afar: {ip}");
+                    connected = true;
+                }
+                ServerEvent::GuidVerified { guid, .. } => {
+                    assert_eq!(guid.len(), 32, "{guid}");
+                    verified = true;
+                }
+                ServerEvent::Chat { name, text, .. } => {
+                    assert!(!name.is_empty() && !text.is_empty(), "{}", message.text);
+                    chat = true;
+                }
+                ServerEvent::Unknown(text) => panic!("unparsed console message: {text}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("join, GUID verification and chat within 10 s");
 }
