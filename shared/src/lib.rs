@@ -3,3 +3,4 @@
 //! definition of wire formats, game config files and log formats.
 
 pub mod arma;
+pub mod wire;

@@ -1,0 +1,177 @@
+//! Controller → agent requests. Each request carries a correlation id on the link and
+//! gets exactly one [`Response`] or one [`AgentError`].
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::event::ServerStatus;
+use super::ids::ServerId;
+use super::spec::ServerSpec;
+use crate::arma::rcon::parse::Player;
+
+/// What the controller asks an agent to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The status of every server the agent knows.
+    Inventory,
+    /// Store (or replace) a server's spec. Files are rendered at the next start; a
+    /// running server keeps running with its old files until restarted.
+    ApplySpec { spec: Box<ServerSpec> },
+    /// Forget a server (it must be stopped). Its folder stays on disk.
+    RemoveServer { server: ServerId },
+    /// The status of one server.
+    Status { server: ServerId },
+    /// Render files and launch.
+    Start { server: ServerId },
+    /// Graceful stop: `#shutdown`, then signals after the stop timeout.
+    Stop { server: ServerId },
+    /// Stop, then start.
+    Restart { server: ServerId },
+    /// Kill at once.
+    Kill { server: ServerId },
+    /// A raw RCon command; the answer text is returned.
+    Rcon { server: ServerId, command: String },
+    /// Global chat (`player: None`) or a message to one player.
+    Say {
+        server: ServerId,
+        player: Option<u32>,
+        message: String,
+    },
+    /// Kick a player by number.
+    Kick {
+        server: ServerId,
+        player: u32,
+        reason: String,
+    },
+    /// Ban a player (online by number, or offline by GUID or IP). `minutes: None` is
+    /// permanent.
+    Ban {
+        server: ServerId,
+        target: BanTarget,
+        minutes: Option<u32>,
+        reason: String,
+    },
+    /// Remove the ban with this index (as listed by `bans`).
+    Unban { server: ServerId, index: u32 },
+    /// Lock the server: no new players.
+    Lock { server: ServerId },
+    /// Unlock the server.
+    Unlock { server: ServerId },
+    /// Switch to a mission (`#mission`).
+    Mission {
+        server: ServerId,
+        template: String,
+        difficulty: Option<String>,
+    },
+    /// The players online now.
+    Players { server: ServerId },
+    /// List a folder inside the server's folder (`""` is the folder itself).
+    ListFiles { server: ServerId, dir: String },
+    /// Read a file inside the server's folder.
+    ReadFile { server: ServerId, path: String },
+    /// Write a file inside the server's folder (atomically).
+    WriteFile {
+        server: ServerId,
+        path: String,
+        data: Vec<u8>,
+    },
+    /// Delete a file inside the server's folder.
+    DeleteFile { server: ServerId, path: String },
+}
+
+/// Who a ban is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum BanTarget {
+    /// An online player by number.
+    Player(u32),
+    /// A BattlEye GUID (32 hex digits).
+    Guid(String),
+    /// An IP address.
+    Ip(IpAddr),
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Response {
+    /// Done; nothing to report.
+    Done,
+    /// Text, e.g. an RCon answer.
+    Text(String),
+    /// One server's status.
+    Status(ServerStatus),
+    /// Every server's status.
+    Inventory(Vec<ServerStatus>),
+    /// Players online.
+    Players(Vec<Player>),
+    /// Folder listing.
+    Files(Vec<FileEntry>),
+    /// File contents.
+    File(Vec<u8>),
+}
+
+/// One entry of a folder listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Base name.
+    pub name: String,
+    /// A folder rather than a file.
+    pub dir: bool,
+    /// Size in bytes (0 for folders).
+    pub size: u64,
+    /// Last modification.
+    pub modified_ms: i64,
+}
+
+/// Why a request failed. The message is safe to show to users: it never carries a
+/// secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[error("{code:?}: {message}")]
+pub struct AgentError {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl AgentError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Machine-readable reasons a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No server with that id on this agent.
+    UnknownServer,
+    /// The spec is invalid (field errors in the message).
+    InvalidSpec,
+    /// The executable is not allow-listed or does not exist.
+    ExecutableRefused,
+    /// A port the server needs is taken.
+    PortInUse,
+    /// A file name with a path, `..`, or outside the server's folder.
+    InvalidPath,
+    /// Writing files or another I/O step failed.
+    Io,
+    /// The request needs a running server.
+    NotRunning,
+    /// The request needs a stopped server.
+    NotStopped,
+    /// The game refused or did not answer an RCon command.
+    Rcon,
+    /// No answer in time.
+    Timeout,
+    /// Anything else.
+    Internal,
+}
