@@ -1,0 +1,330 @@
+//! The agent's one typed configuration, layered: built-in defaults, then a TOML file,
+//! then `LANGUARD_AGENT_*` environment variables, then command-line flags. Everything
+//! is validated once at start-up and all problems are reported together, so an admin
+//! fixes a broken config in one round.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Executable names the agent starts when the config names none: the Arma 3 dedicated
+/// server binaries on Linux and Windows. Anything else is refused (DESIGN.md,
+/// "Security": only allow-listed executables are started).
+pub const DEFAULT_EXECUTABLES: &[&str] = &[
+    "arma3server",
+    "arma3server_x64",
+    "arma3server.exe",
+    "arma3server_x64.exe",
+];
+
+/// The effective agent configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where the agent keeps its state: identity, outbox, last specs, run records.
+    pub data_dir: PathBuf,
+    /// Parent folder of the game servers' folders (one folder per server id).
+    pub servers_dir: PathBuf,
+    /// Controller URL (used by enrollment and the link).
+    pub controller: Option<String>,
+    /// File names of executables the agent may start.
+    pub allowed_executables: Vec<String>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Telemetry intervals.
+    pub telemetry: TelemetryConfig,
+    /// `tracing` filter, e.g. `info` or `languard_agent=debug`.
+    pub log_level: String,
+    /// Emit logs as JSON lines instead of text.
+    pub log_json: bool,
+}
+
+/// Resource limits, so one misbehaving game cannot exhaust the host's agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Upper bound of the on-disk outbox (events awaiting acknowledgement).
+    pub outbox_max_bytes: u64,
+    /// Longest log line kept whole; longer lines are split.
+    pub max_log_line_bytes: usize,
+    /// Most game servers this agent runs.
+    pub max_servers: usize,
+    /// Largest file accepted by a file write request.
+    pub max_upload_bytes: u64,
+    /// Console capture files kept per server (older ones are deleted at start).
+    pub console_files_kept: usize,
+}
+
+/// Telemetry intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Metrics sampling interval in seconds.
+    pub metrics_interval_secs: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        let data_dir = PathBuf::from("/var/lib/languard-agent");
+        Self {
+            servers_dir: data_dir.join("servers"),
+            data_dir,
+            controller: None,
+            allowed_executables: DEFAULT_EXECUTABLES.iter().map(|s| s.to_string()).collect(),
+            limits: Limits::default(),
+            telemetry: TelemetryConfig::default(),
+            log_level: "info".into(),
+            log_json: false,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            outbox_max_bytes: 256 * 1024 * 1024,
+            max_log_line_bytes: 1024 * 1024,
+            max_servers: 64,
+            max_upload_bytes: 512 * 1024 * 1024,
+            console_files_kept: 20,
+        }
+    }
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            metrics_interval_secs: 5,
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` leaves the file's
+/// (or the default) value in place.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--data-dir` / `LANGUARD_AGENT_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--servers-dir` / `LANGUARD_AGENT_SERVERS_DIR`.
+    pub servers_dir: Option<PathBuf>,
+    /// `--controller` / `LANGUARD_AGENT_CONTROLLER`.
+    pub controller: Option<String>,
+    /// `--allow-executable` (repeatable) / `LANGUARD_AGENT_ALLOWED_EXECUTABLES`
+    /// (comma-separated); replaces the list.
+    pub allowed_executables: Option<Vec<String>>,
+    /// `--log-level` / `LANGUARD_AGENT_LOG_LEVEL`.
+    pub log_level: Option<String>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// One or more values are invalid; all are listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl AgentConfig {
+    /// Builds the effective configuration: defaults, then `file` (if any), then
+    /// `overrides`; a `servers_dir` not given anywhere follows `data_dir`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => Self::default(),
+        };
+        let servers_dir_given = overrides.servers_dir.is_some()
+            || file.is_some_and(|_| config.servers_dir != Self::default().servers_dir);
+        if let Some(dir) = overrides.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(dir) = overrides.servers_dir {
+            config.servers_dir = dir;
+        } else if !servers_dir_given {
+            config.servers_dir = config.data_dir.join("servers");
+        }
+        if let Some(url) = overrides.controller {
+            config.controller = Some(url);
+        }
+        if let Some(list) = overrides.allowed_executables {
+            config.allowed_executables = list;
+        }
+        if let Some(level) = overrides.log_level {
+            config.log_level = level;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document (unknown keys are errors, so typos do not pass silently).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The effective configuration as TOML, for `--dump-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// Checks every value; returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !self.data_dir.is_absolute() {
+            problems.push(format!(
+                "data_dir must be an absolute path, got {}",
+                self.data_dir.display()
+            ));
+        }
+        if !self.servers_dir.is_absolute() {
+            problems.push(format!(
+                "servers_dir must be an absolute path, got {}",
+                self.servers_dir.display()
+            ));
+        }
+        if self.allowed_executables.is_empty() {
+            problems.push("allowed_executables must name at least one executable".into());
+        }
+        for name in &self.allowed_executables {
+            if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+                problems.push(format!(
+                    "allowed_executables entries are file names, not paths: {name:?}"
+                ));
+            }
+        }
+        if let Some(url) = &self.controller
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            problems.push(format!("controller must be an http(s) URL, got {url:?}"));
+        }
+        let limits = &self.limits;
+        if limits.outbox_max_bytes < 1024 * 1024 {
+            problems.push("limits.outbox_max_bytes must be at least 1 MiB".into());
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&limits.max_log_line_bytes) {
+            problems.push("limits.max_log_line_bytes must be between 1 KiB and 64 MiB".into());
+        }
+        if limits.max_servers == 0 {
+            problems.push("limits.max_servers must be at least 1".into());
+        }
+        if limits.console_files_kept == 0 {
+            problems.push("limits.console_files_kept must be at least 1".into());
+        }
+        if self.telemetry.metrics_interval_secs == 0 {
+            problems.push("telemetry.metrics_interval_secs must be at least 1".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The metrics interval as a duration.
+    pub fn metrics_interval(&self) -> Duration {
+        Duration::from_secs(self.telemetry.metrics_interval_secs)
+    }
+
+    /// Whether `executable`'s file name is allow-listed (exact match).
+    pub fn executable_allowed(&self, executable: &Path) -> bool {
+        executable
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| self.allowed_executables.iter().any(|a| a == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_allow_only_arma() {
+        let c = AgentConfig::default();
+        c.validate().unwrap();
+        assert!(c.executable_allowed(Path::new("/srv/a3/arma3server_x64")));
+        assert!(c.executable_allowed(Path::new("C:/a3/arma3server_x64.exe")));
+        assert!(!c.executable_allowed(Path::new("/bin/bash")));
+        assert!(!c.executable_allowed(Path::new("/srv/a3/arma3server_x64.sh")));
+    }
+
+    #[test]
+    fn layers_file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/data/agent\"\nlog_level = \"debug\"\n[limits]\nmax_servers = 3\n",
+        )
+        .unwrap();
+        let c = AgentConfig::load(
+            Some(&file),
+            Overrides {
+                log_level: Some("warn".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/data/agent"));
+        assert_eq!(c.servers_dir, PathBuf::from("/data/agent/servers"));
+        assert_eq!(c.limits.max_servers, 3);
+        assert_eq!(c.log_level, "warn");
+        // A flag beats the file.
+        let c = AgentConfig::load(
+            Some(&file),
+            Overrides {
+                data_dir: Some("/other".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.servers_dir, PathBuf::from("/other/servers"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_reported_together() {
+        let err = AgentConfig::from_toml("data_dri = \"/x\"\n").unwrap_err();
+        assert!(err.contains("data_dri"), "{err}");
+        let c = AgentConfig {
+            data_dir: "relative".into(),
+            allowed_executables: vec!["/bin/sh".into()],
+            controller: Some("ftp://x".into()),
+            ..AgentConfig::default()
+        };
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn dump_round_trips() {
+        let c = AgentConfig::default();
+        assert_eq!(AgentConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+}
