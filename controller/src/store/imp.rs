@@ -1,0 +1,1025 @@
+//! The `Store` implementation, written once and stamped out for both backends
+//! (`impl_store!(SqliteStore)` / `impl_store!(PgStore)`). Backend differences live in the
+//! backend modules: pools (`self.r()` read, `self.w()` write), `BACKEND`, connect.
+
+/// Binds a `Vec<Arg>` onto a query in order.
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                $crate::store::common::Arg::Uuid(v) => q.bind(v),
+                $crate::store::common::Arg::I64(v) => q.bind(v),
+                $crate::store::common::Arg::I16(v) => q.bind(v),
+                $crate::store::common::Arg::Ts(v) => q.bind($crate::store::common::DbTs(v)),
+                $crate::store::common::Arg::Text(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+macro_rules! impl_store {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $ty {
+            fn backend(&self) -> &'static str {
+                match Self::BACKEND {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgres",
+                }
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.r()).await.map_err(map_err)?;
+                Ok(())
+            }
+
+            // ---------------------------------------------------------- users
+            async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+                check_text(&[&new.username, &new.password_hash])?;
+                let t = now();
+                let u = User {
+                    id: new_id(),
+                    username: new.username,
+                    password_hash: new.password_hash,
+                    role: new.role,
+                    must_change_password: new.must_change_password,
+                    disabled: false,
+                    created_at: t,
+                    updated_at: t,
+                };
+                sqlx::query(
+                    "INSERT INTO users (id, username, password_hash, role, must_change_password, disabled, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(u.id)
+                .bind(&u.username)
+                .bind(&u.password_hash)
+                .bind(u.role.as_str())
+                .bind(u.must_change_password)
+                .bind(u.disabled)
+                .bind(ts(t))
+                .bind(ts(t))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(u)
+            }
+
+            async fn get_user_by_id(&self, id: Uuid) -> StoreResult<Option<User>> {
+                sqlx::query_as::<_, User>("SELECT * FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+                sqlx::query_as::<_, User>("SELECT * FROM users WHERE lower(username) = lower($1)")
+                    .bind(username)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn list_users(&self) -> StoreResult<Vec<User>> {
+                sqlx::query_as::<_, User>("SELECT * FROM users ORDER BY lower(username), id")
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn update_user(&self, id: Uuid, update: UserUpdate) -> StoreResult<User> {
+                check_opt(&[update.password_hash.as_deref()])?;
+                sqlx::query_as::<_, User>(
+                    "UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled), \
+                     must_change_password = COALESCE($4, must_change_password), \
+                     password_hash = COALESCE($5, password_hash), updated_at = $6 \
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(id)
+                .bind(update.role.map(|r| r.as_str()))
+                .bind(update.disabled)
+                .bind(update.must_change_password)
+                .bind(update.password_hash)
+                .bind(ts(now()))
+                .fetch_optional(self.w())
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)
+            }
+
+            async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
+                let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn count_users(&self) -> StoreResult<i64> {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(self.r()).await.map_err(map_err)
+            }
+
+            // ---------------------------------------------------------- refresh tokens
+            async fn insert_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken> {
+                check_text(&[&new.token_hash])?;
+                check_opt(&[new.ip.as_deref(), new.user_agent.as_deref()])?;
+                let t = RefreshToken {
+                    id: new_id(),
+                    user_id: new.user_id,
+                    family_id: new.family_id,
+                    token_hash: new.token_hash,
+                    expires_at: truncate(new.expires_at),
+                    created_at: now(),
+                    used_at: None,
+                    revoked_at: None,
+                    ip: new.ip,
+                    user_agent: new.user_agent,
+                };
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at, created_at, ip, user_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(t.id)
+                .bind(t.user_id)
+                .bind(t.family_id)
+                .bind(&t.token_hash)
+                .bind(ts(t.expires_at))
+                .bind(ts(t.created_at))
+                .bind(&t.ip)
+                .bind(&t.user_agent)
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(t)
+            }
+
+            async fn get_refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+                sqlx::query_as::<_, RefreshToken>("SELECT * FROM refresh_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(self.w())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn mark_refresh_token_used(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool> {
+                let r = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(ts(at))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn revoke_refresh_family(&self, family_id: Uuid, at: OffsetDateTime) -> StoreResult<u64> {
+                let r = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
+                    .bind(family_id)
+                    .bind(ts(at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn revoke_user_refresh_tokens(&self, user_id: Uuid, at: OffsetDateTime) -> StoreResult<u64> {
+                let r = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(user_id)
+                    .bind(ts(at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn prune_refresh_tokens_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
+                let r = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
+                    .bind(ts(before))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
+            }
+
+            // ---------------------------------------------------------- api tokens
+            async fn insert_api_token(&self, new: NewApiToken) -> StoreResult<ApiToken> {
+                check_text(&[&new.name, &new.token_hash, &new.prefix])?;
+                let t = ApiToken {
+                    id: new_id(),
+                    user_id: new.user_id,
+                    name: new.name,
+                    token_hash: new.token_hash,
+                    prefix: new.prefix,
+                    role: new.role,
+                    created_at: now(),
+                    last_used_at: None,
+                    expires_at: new.expires_at.map(truncate),
+                    revoked_at: None,
+                };
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, role, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(t.id)
+                .bind(t.user_id)
+                .bind(&t.name)
+                .bind(&t.token_hash)
+                .bind(&t.prefix)
+                .bind(t.role.as_str())
+                .bind(ts(t.created_at))
+                .bind(t.expires_at.map(ts))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(t)
+            }
+
+            async fn get_api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
+                sqlx::query_as::<_, ApiToken>("SELECT * FROM api_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn list_api_tokens_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ApiToken>> {
+                sqlx::query_as::<_, ApiToken>("SELECT * FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id")
+                    .bind(user_id)
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn revoke_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+                let r = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+                    .bind(id)
+                    .bind(ts(at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn touch_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+                let r = sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(ts(at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            // ---------------------------------------------------------- hosts
+            async fn create_host(&self, new: NewHost) -> StoreResult<Host> {
+                check_text(&[&new.name, &new.os, &new.status])?;
+                check_opt(&[new.agent_id.as_deref()])?;
+                let h = Host {
+                    id: new_id(),
+                    name: new.name,
+                    agent_id: new.agent_id,
+                    os: new.os,
+                    status: new.status,
+                    last_seen_at: None,
+                    created_at: now(),
+                    revoked_at: None,
+                };
+                sqlx::query("INSERT INTO hosts (id, name, agent_id, os, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(h.id)
+                    .bind(&h.name)
+                    .bind(&h.agent_id)
+                    .bind(&h.os)
+                    .bind(&h.status)
+                    .bind(ts(h.created_at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(h)
+            }
+
+            async fn get_host(&self, id: Uuid) -> StoreResult<Option<Host>> {
+                sqlx::query_as::<_, Host>("SELECT * FROM hosts WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn list_hosts(&self) -> StoreResult<Vec<Host>> {
+                sqlx::query_as::<_, Host>("SELECT * FROM hosts ORDER BY name, id").fetch_all(self.r()).await.map_err(map_err)
+            }
+
+            async fn update_host(&self, host: &Host) -> StoreResult<Host> {
+                check_text(&[&host.name, &host.os, &host.status])?;
+                check_opt(&[host.agent_id.as_deref()])?;
+                sqlx::query_as::<_, Host>(
+                    "UPDATE hosts SET name = $2, agent_id = $3, os = $4, status = $5, last_seen_at = $6, revoked_at = $7 \
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(host.id)
+                .bind(&host.name)
+                .bind(&host.agent_id)
+                .bind(&host.os)
+                .bind(&host.status)
+                .bind(host.last_seen_at.map(ts))
+                .bind(host.revoked_at.map(ts))
+                .fetch_optional(self.w())
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)
+            }
+
+            async fn delete_host(&self, id: Uuid) -> StoreResult<()> {
+                let r = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            // ---------------------------------------------------------- servers
+            async fn create_server(&self, host_id: Uuid, spec: ServerSpec) -> StoreResult<Server> {
+                check_text(&[&spec.name, &spec.executable_path])?;
+                check_json(&spec.restart_policy)?;
+                let t = now();
+                let s = Server {
+                    id: new_id(),
+                    host_id,
+                    name: spec.name,
+                    game: spec.game,
+                    game_port: spec.game_port,
+                    rcon_port: spec.rcon_port,
+                    executable_path: spec.executable_path,
+                    restart_policy: spec.restart_policy,
+                    desired_running: spec.desired_running,
+                    revision: 1,
+                    config_revision: 0,
+                    created_at: t,
+                    updated_at: t,
+                };
+                sqlx::query(
+                    "INSERT INTO servers (id, host_id, name, game, game_port, rcon_port, executable_path, restart_policy, \
+                     desired_running, revision, config_revision, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(s.id)
+                .bind(s.host_id)
+                .bind(&s.name)
+                .bind(s.game.as_str())
+                .bind(s.game_port)
+                .bind(s.rcon_port)
+                .bind(&s.executable_path)
+                .bind(Json(&s.restart_policy))
+                .bind(s.desired_running)
+                .bind(s.revision)
+                .bind(s.config_revision)
+                .bind(ts(t))
+                .bind(ts(t))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(s)
+            }
+
+            async fn get_server(&self, id: Uuid) -> StoreResult<Option<Server>> {
+                sqlx::query_as::<_, Server>("SELECT * FROM servers WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>> {
+                sqlx::query_as::<_, Server>("SELECT * FROM servers WHERE ($1 IS NULL OR host_id = $1) ORDER BY name, id")
+                    .bind(host_id)
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn list_servers_on_host(&self, host_id: Uuid) -> StoreResult<Vec<Server>> {
+                sqlx::query_as::<_, Server>("SELECT * FROM servers WHERE host_id = $1 ORDER BY name, id")
+                    .bind(host_id)
+                    .fetch_all(self.w())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn update_server(&self, id: Uuid, expected_revision: i64, spec: ServerSpec) -> StoreResult<Server> {
+                check_text(&[&spec.name, &spec.executable_path])?;
+                check_json(&spec.restart_policy)?;
+                let row = sqlx::query_as::<_, Server>(
+                    "UPDATE servers SET name = $3, game = $4, game_port = $5, rcon_port = $6, executable_path = $7, \
+                     restart_policy = $8, desired_running = $9, revision = revision + 1, updated_at = $10 \
+                     WHERE id = $1 AND revision = $2 RETURNING *",
+                )
+                .bind(id)
+                .bind(expected_revision)
+                .bind(&spec.name)
+                .bind(spec.game.as_str())
+                .bind(spec.game_port)
+                .bind(spec.rcon_port)
+                .bind(&spec.executable_path)
+                .bind(Json(&spec.restart_policy))
+                .bind(spec.desired_running)
+                .bind(ts(now()))
+                .fetch_optional(self.w())
+                .await
+                .map_err(map_err)?;
+                match row {
+                    Some(s) => Ok(s),
+                    None => match self.exists("SELECT COUNT(*) FROM servers WHERE id = $1", id).await? {
+                        true => Err(StoreError::Conflict("revision".into())),
+                        false => Err(StoreError::NotFound),
+                    },
+                }
+            }
+
+            async fn delete_server(&self, id: Uuid) -> StoreResult<()> {
+                let r = sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            // ---------------------------------------------------------- config
+            async fn get_config(&self, server_id: Uuid) -> StoreResult<ServerConfig> {
+                let rows = sqlx::query_as::<_, ConfigJoinRow>(
+                    "SELECT s.config_revision, c.section, c.content, c.secrets, c.revision, c.updated_at \
+                     FROM servers s LEFT JOIN server_configs c ON c.server_id = s.id WHERE s.id = $1",
+                )
+                .bind(server_id)
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)?;
+                config_from_rows(server_id, rows)
+            }
+
+            async fn save_config(
+                &self,
+                server_id: Uuid,
+                expected_revision: i64,
+                sections: Vec<ConfigSection>,
+                author_user_id: Option<Uuid>,
+                comment: Option<String>,
+            ) -> StoreResult<ConfigVersion> {
+                for s in &sections {
+                    check_json(&s.content)?;
+                }
+                check_opt(&[comment.as_deref()])?;
+                let t = now();
+                let new_rev = expected_revision + 1;
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let r = sqlx::query("UPDATE servers SET config_revision = config_revision + 1 WHERE id = $1 AND config_revision = $2")
+                    .bind(server_id)
+                    .bind(expected_revision)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM servers WHERE id = $1")
+                        .bind(server_id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    return Err(if n == 0 { StoreError::NotFound } else { StoreError::Conflict("config_revision".into()) });
+                }
+                for s in &sections {
+                    sqlx::query(
+                        "INSERT INTO server_configs (server_id, section, content, secrets, revision, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server_id, section) DO UPDATE SET \
+                         content = excluded.content, secrets = excluded.secrets, revision = excluded.revision, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(server_id)
+                    .bind(s.section.as_str())
+                    .bind(Json(&s.content))
+                    .bind(&s.secrets)
+                    .bind(new_rev)
+                    .bind(ts(t))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                }
+                let rows = sqlx::query_as::<_, ConfigJoinRow>(
+                    "SELECT s.config_revision, c.section, c.content, c.secrets, c.revision, c.updated_at \
+                     FROM servers s LEFT JOIN server_configs c ON c.server_id = s.id WHERE s.id = $1",
+                )
+                .bind(server_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let all: Vec<ConfigSection> = config_from_rows(server_id, rows)?.sections.into_iter().map(|s| s.section).collect();
+                let v = ConfigVersion {
+                    id: new_id(),
+                    server_id,
+                    version: new_rev,
+                    author_user_id,
+                    created_at: t,
+                    comment,
+                    sections: all,
+                };
+                sqlx::query(
+                    "INSERT INTO config_versions (id, server_id, version, author_user_id, created_at, comment, snapshot, secrets) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(v.id)
+                .bind(server_id)
+                .bind(new_rev)
+                .bind(author_user_id)
+                .bind(ts(t))
+                .bind(&v.comment)
+                .bind(Json(snapshot_json(&v.sections)))
+                .bind(encode_secrets(&v.sections))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(v)
+            }
+
+            async fn list_config_versions(&self, server_id: Uuid, limit: i64) -> StoreResult<Vec<ConfigVersionSummary>> {
+                sqlx::query_as::<_, ConfigVersionSummary>(
+                    "SELECT id, server_id, version, author_user_id, created_at, comment FROM config_versions \
+                     WHERE server_id = $1 ORDER BY version DESC LIMIT $2",
+                )
+                .bind(server_id)
+                .bind(clamp_limit(limit, 10_000))
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn get_config_version(&self, server_id: Uuid, version: i64) -> StoreResult<Option<ConfigVersion>> {
+                let row = sqlx::query_as::<_, ConfigVersionRow>(
+                    "SELECT * FROM config_versions WHERE server_id = $1 AND version = $2",
+                )
+                .bind(server_id)
+                .bind(version)
+                .fetch_optional(self.r())
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(ConfigVersion {
+                    id: row.id,
+                    server_id: row.server_id,
+                    version: row.version,
+                    author_user_id: row.author_user_id,
+                    created_at: row.created_at,
+                    comment: row.comment,
+                    sections: decode_sections(row.snapshot.0, row.secrets.as_deref())?,
+                }))
+            }
+
+            // ---------------------------------------------------------- mods
+            async fn create_mod(&self, new: NewMod) -> StoreResult<Mod> {
+                check_text(&[&new.name, &new.path])?;
+                check_opt(&[new.workshop_id.as_deref()])?;
+                let m = Mod { id: new_id(), name: new.name, workshop_id: new.workshop_id, path: new.path, created_at: now() };
+                sqlx::query("INSERT INTO mods (id, name, workshop_id, path, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(m.id)
+                    .bind(&m.name)
+                    .bind(&m.workshop_id)
+                    .bind(&m.path)
+                    .bind(ts(m.created_at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(m)
+            }
+
+            async fn get_mod(&self, id: Uuid) -> StoreResult<Option<Mod>> {
+                sqlx::query_as::<_, Mod>("SELECT * FROM mods WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn list_mods(&self) -> StoreResult<Vec<Mod>> {
+                sqlx::query_as::<_, Mod>("SELECT * FROM mods ORDER BY name, id").fetch_all(self.r()).await.map_err(map_err)
+            }
+
+            async fn delete_mod(&self, id: Uuid) -> StoreResult<()> {
+                let r = sqlx::query("DELETE FROM mods WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn set_server_mods(&self, server_id: Uuid, mods: Vec<ServerMod>) -> StoreResult<()> {
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM servers WHERE id = $1")
+                    .bind(server_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM server_mods WHERE server_id = $1").bind(server_id).execute(&mut *tx).await.map_err(map_err)?;
+                for (i, m) in mods.iter().enumerate() {
+                    sqlx::query("INSERT INTO server_mods (server_id, mod_id, position, server_only) VALUES ($1, $2, $3, $4)")
+                        .bind(server_id)
+                        .bind(m.mod_id)
+                        .bind(i as i64)
+                        .bind(m.server_only)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn list_server_mods(&self, server_id: Uuid) -> StoreResult<Vec<ServerModEntry>> {
+                sqlx::query_as::<_, ServerModEntry>(
+                    "SELECT m.id AS mod_id, m.name, m.workshop_id, m.path, sm.position, sm.server_only \
+                     FROM server_mods sm JOIN mods m ON m.id = sm.mod_id WHERE sm.server_id = $1 ORDER BY sm.position",
+                )
+                .bind(server_id)
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)
+            }
+
+            // ---------------------------------------------------------- players
+            async fn upsert_player(&self, guid: &str, steam_id: Option<&str>, name: &str, seen_at: OffsetDateTime) -> StoreResult<Player> {
+                check_text(&[guid, name])?;
+                check_opt(&[steam_id])?;
+                sqlx::query_as::<_, Player>(
+                    "INSERT INTO players (id, guid, steam_id, last_name, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $5) \
+                     ON CONFLICT (guid) DO UPDATE SET steam_id = COALESCE(excluded.steam_id, players.steam_id), \
+                     last_name = excluded.last_name, last_seen = excluded.last_seen RETURNING *",
+                )
+                .bind(new_id())
+                .bind(guid)
+                .bind(steam_id)
+                .bind(name)
+                .bind(ts(seen_at))
+                .fetch_one(self.w())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn get_player(&self, id: Uuid) -> StoreResult<Option<Player>> {
+                sqlx::query_as::<_, Player>("SELECT * FROM players WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn get_player_by_guid(&self, guid: &str) -> StoreResult<Option<Player>> {
+                sqlx::query_as::<_, Player>("SELECT * FROM players WHERE guid = $1").bind(guid).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn list_players(&self, name_contains: Option<&str>, limit: i64) -> StoreResult<Vec<Player>> {
+                sqlx::query_as::<_, Player>(
+                    Self::PLAYER_SEARCH_SQL,
+                )
+                .bind(name_contains)
+                .bind(clamp_limit(limit, 10_000))
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn open_player_session(&self, server_id: Uuid, player_id: Uuid, joined_at: OffsetDateTime, ip: Option<&str>) -> StoreResult<PlayerSession> {
+                check_opt(&[ip])?;
+                let s = PlayerSession { id: new_id(), server_id, player_id, joined_at: truncate(joined_at), left_at: None, ip: ip.map(str::to_owned) };
+                sqlx::query("INSERT INTO player_sessions (id, server_id, player_id, joined_at, ip) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(s.id)
+                    .bind(server_id)
+                    .bind(player_id)
+                    .bind(ts(s.joined_at))
+                    .bind(&s.ip)
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(s)
+            }
+
+            async fn close_player_session(&self, id: Uuid, left_at: OffsetDateTime) -> StoreResult<()> {
+                let r = sqlx::query("UPDATE player_sessions SET left_at = COALESCE(left_at, $2) WHERE id = $1")
+                    .bind(id)
+                    .bind(ts(left_at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn close_open_sessions(&self, server_id: Uuid, left_at: OffsetDateTime) -> StoreResult<u64> {
+                let r = sqlx::query("UPDATE player_sessions SET left_at = $2 WHERE server_id = $1 AND left_at IS NULL")
+                    .bind(server_id)
+                    .bind(ts(left_at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn list_player_sessions(&self, query: SessionQuery) -> StoreResult<Vec<PlayerSession>> {
+                let s = sessions_sql(&query);
+                let q = sqlx::query_as::<_, PlayerSession>(sqlx::AssertSqlSafe(s.sql));
+                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)
+            }
+
+            async fn prune_player_sessions_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
+                self.prune_chunked(
+                    "DELETE FROM player_sessions WHERE id IN (SELECT id FROM player_sessions WHERE joined_at < $1 AND left_at IS NOT NULL LIMIT 5000)",
+                    before,
+                )
+                .await
+            }
+
+            async fn create_ban(&self, new: NewBan) -> StoreResult<Ban> {
+                check_text(&[&new.target, &new.reason])?;
+                let b = Ban {
+                    id: new_id(),
+                    server_id: new.server_id,
+                    kind: new.kind,
+                    target: new.target,
+                    reason: new.reason,
+                    expires_at: new.expires_at.map(truncate),
+                    created_by: new.created_by,
+                    created_at: now(),
+                    removed_at: None,
+                };
+                sqlx::query(
+                    "INSERT INTO bans (id, server_id, kind, target, reason, expires_at, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(b.id)
+                .bind(b.server_id)
+                .bind(b.kind.as_str())
+                .bind(&b.target)
+                .bind(&b.reason)
+                .bind(b.expires_at.map(ts))
+                .bind(b.created_by)
+                .bind(ts(b.created_at))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(b)
+            }
+
+            async fn get_ban(&self, id: Uuid) -> StoreResult<Option<Ban>> {
+                sqlx::query_as::<_, Ban>("SELECT * FROM bans WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn list_active_bans(&self, server_id: Option<Uuid>, now_: OffsetDateTime) -> StoreResult<Vec<Ban>> {
+                sqlx::query_as::<_, Ban>(
+                    "SELECT * FROM bans WHERE removed_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                     AND ($1 IS NULL OR server_id IS NULL OR server_id = $1) ORDER BY created_at, id",
+                )
+                .bind(server_id)
+                .bind(ts(now_))
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn remove_ban(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+                let r = sqlx::query("UPDATE bans SET removed_at = COALESCE(removed_at, $2) WHERE id = $1")
+                    .bind(id)
+                    .bind(ts(at))
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            // ---------------------------------------------------------- audit
+            async fn insert_audit(&self, ev: NewAuditEvent) -> StoreResult<AuditEvent> {
+                check_text(&[&ev.action])?;
+                check_opt(&[ev.target_kind.as_deref(), ev.target_id.as_deref(), ev.ip.as_deref()])?;
+                check_json(&ev.details)?;
+                let e = AuditEvent {
+                    id: new_id(),
+                    ts: ev.ts.map(truncate).unwrap_or_else(now),
+                    actor_user_id: ev.actor_user_id,
+                    actor_kind: ev.actor_kind,
+                    action: ev.action,
+                    target_kind: ev.target_kind,
+                    target_id: ev.target_id,
+                    ip: ev.ip,
+                    details: ev.details,
+                };
+                sqlx::query(
+                    "INSERT INTO audit_events (id, ts, actor_user_id, actor_kind, action, target_kind, target_id, ip, details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(e.id)
+                .bind(ts(e.ts))
+                .bind(e.actor_user_id)
+                .bind(e.actor_kind.as_str())
+                .bind(&e.action)
+                .bind(&e.target_kind)
+                .bind(&e.target_id)
+                .bind(&e.ip)
+                .bind(Json(&e.details))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(e)
+            }
+
+            async fn query_audit(&self, query: AuditQuery) -> StoreResult<Page<AuditEvent, AuditCursor>> {
+                let limit = clamp_limit(query.limit, 1000) as usize;
+                let s = audit_sql(&query);
+                let q = sqlx::query_as::<_, AuditEvent>(sqlx::AssertSqlSafe(s.sql));
+                let mut items = bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)?;
+                let next = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|e| AuditCursor { ts: e.ts, id: e.id })
+                } else {
+                    None
+                };
+                Ok(Page { items, next })
+            }
+
+            async fn prune_audit_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
+                self.prune_chunked("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE ts < $1 LIMIT 5000)", before)
+                    .await
+            }
+
+            // ---------------------------------------------------------- logs
+            async fn insert_log_batch(&self, lines: Vec<NewLogLine>) -> StoreResult<u64> {
+                for l in &lines {
+                    check_text(&[&l.text])?;
+                }
+                const CHUNK: usize = 500;
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut n = 0;
+                for chunk in lines.chunks(CHUNK) {
+                    let sql = multi_insert("INSERT INTO logs (server_id, seq, ts, level, text)", 5, chunk.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for l in chunk {
+                        q = q.bind(l.server_id).bind(l.seq).bind(ts(l.ts)).bind(l.level.as_i16()).bind(l.text.as_str());
+                    }
+                    n += q.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(n)
+            }
+
+            async fn query_logs(&self, query: LogQuery) -> StoreResult<Page<LogLine, LogCursor>> {
+                let limit = clamp_limit(query.limit, 5000) as usize;
+                let s = logs_sql(&query, Self::BACKEND);
+                let q = sqlx::query_as::<_, LogLine>(sqlx::AssertSqlSafe(s.sql));
+                let mut items = bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)?;
+                let next = if items.len() > limit {
+                    items.truncate(limit);
+                    items.last().map(|e| LogCursor { ts: e.ts, id: e.id })
+                } else {
+                    None
+                };
+                Ok(Page { items, next })
+            }
+
+            async fn prune_logs_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
+                self.prune_chunked("DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts < $1 LIMIT 5000)", before).await
+            }
+
+            // ---------------------------------------------------------- metrics
+            async fn insert_metrics_batch(&self, samples: Vec<NewMetricSample>) -> StoreResult<u64> {
+                const CHUNK: usize = 500;
+                let t = now();
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut n = 0;
+                for chunk in samples.chunks(CHUNK) {
+                    let sql = multi_insert(
+                        "INSERT INTO metrics (server_id, host_id, ts, cpu_percent, rss_bytes, players, fps)",
+                        7,
+                        chunk.len(),
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        q = q
+                            .bind(m.server_id)
+                            .bind(m.host_id)
+                            .bind(ts(m.ts.unwrap_or(t)))
+                            .bind(m.cpu_percent)
+                            .bind(m.rss_bytes)
+                            .bind(m.players)
+                            .bind(m.fps);
+                    }
+                    n += q.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(n)
+            }
+
+            async fn query_metrics(&self, query: MetricQuery) -> StoreResult<Vec<MetricSample>> {
+                let s = metrics_sql(&query);
+                let q = sqlx::query_as::<_, MetricSample>(sqlx::AssertSqlSafe(s.sql));
+                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)
+            }
+
+            async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
+                self.prune_chunked("DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < $1 LIMIT 5000)", before).await
+            }
+
+            // ---------------------------------------------------------- schedules
+            async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule> {
+                check_text(&[&new.cron, &new.action])?;
+                check_json(&new.args)?;
+                let s = Schedule {
+                    id: new_id(),
+                    server_id: new.server_id,
+                    cron: new.cron,
+                    action: new.action,
+                    args: new.args,
+                    enabled: new.enabled,
+                    last_run_at: None,
+                    next_run_at: new.next_run_at.map(truncate),
+                    created_at: now(),
+                };
+                sqlx::query(
+                    "INSERT INTO schedules (id, server_id, cron, action, args, enabled, next_run_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(s.id)
+                .bind(s.server_id)
+                .bind(&s.cron)
+                .bind(&s.action)
+                .bind(Json(&s.args))
+                .bind(s.enabled)
+                .bind(s.next_run_at.map(ts))
+                .bind(ts(s.created_at))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(s)
+            }
+
+            async fn get_schedule(&self, id: Uuid) -> StoreResult<Option<Schedule>> {
+                sqlx::query_as::<_, Schedule>("SELECT * FROM schedules WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+            }
+
+            async fn list_schedules(&self, server_id: Option<Uuid>) -> StoreResult<Vec<Schedule>> {
+                sqlx::query_as::<_, Schedule>("SELECT * FROM schedules WHERE ($1 IS NULL OR server_id = $1) ORDER BY created_at, id")
+                    .bind(server_id)
+                    .fetch_all(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn update_schedule(&self, s: &Schedule) -> StoreResult<Schedule> {
+                check_text(&[&s.cron, &s.action])?;
+                check_json(&s.args)?;
+                sqlx::query_as::<_, Schedule>(
+                    "UPDATE schedules SET cron = $2, action = $3, args = $4, enabled = $5, next_run_at = $6 WHERE id = $1 RETURNING *",
+                )
+                .bind(s.id)
+                .bind(&s.cron)
+                .bind(&s.action)
+                .bind(Json(&s.args))
+                .bind(s.enabled)
+                .bind(s.next_run_at.map(ts))
+                .fetch_optional(self.w())
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)
+            }
+
+            async fn delete_schedule(&self, id: Uuid) -> StoreResult<()> {
+                let r = sqlx::query("DELETE FROM schedules WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn due_schedules(&self, now_: OffsetDateTime, limit: i64) -> StoreResult<Vec<Schedule>> {
+                sqlx::query_as::<_, Schedule>(
+                    "SELECT * FROM schedules WHERE enabled = $1 AND next_run_at <= $2 ORDER BY next_run_at, id LIMIT $3",
+                )
+                .bind(true)
+                .bind(ts(now_))
+                .bind(clamp_limit(limit, 10_000))
+                .fetch_all(self.w())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn mark_schedule_run(
+                &self,
+                id: Uuid,
+                expected_next_run_at: Option<OffsetDateTime>,
+                ran_at: OffsetDateTime,
+                next_run_at: Option<OffsetDateTime>,
+            ) -> StoreResult<bool> {
+                let r = sqlx::query(
+                    "UPDATE schedules SET last_run_at = $3, next_run_at = $4 \
+                     WHERE id = $1 AND (next_run_at = $2 OR (next_run_at IS NULL AND $2 IS NULL))",
+                )
+                .bind(id)
+                .bind(expected_next_run_at.map(ts))
+                .bind(ts(ran_at))
+                .bind(next_run_at.map(ts))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(r.rows_affected() == 1)
+            }
+        }
+
+        impl $ty {
+            async fn exists(&self, sql: &'static str, id: Uuid) -> StoreResult<bool> {
+                let n = sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(self.w()).await.map_err(map_err)?;
+                Ok(n > 0)
+            }
+
+            /// Repeats a `DELETE … LIMIT 5000` statement until nothing is left, so a large
+            /// retention run never holds the writer for long.
+            async fn prune_chunked(&self, sql: &'static str, before: OffsetDateTime) -> StoreResult<u64> {
+                let mut total = 0;
+                loop {
+                    let r = sqlx::query(sql).bind(ts(before)).execute(self.w()).await.map_err(map_err)?;
+                    total += r.rows_affected();
+                    if r.rows_affected() == 0 {
+                        return Ok(total);
+                    }
+                }
+            }
+        }
+    };
+}
+
