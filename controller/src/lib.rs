@@ -1,6 +1,99 @@
 //! Languard controller library: API, auth, storage and fleet management live here (see
 //! DESIGN.md); the binary in `main.rs` only wires them up.
-//!
-//! - [`store`]: persistence behind one trait, on SQLite (default) or PostgreSQL.
 
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod secrets;
+pub mod service;
 pub mod store;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::secrets::MasterKey;
+use crate::service::{App, AppState};
+
+/// Opens the store, loads the master key and builds the state.
+pub async fn open(config: Config) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    protect_data_dir(&config)?;
+    let env_key = std::env::var("LANGUARD_MASTER_KEY").ok();
+    let key_file = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("master.key"));
+    let master = MasterKey::load(env_key.as_deref(), &key_file)?;
+    let store = store::connect(&config.effective_database_url()).await?;
+    Ok(App::new(store, config, &master))
+}
+
+/// Builds the state over an existing store (tests, benchmarks).
+pub fn with_store(store: Arc<dyn store::Store>, config: Config, master: &MasterKey) -> AppState {
+    App::new(store, config, master)
+}
+
+/// Serves until Ctrl-C / SIGTERM on every configured address (and the given listener).
+pub async fn serve(app: AppState) -> anyhow::Result<()> {
+    use poem::listener::{Listener, TcpListener};
+    let addrs = app.config.listen.clone();
+    let Some((first, rest)) = addrs.split_first() else {
+        anyhow::bail!("no listen address");
+    };
+    let mut listener = TcpListener::bind(*first).boxed();
+    for a in rest {
+        listener = listener.combine(TcpListener::bind(*a)).boxed();
+    }
+    tracing::info!(listen = ?addrs, "Controller listening.");
+    poem::Server::new(listener)
+        .run_with_graceful_shutdown(
+            api::build(app),
+            shutdown_signal(),
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The data folder holds the master key, password hashes and encrypted secrets: only
+/// the controller's user may read it. The default SQLite file is created 0600 before
+/// SQLite opens it (its -wal and -shm files copy the database file's mode).
+fn protect_data_dir(config: &config::Config) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700))?;
+    if config.database_url.is_none() {
+        let db = config.data_dir.join("languard.db");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&db)?;
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}

@@ -35,7 +35,8 @@ where
 }
 
 fn pg_admin_url() -> String {
-    std::env::var("LANGUARD_TEST_PG_URL").unwrap_or_else(|_| "postgres://languard:languard@127.0.0.1:5432/postgres".into())
+    std::env::var("LANGUARD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://languard:languard@127.0.0.1:5432/postgres".into())
 }
 
 async fn run_pg<F, Fut>(f: F)
@@ -51,18 +52,31 @@ where
     let admin_url = pg_admin_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL unreachable at {admin_url} ({e}); set LANGUARD_TEST_PG=skip to skip"));
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL unreachable at {admin_url} ({e}); set LANGUARD_TEST_PG=skip to skip")
+        });
     let name = format!("languard_t_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let res: Result<(), Box<dyn std::any::Any + Send>> = match connect(&format!("{base}/{name}")).await {
-        Ok(store) => {
-            assert_eq!(store.backend(), "postgres");
-            tokio::spawn(f(store)).await.map_err(|e| e.into_panic())
-        }
-        Err(e) => Err(Box::new(format!("connect to fresh PG database failed: {e:?}"))),
-    };
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await.unwrap();
+    let res: Result<(), Box<dyn std::any::Any + Send>> =
+        match connect(&format!("{base}/{name}")).await {
+            Ok(store) => {
+                assert_eq!(store.backend(), "postgres");
+                tokio::spawn(f(store)).await.map_err(|e| e.into_panic())
+            }
+            Err(e) => Err(Box::new(format!(
+                "connect to fresh PG database failed: {e:?}"
+            ))),
+        };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     if let Err(p) = res {
         std::panic::resume_unwind(p);
     }
@@ -111,7 +125,10 @@ conformance!(
 #[tokio::test]
 async fn unknown_scheme_is_refused() {
     let err = connect("mysql://localhost/x").await.err().unwrap();
-    assert!(matches!(err, StoreError::InvalidInput(ref m) if m.contains("mysql")), "{err:?}");
+    assert!(
+        matches!(err, StoreError::InvalidInput(ref m) if m.contains("mysql")),
+        "{err:?}"
+    );
     assert!(connect("nonsense").await.is_err());
 }
 
@@ -123,13 +140,25 @@ fn t0() -> OffsetDateTime {
 }
 
 async fn user(s: &S, name: &str) -> User {
-    s.create_user(NewUser { username: name.into(), password_hash: "h".into(), role: Role::Operator, must_change_password: false })
-        .await
-        .unwrap()
+    s.create_user(NewUser {
+        username: name.into(),
+        password_hash: "h".into(),
+        role: Role::Operator,
+        must_change_password: false,
+    })
+    .await
+    .unwrap()
 }
 
 async fn host(s: &S, name: &str) -> Host {
-    s.create_host(NewHost { name: name.into(), agent_id: None, os: "linux".into(), status: "pending".into() }).await.unwrap()
+    s.create_host(NewHost {
+        name: name.into(),
+        agent_id: None,
+        os: "linux".into(),
+        status: "pending".into(),
+    })
+    .await
+    .unwrap()
 }
 
 fn spec(name: &str, port: i64) -> ServerSpec {
@@ -159,37 +188,89 @@ async fn ping_and_backend(s: S) {
 async fn users(s: S) {
     assert_eq!(s.count_users().await.unwrap(), 0);
     let a = s
-        .create_user(NewUser { username: "Alice".into(), password_hash: "argon".into(), role: Role::Admin, must_change_password: true })
+        .create_user(NewUser {
+            username: "Alice".into(),
+            password_hash: "argon".into(),
+            role: Role::Admin,
+            must_change_password: true,
+        })
         .await
         .unwrap();
     assert_eq!(s.get_user_by_id(a.id).await.unwrap().unwrap(), a);
-    assert_eq!(s.get_user_by_username("aLICE").await.unwrap().unwrap().id, a.id);
+    assert_eq!(
+        s.get_user_by_username("aLICE").await.unwrap().unwrap().id,
+        a.id
+    );
     assert!(s.get_user_by_username("bob").await.unwrap().is_none());
     let dup = s
-        .create_user(NewUser { username: "ALICE".into(), password_hash: "x".into(), role: Role::Viewer, must_change_password: false })
+        .create_user(NewUser {
+            username: "ALICE".into(),
+            password_hash: "x".into(),
+            role: Role::Viewer,
+            must_change_password: false,
+        })
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let b = user(&s, "bob").await;
     assert_eq!(s.count_users().await.unwrap(), 2);
     let list = s.list_users().await.unwrap();
-    assert_eq!(list.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(), vec!["Alice", "bob"]);
+    assert_eq!(
+        list.iter().map(|u| u.username.as_str()).collect::<Vec<_>>(),
+        vec!["Alice", "bob"]
+    );
 
-    let u = s.update_user(b.id, UserUpdate { role: Some(Role::Viewer), ..Default::default() }).await.unwrap();
-    assert_eq!((u.role, u.disabled, u.must_change_password, u.password_hash.as_str()), (Role::Viewer, false, false, "h"));
     let u = s
         .update_user(
             b.id,
-            UserUpdate { role: None, disabled: Some(true), must_change_password: Some(true), password_hash: Some("new".into()) },
+            UserUpdate {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
-    assert_eq!((u.role, u.disabled, u.must_change_password, u.password_hash.as_str()), (Role::Viewer, true, true, "new"));
+    assert_eq!(
+        (
+            u.role,
+            u.disabled,
+            u.must_change_password,
+            u.password_hash.as_str()
+        ),
+        (Role::Viewer, false, false, "h")
+    );
+    let u = s
+        .update_user(
+            b.id,
+            UserUpdate {
+                role: None,
+                disabled: Some(true),
+                must_change_password: Some(true),
+                password_hash: Some("new".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            u.role,
+            u.disabled,
+            u.must_change_password,
+            u.password_hash.as_str()
+        ),
+        (Role::Viewer, true, true, "new")
+    );
     assert!(u.updated_at >= b.updated_at);
     assert_eq!(s.get_user_by_id(b.id).await.unwrap().unwrap(), u);
-    assert!(matches!(s.update_user(Uuid::new_v4(), UserUpdate::default()).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_user(Uuid::new_v4(), UserUpdate::default()).await,
+        Err(StoreError::NotFound)
+    ));
 
     s.delete_user(b.id).await.unwrap();
-    assert!(matches!(s.delete_user(b.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_user(b.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.count_users().await.unwrap(), 1);
 }
 
@@ -207,41 +288,98 @@ fn new_rt(user_id: Uuid, family: Uuid, hash: &str) -> NewRefreshToken {
 async fn refresh_tokens(s: S) {
     let u = user(&s, "carol").await;
     let fam = Uuid::new_v4();
-    let t1 = s.insert_refresh_token(new_rt(u.id, fam, "hash-1")).await.unwrap();
-    assert_eq!(s.get_refresh_token_by_hash("hash-1").await.unwrap().unwrap(), t1);
+    let t1 = s
+        .insert_refresh_token(new_rt(u.id, fam, "hash-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_refresh_token_by_hash("hash-1")
+            .await
+            .unwrap()
+            .unwrap(),
+        t1
+    );
     assert!(s.get_refresh_token_by_hash("nope").await.unwrap().is_none());
-    assert!(matches!(s.insert_refresh_token(new_rt(u.id, fam, "hash-1")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_refresh_token(new_rt(u.id, fam, "hash-1")).await,
+        Err(StoreError::Conflict(_))
+    ));
     // Unknown user -> foreign key conflict.
-    assert!(matches!(s.insert_refresh_token(new_rt(Uuid::new_v4(), fam, "hash-x")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_refresh_token(new_rt(Uuid::new_v4(), fam, "hash-x"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
 
     let at = now();
     assert!(s.mark_refresh_token_used(t1.id, at).await.unwrap());
-    assert!(!s.mark_refresh_token_used(t1.id, at).await.unwrap(), "second use must be refused");
-    assert_eq!(s.get_refresh_token_by_hash("hash-1").await.unwrap().unwrap().used_at, Some(at));
+    assert!(
+        !s.mark_refresh_token_used(t1.id, at).await.unwrap(),
+        "second use must be refused"
+    );
+    assert_eq!(
+        s.get_refresh_token_by_hash("hash-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        Some(at)
+    );
     assert!(!s.mark_refresh_token_used(Uuid::new_v4(), at).await.unwrap());
 
-    let t2 = s.insert_refresh_token(new_rt(u.id, fam, "hash-2")).await.unwrap();
-    let other = s.insert_refresh_token(new_rt(u.id, Uuid::new_v4(), "hash-3")).await.unwrap();
+    let t2 = s
+        .insert_refresh_token(new_rt(u.id, fam, "hash-2"))
+        .await
+        .unwrap();
+    let other = s
+        .insert_refresh_token(new_rt(u.id, Uuid::new_v4(), "hash-3"))
+        .await
+        .unwrap();
     assert_eq!(s.revoke_refresh_family(fam, at).await.unwrap(), 2);
     assert_eq!(s.revoke_refresh_family(fam, at).await.unwrap(), 0);
-    assert!(!s.mark_refresh_token_used(t2.id, at).await.unwrap(), "revoked token must not be usable");
+    assert!(
+        !s.mark_refresh_token_used(t2.id, at).await.unwrap(),
+        "revoked token must not be usable"
+    );
     assert_eq!(s.revoke_user_refresh_tokens(u.id, at).await.unwrap(), 1);
-    assert!(s.get_refresh_token_by_hash("hash-3").await.unwrap().unwrap().revoked_at.is_some());
+    assert!(
+        s.get_refresh_token_by_hash("hash-3")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
     let _ = other;
 
     // Retention: nothing expired yet, everything expired in 8 days.
     assert_eq!(s.prune_refresh_tokens_before(now()).await.unwrap(), 0);
-    assert_eq!(s.prune_refresh_tokens_before(now() + Duration::days(8)).await.unwrap(), 3);
-    assert!(s.get_refresh_token_by_hash("hash-1").await.unwrap().is_none());
+    assert_eq!(
+        s.prune_refresh_tokens_before(now() + Duration::days(8))
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(
+        s.get_refresh_token_by_hash("hash-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn refresh_token_single_use_race(s: S) {
     let u = user(&s, "racer").await;
-    let t = s.insert_refresh_token(new_rt(u.id, Uuid::new_v4(), "race")).await.unwrap();
+    let t = s
+        .insert_refresh_token(new_rt(u.id, Uuid::new_v4(), "race"))
+        .await
+        .unwrap();
     let mut handles = Vec::new();
     for _ in 0..20 {
         let s = s.clone();
-        handles.push(tokio::spawn(async move { s.mark_refresh_token_used(t.id, now()).await.unwrap() }));
+        handles.push(tokio::spawn(async move {
+            s.mark_refresh_token_used(t.id, now()).await.unwrap()
+        }));
     }
     let mut wins = 0;
     for h in handles {
@@ -262,17 +400,43 @@ async fn api_tokens(s: S) {
     };
     let a = s.insert_api_token(new("ci", "th-1")).await.unwrap();
     let b = s.insert_api_token(new("backup", "th-2")).await.unwrap();
-    assert!(matches!(s.insert_api_token(new("dup", "th-1")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_api_token(new("dup", "th-1")).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.get_api_token_by_hash("th-1").await.unwrap().unwrap(), a);
     assert!(s.get_api_token_by_hash("th-9").await.unwrap().is_none());
-    assert_eq!(s.list_api_tokens_for_user(u.id).await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(
+        s.list_api_tokens_for_user(u.id).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
     let at = now();
     s.touch_api_token(a.id, at).await.unwrap();
-    assert_eq!(s.get_api_token_by_hash("th-1").await.unwrap().unwrap().last_used_at, Some(at));
+    assert_eq!(
+        s.get_api_token_by_hash("th-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(at)
+    );
     s.revoke_api_token(b.id, at).await.unwrap();
-    assert_eq!(s.get_api_token_by_hash("th-2").await.unwrap().unwrap().revoked_at, Some(at));
-    assert!(matches!(s.revoke_api_token(Uuid::new_v4(), at).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.touch_api_token(Uuid::new_v4(), at).await, Err(StoreError::NotFound)));
+    assert_eq!(
+        s.get_api_token_by_hash("th-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(at)
+    );
+    assert!(matches!(
+        s.revoke_api_token(Uuid::new_v4(), at).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.touch_api_token(Uuid::new_v4(), at).await,
+        Err(StoreError::NotFound)
+    ));
     // Deleting the user removes its tokens.
     s.delete_user(u.id).await.unwrap();
     assert!(s.list_api_tokens_for_user(u.id).await.unwrap().is_empty());
@@ -283,7 +447,13 @@ async fn hosts_and_servers(s: S) {
     let h1 = host(&s, "alpha").await;
     let h2 = host(&s, "beta").await;
     assert!(matches!(
-        s.create_host(NewHost { name: "alpha".into(), agent_id: None, os: "windows".into(), status: "pending".into() }).await,
+        s.create_host(NewHost {
+            name: "alpha".into(),
+            agent_id: None,
+            os: "windows".into(),
+            status: "pending".into()
+        })
+        .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.get_host(h1.id).await.unwrap().unwrap(), h1);
@@ -296,41 +466,84 @@ async fn hosts_and_servers(s: S) {
     assert_eq!(s.update_host(&h1b).await.unwrap(), h1b);
     let mut ghost = h1b.clone();
     ghost.id = Uuid::new_v4();
-    assert!(matches!(s.update_host(&ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_host(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
 
     let a = s.create_server(h1.id, spec("main", 2302)).await.unwrap();
     assert_eq!(a.revision, 1);
-    assert!(matches!(s.create_server(h1.id, spec("main", 2402)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_server(h1.id, spec("main", 2402)).await,
+        Err(StoreError::Conflict(_))
+    ));
     let b = s.create_server(h2.id, spec("main", 2302)).await.unwrap();
     let c = s.create_server(h1.id, spec("coop", 2502)).await.unwrap();
-    assert!(matches!(s.create_server(Uuid::new_v4(), spec("x", 1)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.create_server(Uuid::new_v4(), spec("x", 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.get_server(a.id).await.unwrap().unwrap(), a);
     assert!(s.get_server(Uuid::new_v4()).await.unwrap().is_none());
     assert_eq!(s.list_servers(None).await.unwrap().len(), 3);
-    assert_eq!(s.list_servers(Some(h1.id)).await.unwrap(), vec![c.clone(), a.clone()]);
-    assert_eq!(s.list_servers_on_host(h2.id).await.unwrap(), vec![b.clone()]);
+    assert_eq!(
+        s.list_servers(Some(h1.id)).await.unwrap(),
+        vec![c.clone(), a.clone()]
+    );
+    assert_eq!(
+        s.list_servers_on_host(h2.id).await.unwrap(),
+        vec![b.clone()]
+    );
 
     let mut sp = spec("main", 2602);
     sp.desired_running = true;
     sp.restart_policy = json!({"mode": "always"});
     let a2 = s.update_server(a.id, 1, sp.clone()).await.unwrap();
-    assert_eq!((a2.revision, a2.game_port, a2.desired_running), (2, 2602, true));
+    assert_eq!(
+        (a2.revision, a2.game_port, a2.desired_running),
+        (2, 2602, true)
+    );
     assert_eq!(a2.restart_policy, json!({"mode": "always"}));
-    assert!(matches!(s.update_server(a.id, 1, sp.clone()).await, Err(StoreError::Conflict(ref w)) if w == "revision"));
-    assert!(matches!(s.update_server(Uuid::new_v4(), 1, sp.clone()).await, Err(StoreError::NotFound)));
+    assert!(
+        matches!(s.update_server(a.id, 1, sp.clone()).await, Err(StoreError::Conflict(ref w)) if w == "revision")
+    );
+    assert!(matches!(
+        s.update_server(Uuid::new_v4(), 1, sp.clone()).await,
+        Err(StoreError::NotFound)
+    ));
     // Renaming onto an existing name on the same host is a conflict.
-    assert!(matches!(s.update_server(c.id, 1, spec("main", 1)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.update_server(c.id, 1, spec("main", 1)).await,
+        Err(StoreError::Conflict(_))
+    ));
 
     let r = s.delete_host(h2.id).await;
-    assert!(matches!(r, Err(StoreError::Conflict(_))), "host with servers: {r:?}");
+    assert!(
+        matches!(r, Err(StoreError::Conflict(_))),
+        "host with servers: {r:?}"
+    );
     s.delete_server(b.id).await.unwrap();
-    assert!(matches!(s.delete_server(b.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_server(b.id).await,
+        Err(StoreError::NotFound)
+    ));
     s.delete_host(h2.id).await.unwrap();
-    assert!(matches!(s.delete_host(h2.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_host(h2.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
-fn sec(kind: ConfigSectionKind, content: serde_json::Value, secrets: Option<&[u8]>) -> ConfigSection {
-    ConfigSection { section: kind, content, secrets: secrets.map(<[u8]>::to_vec) }
+fn sec(
+    kind: ConfigSectionKind,
+    content: serde_json::Value,
+    secrets: Option<&[u8]>,
+) -> ConfigSection {
+    ConfigSection {
+        section: kind,
+        content,
+        secrets: secrets.map(<[u8]>::to_vec),
+    }
 }
 
 async fn config_save_and_versions(s: S) {
@@ -338,7 +551,10 @@ async fn config_save_and_versions(s: S) {
     let author = user(&s, "editor").await;
     let c0 = s.get_config(srv.id).await.unwrap();
     assert_eq!((c0.revision, c0.sections.len()), (0, 0));
-    assert!(matches!(s.get_config(Uuid::new_v4()).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.get_config(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
 
     let v1 = s
         .save_config(
@@ -358,14 +574,31 @@ async fn config_save_and_versions(s: S) {
     assert_eq!(c1.revision, 1);
     assert_eq!(c1.sections.len(), 2);
     assert_eq!(c1.sections[0].section.section, ConfigSectionKind::Server);
-    assert_eq!(c1.sections[0].section.secrets.as_deref(), Some(&[1u8, 2, 3, 0, 255][..]));
+    assert_eq!(
+        c1.sections[0].section.secrets.as_deref(),
+        Some(&[1u8, 2, 3, 0, 255][..])
+    );
     assert_eq!(c1.sections[1].section.secrets, None);
     assert!(c1.sections.iter().all(|x| x.revision == 1));
 
     // Stale revision -> conflict, nothing changes.
-    let stale = s.save_config(srv.id, 0, vec![sec(ConfigSectionKind::Basic, json!({}), None)], None, None).await;
-    assert!(matches!(stale, Err(StoreError::Conflict(ref w)) if w == "config_revision"), "{stale:?}");
-    assert!(matches!(s.save_config(Uuid::new_v4(), 0, vec![], None, None).await, Err(StoreError::NotFound)));
+    let stale = s
+        .save_config(
+            srv.id,
+            0,
+            vec![sec(ConfigSectionKind::Basic, json!({}), None)],
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(ref w)) if w == "config_revision"),
+        "{stale:?}"
+    );
+    assert!(matches!(
+        s.save_config(Uuid::new_v4(), 0, vec![], None, None).await,
+        Err(StoreError::NotFound)
+    ));
 
     // Second save updates one section, adds another; snapshot holds all three.
     let v2 = s
@@ -373,7 +606,11 @@ async fn config_save_and_versions(s: S) {
             srv.id,
             1,
             vec![
-                sec(ConfigSectionKind::Server, json!({"hostname": "renamed"}), Some(&[9, 9])),
+                sec(
+                    ConfigSectionKind::Server,
+                    json!({"hostname": "renamed"}),
+                    Some(&[9, 9]),
+                ),
                 sec(ConfigSectionKind::Rcon, json!({"port": 2306}), Some(&[7])),
             ],
             None,
@@ -385,41 +622,86 @@ async fn config_save_and_versions(s: S) {
     assert_eq!(v2.sections.len(), 3);
     let c2 = s.get_config(srv.id).await.unwrap();
     assert_eq!(c2.revision, 2);
-    let basic = c2.sections.iter().find(|x| x.section.section == ConfigSectionKind::Basic).unwrap();
+    let basic = c2
+        .sections
+        .iter()
+        .find(|x| x.section.section == ConfigSectionKind::Basic)
+        .unwrap();
     assert_eq!(basic.revision, 1, "untouched section keeps its revision");
 
     let list = s.list_config_versions(srv.id, 10).await.unwrap();
-    assert_eq!(list.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        list.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     assert_eq!(list[1].author_user_id, Some(author.id));
     assert_eq!(list[1].comment.as_deref(), Some("first"));
     assert_eq!(s.list_config_versions(srv.id, 1).await.unwrap().len(), 1);
 
     let got1 = s.get_config_version(srv.id, 1).await.unwrap().unwrap();
     assert_eq!(got1, v1);
-    assert_eq!(got1.sections[0].secrets.as_deref(), Some(&[1u8, 2, 3, 0, 255][..]));
+    assert_eq!(
+        got1.sections[0].secrets.as_deref(),
+        Some(&[1u8, 2, 3, 0, 255][..])
+    );
     assert_eq!(s.get_config_version(srv.id, 2).await.unwrap().unwrap(), v2);
     assert!(s.get_config_version(srv.id, 3).await.unwrap().is_none());
 
     // Rollback = save the old snapshot as a new version.
-    let v3 = s.save_config(srv.id, 2, got1.sections.clone(), None, Some("rollback to 1".into())).await.unwrap();
+    let v3 = s
+        .save_config(
+            srv.id,
+            2,
+            got1.sections.clone(),
+            None,
+            Some("rollback to 1".into()),
+        )
+        .await
+        .unwrap();
     assert_eq!(v3.version, 3);
     let c3 = s.get_config(srv.id).await.unwrap();
-    let server_sec = c3.sections.iter().find(|x| x.section.section == ConfigSectionKind::Server).unwrap();
+    let server_sec = c3
+        .sections
+        .iter()
+        .find(|x| x.section.section == ConfigSectionKind::Server)
+        .unwrap();
     assert_eq!(server_sec.section, got1.sections[0]);
 
     // Deleting the user keeps the version, author becomes NULL.
     s.delete_user(author.id).await.unwrap();
-    assert_eq!(s.get_config_version(srv.id, 1).await.unwrap().unwrap().author_user_id, None);
+    assert_eq!(
+        s.get_config_version(srv.id, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .author_user_id,
+        None
+    );
 }
 
 async fn config_parallel_one_wins(s: S) {
     let srv = server(&s).await;
-    s.save_config(srv.id, 0, vec![sec(ConfigSectionKind::Basic, json!({"n": 0}), None)], None, None).await.unwrap();
+    s.save_config(
+        srv.id,
+        0,
+        vec![sec(ConfigSectionKind::Basic, json!({"n": 0}), None)],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let mut hs = Vec::new();
     for i in 0..100 {
         let s = s.clone();
         hs.push(tokio::spawn(async move {
-            s.save_config(srv.id, 1, vec![sec(ConfigSectionKind::Basic, json!({"n": i}), None)], None, None).await
+            s.save_config(
+                srv.id,
+                1,
+                vec![sec(ConfigSectionKind::Basic, json!({"n": i}), None)],
+                None,
+                None,
+            )
+            .await
         }));
     }
     let (mut ok, mut conflict) = (0, 0);
@@ -450,7 +732,13 @@ async fn config_parallel_retry_loses_nothing(s: S) {
                 attempts += 1;
                 let rev = s.get_config(srv.id).await.unwrap().revision;
                 match s
-                    .save_config(srv.id, rev, vec![sec(ConfigSectionKind::Profile, json!({"writer": i}), None)], None, Some(format!("w{i}")))
+                    .save_config(
+                        srv.id,
+                        rev,
+                        vec![sec(ConfigSectionKind::Profile, json!({"writer": i}), None)],
+                        None,
+                        Some(format!("w{i}")),
+                    )
                     .await
                 {
                     Ok(v) => return (v.version, attempts),
@@ -483,81 +771,306 @@ async fn config_parallel_retry_loses_nothing(s: S) {
 
 async fn mods(s: S) {
     let srv = server(&s).await;
-    let cba = s.create_mod(NewMod { name: "CBA_A3".into(), workshop_id: Some("450814997".into()), path: "@CBA_A3".into() }).await.unwrap();
-    let ace = s.create_mod(NewMod { name: "ACE".into(), workshop_id: Some("463939057".into()), path: "@ace".into() }).await.unwrap();
-    let local = s.create_mod(NewMod { name: "local".into(), workshop_id: None, path: "@local".into() }).await.unwrap();
+    let cba = s
+        .create_mod(NewMod {
+            name: "CBA_A3".into(),
+            workshop_id: Some("450814997".into()),
+            path: "@CBA_A3".into(),
+        })
+        .await
+        .unwrap();
+    let ace = s
+        .create_mod(NewMod {
+            name: "ACE".into(),
+            workshop_id: Some("463939057".into()),
+            path: "@ace".into(),
+        })
+        .await
+        .unwrap();
+    let local = s
+        .create_mod(NewMod {
+            name: "local".into(),
+            workshop_id: None,
+            path: "@local".into(),
+        })
+        .await
+        .unwrap();
     assert!(matches!(
-        s.create_mod(NewMod { name: "dup".into(), workshop_id: Some("450814997".into()), path: "@x".into() }).await,
+        s.create_mod(NewMod {
+            name: "dup".into(),
+            workshop_id: Some("450814997".into()),
+            path: "@x".into()
+        })
+        .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.get_mod(ace.id).await.unwrap().unwrap(), ace);
     assert!(s.get_mod(Uuid::new_v4()).await.unwrap().is_none());
     assert_eq!(s.list_mods().await.unwrap().len(), 3);
-    s.set_server_mods(srv.id, vec![ServerMod { mod_id: cba.id, server_only: false }, ServerMod { mod_id: ace.id, server_only: false }, ServerMod { mod_id: local.id, server_only: true }])
-        .await
-        .unwrap();
+    s.set_server_mods(
+        srv.id,
+        vec![
+            ServerMod {
+                mod_id: cba.id,
+                server_only: false,
+            },
+            ServerMod {
+                mod_id: ace.id,
+                server_only: false,
+            },
+            ServerMod {
+                mod_id: local.id,
+                server_only: true,
+            },
+        ],
+    )
+    .await
+    .unwrap();
     let l = s.list_server_mods(srv.id).await.unwrap();
-    assert_eq!(l.iter().map(|m| (m.mod_id, m.position, m.server_only)).collect::<Vec<_>>(), vec![(cba.id, 0, false), (ace.id, 1, false), (local.id, 2, true)]);
+    assert_eq!(
+        l.iter()
+            .map(|m| (m.mod_id, m.position, m.server_only))
+            .collect::<Vec<_>>(),
+        vec![(cba.id, 0, false), (ace.id, 1, false), (local.id, 2, true)]
+    );
     assert_eq!(l[0].name, "CBA_A3");
     // Replace (reorder, drop one).
-    s.set_server_mods(srv.id, vec![ServerMod { mod_id: ace.id, server_only: false }, ServerMod { mod_id: cba.id, server_only: false }]).await.unwrap();
-    assert_eq!(s.list_server_mods(srv.id).await.unwrap().iter().map(|m| m.mod_id).collect::<Vec<_>>(), vec![ace.id, cba.id]);
+    s.set_server_mods(
+        srv.id,
+        vec![
+            ServerMod {
+                mod_id: ace.id,
+                server_only: false,
+            },
+            ServerMod {
+                mod_id: cba.id,
+                server_only: false,
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.list_server_mods(srv.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.mod_id)
+            .collect::<Vec<_>>(),
+        vec![ace.id, cba.id]
+    );
     // Unknown mod -> conflict and the old list is kept (transaction).
-    assert!(matches!(s.set_server_mods(srv.id, vec![ServerMod { mod_id: Uuid::new_v4(), server_only: false }]).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.set_server_mods(
+            srv.id,
+            vec![ServerMod {
+                mod_id: Uuid::new_v4(),
+                server_only: false
+            }]
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.list_server_mods(srv.id).await.unwrap().len(), 2);
-    assert!(matches!(s.set_server_mods(Uuid::new_v4(), vec![]).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.delete_mod(ace.id).await, Err(StoreError::Conflict(_))), "mod in use");
+    assert!(matches!(
+        s.set_server_mods(Uuid::new_v4(), vec![]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        matches!(s.delete_mod(ace.id).await, Err(StoreError::Conflict(_))),
+        "mod in use"
+    );
     s.delete_mod(local.id).await.unwrap();
-    assert!(matches!(s.delete_mod(local.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_mod(local.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn players_sessions_bans(s: S) {
     let srv = server(&s).await;
     let admin = user(&s, "banner").await;
-    let p = s.upsert_player("guid-1", Some("7656119"), "Miller", t0()).await.unwrap();
-    let p2 = s.upsert_player("guid-1", None, "Miller2", t0() + Duration::hours(1)).await.unwrap();
+    let p = s
+        .upsert_player("guid-1", Some("7656119"), "Miller", t0())
+        .await
+        .unwrap();
+    let p2 = s
+        .upsert_player("guid-1", None, "Miller2", t0() + Duration::hours(1))
+        .await
+        .unwrap();
     assert_eq!(p2.id, p.id);
-    assert_eq!((p2.last_name.as_str(), p2.steam_id.as_deref(), p2.first_seen, p2.last_seen), ("Miller2", Some("7656119"), t0(), t0() + Duration::hours(1)));
-    let q = s.upsert_player("guid-2", None, "Kerry", t0()).await.unwrap();
+    assert_eq!(
+        (
+            p2.last_name.as_str(),
+            p2.steam_id.as_deref(),
+            p2.first_seen,
+            p2.last_seen
+        ),
+        ("Miller2", Some("7656119"), t0(), t0() + Duration::hours(1))
+    );
+    let q = s
+        .upsert_player("guid-2", None, "Kerry", t0())
+        .await
+        .unwrap();
     assert_eq!(s.get_player(p.id).await.unwrap().unwrap(), p2);
     assert_eq!(s.get_player_by_guid("guid-2").await.unwrap().unwrap(), q);
     assert!(s.get_player_by_guid("nope").await.unwrap().is_none());
-    assert_eq!(s.list_players(None, 10).await.unwrap().iter().map(|x| x.id).collect::<Vec<_>>(), vec![p.id, q.id]);
-    assert_eq!(s.list_players(Some("KER"), 10).await.unwrap(), vec![q.clone()]);
+    assert_eq!(
+        s.list_players(None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|x| x.id)
+            .collect::<Vec<_>>(),
+        vec![p.id, q.id]
+    );
+    assert_eq!(
+        s.list_players(Some("KER"), 10).await.unwrap(),
+        vec![q.clone()]
+    );
 
-    let s1 = s.open_player_session(srv.id, p.id, t0(), Some("198.51.100.4")).await.unwrap();
-    let s2 = s.open_player_session(srv.id, q.id, t0() + Duration::minutes(5), None).await.unwrap();
-    s.close_player_session(s1.id, t0() + Duration::minutes(30)).await.unwrap();
-    assert!(matches!(s.close_player_session(Uuid::new_v4(), t0()).await, Err(StoreError::NotFound)));
-    let open = s.list_player_sessions(SessionQuery { server_id: Some(srv.id), open_only: true, limit: 10, ..Default::default() }).await.unwrap();
+    let s1 = s
+        .open_player_session(srv.id, p.id, t0(), Some("198.51.100.4"))
+        .await
+        .unwrap();
+    let s2 = s
+        .open_player_session(srv.id, q.id, t0() + Duration::minutes(5), None)
+        .await
+        .unwrap();
+    s.close_player_session(s1.id, t0() + Duration::minutes(30))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.close_player_session(Uuid::new_v4(), t0()).await,
+        Err(StoreError::NotFound)
+    ));
+    let open = s
+        .list_player_sessions(SessionQuery {
+            server_id: Some(srv.id),
+            open_only: true,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(open, vec![s2.clone()]);
-    let mine = s.list_player_sessions(SessionQuery { player_id: Some(p.id), limit: 10, ..Default::default() }).await.unwrap();
+    let mine = s
+        .list_player_sessions(SessionQuery {
+            player_id: Some(p.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].left_at, Some(t0() + Duration::minutes(30)));
-    assert_eq!(s.close_open_sessions(srv.id, t0() + Duration::hours(1)).await.unwrap(), 1);
-    assert_eq!(s.list_player_sessions(SessionQuery { server_id: Some(srv.id), limit: 10, ..Default::default() }).await.unwrap().len(), 2);
-    assert_eq!(s.prune_player_sessions_before(t0() + Duration::minutes(1)).await.unwrap(), 1);
-    assert_eq!(s.list_player_sessions(SessionQuery { limit: 10, ..Default::default() }).await.unwrap(), {
-        let mut x = s2.clone();
-        x.left_at = Some(t0() + Duration::hours(1));
-        vec![x]
-    });
+    assert_eq!(
+        s.close_open_sessions(srv.id, t0() + Duration::hours(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.list_player_sessions(SessionQuery {
+            server_id: Some(srv.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        2
+    );
+    assert_eq!(
+        s.prune_player_sessions_before(t0() + Duration::minutes(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.list_player_sessions(SessionQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+        {
+            let mut x = s2.clone();
+            x.left_at = Some(t0() + Duration::hours(1));
+            vec![x]
+        }
+    );
 
     let n = now();
-    let global = s.create_ban(NewBan { server_id: None, kind: BanKind::Guid, target: "guid-1".into(), reason: "cheating".into(), expires_at: None, created_by: Some(admin.id) }).await.unwrap();
-    let local = s.create_ban(NewBan { server_id: Some(srv.id), kind: BanKind::Ip, target: "198.51.100.4".into(), reason: "spam".into(), expires_at: Some(n + Duration::days(1)), created_by: None }).await.unwrap();
-    let _expired = s.create_ban(NewBan { server_id: Some(srv.id), kind: BanKind::Guid, target: "guid-2".into(), reason: "old".into(), expires_at: Some(n - Duration::days(1)), created_by: None }).await.unwrap();
+    let global = s
+        .create_ban(NewBan {
+            server_id: None,
+            kind: BanKind::Guid,
+            target: "guid-1".into(),
+            reason: "cheating".into(),
+            expires_at: None,
+            created_by: Some(admin.id),
+        })
+        .await
+        .unwrap();
+    let local = s
+        .create_ban(NewBan {
+            server_id: Some(srv.id),
+            kind: BanKind::Ip,
+            target: "198.51.100.4".into(),
+            reason: "spam".into(),
+            expires_at: Some(n + Duration::days(1)),
+            created_by: None,
+        })
+        .await
+        .unwrap();
+    let _expired = s
+        .create_ban(NewBan {
+            server_id: Some(srv.id),
+            kind: BanKind::Guid,
+            target: "guid-2".into(),
+            reason: "old".into(),
+            expires_at: Some(n - Duration::days(1)),
+            created_by: None,
+        })
+        .await
+        .unwrap();
     let other = server(&s).await;
-    let _elsewhere = s.create_ban(NewBan { server_id: Some(other.id), kind: BanKind::Guid, target: "guid-3".into(), reason: "x".into(), expires_at: None, created_by: None }).await.unwrap();
+    let _elsewhere = s
+        .create_ban(NewBan {
+            server_id: Some(other.id),
+            kind: BanKind::Guid,
+            target: "guid-3".into(),
+            reason: "x".into(),
+            expires_at: None,
+            created_by: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(s.get_ban(global.id).await.unwrap().unwrap(), global);
     assert!(s.get_ban(Uuid::new_v4()).await.unwrap().is_none());
-    let active: HashSet<_> = s.list_active_bans(Some(srv.id), n).await.unwrap().into_iter().map(|b| b.id).collect();
+    let active: HashSet<_> = s
+        .list_active_bans(Some(srv.id), n)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
     assert_eq!(active, HashSet::from([global.id, local.id]));
     assert_eq!(s.list_active_bans(None, n).await.unwrap().len(), 3);
     s.remove_ban(local.id, n).await.unwrap();
-    assert!(matches!(s.remove_ban(Uuid::new_v4(), n).await, Err(StoreError::NotFound)));
-    assert_eq!(s.list_active_bans(Some(srv.id), n).await.unwrap(), vec![global.clone()]);
-    assert_eq!(s.get_ban(local.id).await.unwrap().unwrap().removed_at, Some(n));
+    assert!(matches!(
+        s.remove_ban(Uuid::new_v4(), n).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        s.list_active_bans(Some(srv.id), n).await.unwrap(),
+        vec![global.clone()]
+    );
+    assert_eq!(
+        s.get_ban(local.id).await.unwrap().unwrap().removed_at,
+        Some(n)
+    );
 }
 
 async fn audit_filters_and_pagination(s: S) {
@@ -568,8 +1081,16 @@ async fn audit_filters_and_pagination(s: S) {
             // Pairs share a timestamp so the (ts, id) tie-break is exercised.
             ts: Some(t0() + Duration::seconds(i / 2)),
             actor_user_id: if i % 3 == 0 { None } else { Some(alice.id) },
-            actor_kind: if i % 3 == 0 { ActorKind::System } else { ActorKind::User },
-            action: if i % 2 == 0 { "server.update".into() } else { "user.login".into() },
+            actor_kind: if i % 3 == 0 {
+                ActorKind::System
+            } else {
+                ActorKind::User
+            },
+            action: if i % 2 == 0 {
+                "server.update".into()
+            } else {
+                "user.login".into()
+            },
             target_kind: Some("server".into()),
             target_id: Some(format!("srv-{}", i % 5)),
             ip: Some("192.0.2.1".into()),
@@ -578,40 +1099,85 @@ async fn audit_filters_and_pagination(s: S) {
         all.push(s.insert_audit(ev).await.unwrap());
     }
     let q = |f: fn(&mut AuditQuery)| {
-        let mut q = AuditQuery { limit: 100, ..Default::default() };
+        let mut q = AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
         f(&mut q);
         q
     };
     let page = s.query_audit(q(|_| {})).await.unwrap();
     assert_eq!(page.items.len(), 25);
     assert!(page.next.is_none());
-    assert!(page.items.windows(2).all(|w| (w[0].ts, w[0].id) > (w[1].ts, w[1].id)), "newest first");
-    assert_eq!(page.items.iter().find(|e| e.id == all[7].id).unwrap(), &all[7]);
+    assert!(
+        page.items
+            .windows(2)
+            .all(|w| (w[0].ts, w[0].id) > (w[1].ts, w[1].id)),
+        "newest first"
+    );
+    assert_eq!(
+        page.items.iter().find(|e| e.id == all[7].id).unwrap(),
+        &all[7]
+    );
 
-    let by_actor = s.query_audit(AuditQuery { actor_user_id: Some(alice.id), limit: 100, ..Default::default() }).await.unwrap();
-    assert_eq!(by_actor.items.len(), 25 - 9);
-    let by_kind = s.query_audit(AuditQuery { actor_kind: Some(ActorKind::System), limit: 100, ..Default::default() }).await.unwrap();
-    assert_eq!(by_kind.items.len(), 9);
-    let by_action = s.query_audit(q(|q| q.action = Some("user.login".into()))).await.unwrap();
-    assert_eq!(by_action.items.len(), 12);
-    let by_target = s.query_audit(q(|q| {
-        q.target_kind = Some("server".into());
-        q.target_id = Some("srv-0".into());
-    }))
-    .await
-    .unwrap();
-    assert_eq!(by_target.items.len(), 5);
-    let range = s
-        .query_audit(AuditQuery { from: Some(t0() + Duration::seconds(2)), to: Some(t0() + Duration::seconds(4)), limit: 100, ..Default::default() })
+    let by_actor = s
+        .query_audit(AuditQuery {
+            actor_user_id: Some(alice.id),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(range.items.len(), 4, "ts 2,2,3,3 (from inclusive, to exclusive)");
+    assert_eq!(by_actor.items.len(), 25 - 9);
+    let by_kind = s
+        .query_audit(AuditQuery {
+            actor_kind: Some(ActorKind::System),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_kind.items.len(), 9);
+    let by_action = s
+        .query_audit(q(|q| q.action = Some("user.login".into())))
+        .await
+        .unwrap();
+    assert_eq!(by_action.items.len(), 12);
+    let by_target = s
+        .query_audit(q(|q| {
+            q.target_kind = Some("server".into());
+            q.target_id = Some("srv-0".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(by_target.items.len(), 5);
+    let range = s
+        .query_audit(AuditQuery {
+            from: Some(t0() + Duration::seconds(2)),
+            to: Some(t0() + Duration::seconds(4)),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        range.items.len(),
+        4,
+        "ts 2,2,3,3 (from inclusive, to exclusive)"
+    );
 
     // Cursor pagination in pages of 4 visits every event exactly once, in order.
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let p = s.query_audit(AuditQuery { before, limit: 4, ..Default::default() }).await.unwrap();
+        let p = s
+            .query_audit(AuditQuery {
+                before,
+                limit: 4,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         seen.extend(p.items.iter().map(|e| e.id));
         match p.next {
             Some(c) => before = Some(c),
@@ -621,13 +1187,41 @@ async fn audit_filters_and_pagination(s: S) {
     assert_eq!(seen, page.items.iter().map(|e| e.id).collect::<Vec<_>>());
 
     // Combined filter + cursor.
-    let p1 = s.query_audit(AuditQuery { action: Some("server.update".into()), limit: 5, ..Default::default() }).await.unwrap();
-    let p2 = s.query_audit(AuditQuery { action: Some("server.update".into()), before: p1.next, limit: 5, ..Default::default() }).await.unwrap();
-    let p3 = s.query_audit(AuditQuery { action: Some("server.update".into()), before: p2.next, limit: 5, ..Default::default() }).await.unwrap();
+    let p1 = s
+        .query_audit(AuditQuery {
+            action: Some("server.update".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let p2 = s
+        .query_audit(AuditQuery {
+            action: Some("server.update".into()),
+            before: p1.next,
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let p3 = s
+        .query_audit(AuditQuery {
+            action: Some("server.update".into()),
+            before: p2.next,
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!((p1.items.len(), p2.items.len(), p3.items.len()), (5, 5, 3));
     assert!(p3.next.is_none());
 
-    assert_eq!(s.prune_audit_before(t0() + Duration::seconds(5)).await.unwrap(), 10);
+    assert_eq!(
+        s.prune_audit_before(t0() + Duration::seconds(5))
+            .await
+            .unwrap(),
+        10
+    );
     assert_eq!(s.query_audit(q(|_| {})).await.unwrap().items.len(), 15);
 }
 
@@ -636,7 +1230,13 @@ async fn logs_at_scale(s: S) {
     let b = server(&s).await;
     const N: i64 = 200_000;
     const BATCH: i64 = 5_000;
-    let levels = [LogLevel::Debug, LogLevel::Info, LogLevel::Info, LogLevel::Warn, LogLevel::Error];
+    let levels = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
     let began = Instant::now();
     let mut seq = 0;
     while seq < N {
@@ -657,7 +1257,11 @@ async fn logs_at_scale(s: S) {
         seq += BATCH;
     }
     let ins = began.elapsed();
-    eprintln!("[{}] inserted {N} log lines in batches of {BATCH}: {ins:?} ({:.0} lines/s)", s.backend(), N as f64 / ins.as_secs_f64());
+    eprintln!(
+        "[{}] inserted {N} log lines in batches of {BATCH}: {ins:?} ({:.0} lines/s)",
+        s.backend(),
+        N as f64 / ins.as_secs_f64()
+    );
     assert_eq!(s.insert_log_batch(vec![]).await.unwrap(), 0);
 
     let timed = |label: &'static str, q: LogQuery| {
@@ -665,54 +1269,168 @@ async fn logs_at_scale(s: S) {
         async move {
             let t = Instant::now();
             let p = s.query_logs(q).await.unwrap();
-            eprintln!("[{}] query_logs {label}: {} rows in {:?}", s.backend(), p.items.len(), t.elapsed());
+            eprintln!(
+                "[{}] query_logs {label}: {} rows in {:?}",
+                s.backend(),
+                p.items.len(),
+                t.elapsed()
+            );
             p
         }
     };
 
-    let latest = timed("latest 100 of server", LogQuery { server_id: Some(a.id), limit: 100, ..Default::default() }).await;
+    let latest = timed(
+        "latest 100 of server",
+        LogQuery {
+            server_id: Some(a.id),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(latest.items.len(), 100);
-    assert!(latest.items.windows(2).all(|w| (w[0].ts, w[0].id) > (w[1].ts, w[1].id)));
+    assert!(
+        latest
+            .items
+            .windows(2)
+            .all(|w| (w[0].ts, w[0].id) > (w[1].ts, w[1].id))
+    );
     assert!(latest.items.iter().all(|l| l.server_id == a.id));
     assert_eq!(latest.items[0].seq, N - 1);
     assert!(latest.next.is_some());
 
-    let errors = timed("level>=error", LogQuery { server_id: Some(a.id), min_level: Some(LogLevel::Error), limit: 50, ..Default::default() }).await;
+    let errors = timed(
+        "level>=error",
+        LogQuery {
+            server_id: Some(a.id),
+            min_level: Some(LogLevel::Error),
+            limit: 50,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(errors.items.len(), 50);
     assert!(errors.items.iter().all(|l| l.level == LogLevel::Error));
 
     let from = t0() + Duration::seconds(100);
     let to = t0() + Duration::seconds(101);
-    let window = timed("1s window", LogQuery { server_id: None, from: Some(from), to: Some(to), limit: 1000, ..Default::default() }).await;
-    assert_eq!(window.items.len(), 100, "10 ms spacing -> 100 lines per second (from incl., to excl.)");
+    let window = timed(
+        "1s window",
+        LogQuery {
+            server_id: None,
+            from: Some(from),
+            to: Some(to),
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        window.items.len(),
+        100,
+        "10 ms spacing -> 100 lines per second (from incl., to excl.)"
+    );
     assert!(window.items.iter().all(|l| l.ts >= from && l.ts < to));
 
-    let needle = timed("text 'needle_' (rare, case-insensitive)", LogQuery { contains: Some("needle_".into()), limit: 100, ..Default::default() }).await;
+    let needle = timed(
+        "text 'needle_' (rare, case-insensitive)",
+        LogQuery {
+            contains: Some("needle_".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(needle.items.len(), 20);
     assert!(needle.items.iter().all(|l| l.text.contains("Needle_")));
-    let pct = timed("text '100% legit_' (LIKE metachars)", LogQuery { contains: Some("100% legit_".into()), limit: 100, ..Default::default() }).await;
+    let pct = timed(
+        "text '100% legit_' (LIKE metachars)",
+        LogQuery {
+            contains: Some("100% legit_".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(pct.items.len(), 20);
-    let none = timed("text '100%% ' (no match)", LogQuery { contains: Some("0%%".into()), limit: 100, ..Default::default() }).await;
+    let none = timed(
+        "text '100%% ' (no match)",
+        LogQuery {
+            contains: Some("0%%".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(none.items.is_empty());
-    let quoted = timed("text with quote", LogQuery { contains: Some("\"Needle_1234\"".into()), limit: 100, ..Default::default() }).await;
+    let quoted = timed(
+        "text with quote",
+        LogQuery {
+            contains: Some("\"Needle_1234\"".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(quoted.items.len(), 1);
-    let common = timed("text 'mission tick' (common) server a", LogQuery { server_id: Some(a.id), contains: Some("mission tick".into()), limit: 200, ..Default::default() }).await;
+    let common = timed(
+        "text 'mission tick' (common) server a",
+        LogQuery {
+            server_id: Some(a.id),
+            contains: Some("mission tick".into()),
+            limit: 200,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(common.items.len(), 200);
-    let short = timed("text 'äö' (2 chars, scan)", LogQuery { server_id: Some(b.id), contains: Some("ÄÖ".into()), limit: 10, ..Default::default() }).await;
+    let short = timed(
+        "text 'äö' (2 chars, scan)",
+        LogQuery {
+            server_id: Some(b.id),
+            contains: Some("ÄÖ".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(short.items.len(), 10);
     let combo = timed(
         "server+level+range+text",
-        LogQuery { server_id: Some(b.id), min_level: Some(LogLevel::Debug), from: Some(t0()), to: Some(t0() + Duration::seconds(600)), contains: Some("tick 4".into()), limit: 20, ..Default::default() },
+        LogQuery {
+            server_id: Some(b.id),
+            min_level: Some(LogLevel::Debug),
+            from: Some(t0()),
+            to: Some(t0() + Duration::seconds(600)),
+            contains: Some("tick 4".into()),
+            limit: 20,
+            ..Default::default()
+        },
     )
     .await;
     assert!(!combo.items.is_empty());
-    assert!(combo.items.iter().all(|l| l.server_id == b.id && l.text.contains("tick 4")));
+    assert!(
+        combo
+            .items
+            .iter()
+            .all(|l| l.server_id == b.id && l.text.contains("tick 4"))
+    );
 
     // Cursor pagination over a window.
     let mut before = None;
     let mut ids = HashSet::new();
     loop {
-        let p = s.query_logs(LogQuery { server_id: Some(b.id), from: Some(from), to: Some(to), before, limit: 7, ..Default::default() }).await.unwrap();
+        let p = s
+            .query_logs(LogQuery {
+                server_id: Some(b.id),
+                from: Some(from),
+                to: Some(to),
+                before,
+                limit: 7,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         for l in &p.items {
             assert!(ids.insert(l.id));
         }
@@ -724,13 +1442,39 @@ async fn logs_at_scale(s: S) {
     assert_eq!(ids.len(), 25);
 
     let t = Instant::now();
-    let pruned = s.prune_logs_before(t0() + Duration::seconds(1000)).await.unwrap();
-    eprintln!("[{}] prune_logs_before: {pruned} rows in {:?}", s.backend(), t.elapsed());
+    let pruned = s
+        .prune_logs_before(t0() + Duration::seconds(1000))
+        .await
+        .unwrap();
+    eprintln!(
+        "[{}] prune_logs_before: {pruned} rows in {:?}",
+        s.backend(),
+        t.elapsed()
+    );
     assert_eq!(pruned, 100_000);
-    let rest = s.query_logs(LogQuery { from: None, to: Some(t0() + Duration::seconds(1000)), limit: 10, ..Default::default() }).await.unwrap();
+    let rest = s
+        .query_logs(LogQuery {
+            from: None,
+            to: Some(t0() + Duration::seconds(1000)),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(rest.items.is_empty());
     // The search index follows deletions.
-    assert_eq!(s.query_logs(LogQuery { contains: Some("needle_".into()), limit: 100, ..Default::default() }).await.unwrap().items.len(), 10);
+    assert_eq!(
+        s.query_logs(LogQuery {
+            contains: Some("needle_".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .len(),
+        10
+    );
 }
 
 async fn metrics(s: S) {
@@ -748,31 +1492,104 @@ async fn metrics(s: S) {
         })
         .collect();
     assert_eq!(s.insert_metrics_batch(samples).await.unwrap(), 1200);
-    assert_eq!(s.insert_metrics_batch(vec![NewMetricSample { server_id: Some(srv.id), ..Default::default() }]).await.unwrap(), 1);
-    let m = s.query_metrics(MetricQuery { server_id: Some(srv.id), to: Some(t0() + Duration::seconds(100)), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        s.insert_metrics_batch(vec![NewMetricSample {
+            server_id: Some(srv.id),
+            ..Default::default()
+        }])
+        .await
+        .unwrap(),
+        1
+    );
+    let m = s
+        .query_metrics(MetricQuery {
+            server_id: Some(srv.id),
+            to: Some(t0() + Duration::seconds(100)),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(m.len(), 50);
     assert!(m.windows(2).all(|w| w[0].ts < w[1].ts), "oldest first");
-    assert_eq!((m[0].cpu_percent, m[0].rss_bytes, m[0].players, m[0].fps), (Some(12.5), Some(1 << 33), Some(0), Some(47.25)));
-    let hm = s.query_metrics(MetricQuery { host_id: Some(h.id), from: Some(t0() + Duration::seconds(1000)), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        (m[0].cpu_percent, m[0].rss_bytes, m[0].players, m[0].fps),
+        (Some(12.5), Some(1 << 33), Some(0), Some(47.25))
+    );
+    let hm = s
+        .query_metrics(MetricQuery {
+            host_id: Some(h.id),
+            from: Some(t0() + Duration::seconds(1000)),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(hm.len(), 100);
-    assert_eq!(s.query_metrics(MetricQuery { server_id: Some(srv.id), limit: 10, ..Default::default() }).await.unwrap().len(), 10);
-    assert_eq!(s.prune_metrics_before(t0() + Duration::seconds(600)).await.unwrap(), 600);
-    assert_eq!(s.query_metrics(MetricQuery { host_id: Some(h.id), limit: 10_000, ..Default::default() }).await.unwrap().len(), 300);
+    assert_eq!(
+        s.query_metrics(MetricQuery {
+            server_id: Some(srv.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        10
+    );
+    assert_eq!(
+        s.prune_metrics_before(t0() + Duration::seconds(600))
+            .await
+            .unwrap(),
+        600
+    );
+    assert_eq!(
+        s.query_metrics(MetricQuery {
+            host_id: Some(h.id),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        300
+    );
 }
 
 async fn schedules(s: S) {
     let srv = server(&s).await;
     let n = now();
     let a = s
-        .create_schedule(NewSchedule { server_id: srv.id, cron: "0 4 * * *".into(), action: "restart".into(), args: json!({"warn_minutes": [10, 5, 1]}), enabled: true, next_run_at: Some(n - Duration::minutes(1)) })
+        .create_schedule(NewSchedule {
+            server_id: srv.id,
+            cron: "0 4 * * *".into(),
+            action: "restart".into(),
+            args: json!({"warn_minutes": [10, 5, 1]}),
+            enabled: true,
+            next_run_at: Some(n - Duration::minutes(1)),
+        })
         .await
         .unwrap();
     let b = s
-        .create_schedule(NewSchedule { server_id: srv.id, cron: "*/5 * * * *".into(), action: "say".into(), args: json!({"text": "hi"}), enabled: false, next_run_at: Some(n - Duration::minutes(1)) })
+        .create_schedule(NewSchedule {
+            server_id: srv.id,
+            cron: "*/5 * * * *".into(),
+            action: "say".into(),
+            args: json!({"text": "hi"}),
+            enabled: false,
+            next_run_at: Some(n - Duration::minutes(1)),
+        })
         .await
         .unwrap();
     let c = s
-        .create_schedule(NewSchedule { server_id: srv.id, cron: "0 0 1 1 *".into(), action: "backup".into(), args: json!(null), enabled: true, next_run_at: Some(n + Duration::days(30)) })
+        .create_schedule(NewSchedule {
+            server_id: srv.id,
+            cron: "0 0 1 1 *".into(),
+            action: "backup".into(),
+            args: json!(null),
+            enabled: true,
+            next_run_at: Some(n + Duration::days(30)),
+        })
         .await
         .unwrap();
     assert_eq!(s.get_schedule(a.id).await.unwrap().unwrap(), a);
@@ -783,8 +1600,16 @@ async fn schedules(s: S) {
 
     // Two replicas race to claim the run; only one wins.
     let next = Some(n + Duration::days(1));
-    assert!(s.mark_schedule_run(a.id, a.next_run_at, n, next).await.unwrap());
-    assert!(!s.mark_schedule_run(a.id, a.next_run_at, n, next).await.unwrap());
+    assert!(
+        s.mark_schedule_run(a.id, a.next_run_at, n, next)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.mark_schedule_run(a.id, a.next_run_at, n, next)
+            .await
+            .unwrap()
+    );
     let a2 = s.get_schedule(a.id).await.unwrap().unwrap();
     assert_eq!((a2.last_run_at, a2.next_run_at), (Some(n), next));
     assert!(s.due_schedules(n, 10).await.unwrap().is_empty());
@@ -794,13 +1619,32 @@ async fn schedules(s: S) {
     b2.args = json!({"text": "hello"});
     b2.next_run_at = None;
     assert_eq!(s.update_schedule(&b2).await.unwrap(), b2);
-    assert!(s.mark_schedule_run(b.id, None, n, Some(n - Duration::seconds(1))).await.unwrap(), "NULL expected matches NULL");
-    assert_eq!(s.due_schedules(n, 10).await.unwrap().iter().map(|x| x.id).collect::<Vec<_>>(), vec![b.id]);
+    assert!(
+        s.mark_schedule_run(b.id, None, n, Some(n - Duration::seconds(1)))
+            .await
+            .unwrap(),
+        "NULL expected matches NULL"
+    );
+    assert_eq!(
+        s.due_schedules(n, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|x| x.id)
+            .collect::<Vec<_>>(),
+        vec![b.id]
+    );
     let mut ghost = c.clone();
     ghost.id = Uuid::new_v4();
-    assert!(matches!(s.update_schedule(&ghost).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_schedule(&ghost).await,
+        Err(StoreError::NotFound)
+    ));
     s.delete_schedule(c.id).await.unwrap();
-    assert!(matches!(s.delete_schedule(c.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_schedule(c.id).await,
+        Err(StoreError::NotFound)
+    ));
     // Deleting the server removes its schedules.
     s.delete_server(srv.id).await.unwrap();
     assert!(s.list_schedules(None).await.unwrap().is_empty());
@@ -816,7 +1660,12 @@ async fn hostile_strings(s: S) {
     ];
     for (i, txt) in nasty.iter().enumerate() {
         let u = s
-            .create_user(NewUser { username: format!("{txt}{i}"), password_hash: txt.to_string(), role: Role::Viewer, must_change_password: false })
+            .create_user(NewUser {
+                username: format!("{txt}{i}"),
+                password_hash: txt.to_string(),
+                role: Role::Viewer,
+                must_change_password: false,
+            })
             .await
             .unwrap();
         let back = s.get_user_by_username(&u.username).await.unwrap().unwrap();
@@ -830,28 +1679,100 @@ async fn hostile_strings(s: S) {
     let big: String = "Aö🎮'\"".repeat(100 * 1024 / 12);
     assert!(big.len() >= 100 * 1024 / 2);
     let srv = server(&s).await;
-    s.insert_log_batch(vec![NewLogLine { server_id: srv.id, seq: 1, ts: t0(), level: LogLevel::Info, text: big.clone() }]).await.unwrap();
-    let got = s.query_logs(LogQuery { server_id: Some(srv.id), limit: 1, ..Default::default() }).await.unwrap();
+    s.insert_log_batch(vec![NewLogLine {
+        server_id: srv.id,
+        seq: 1,
+        ts: t0(),
+        level: LogLevel::Info,
+        text: big.clone(),
+    }])
+    .await
+    .unwrap();
+    let got = s
+        .query_logs(LogQuery {
+            server_id: Some(srv.id),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(got.items[0].text, big);
 
     let details = json!({"quote": nasty[0], "emoji": nasty[2], "big": big, "nested": [nasty[3], {"k'ey\"": nasty[4]}]});
     let ev = s
-        .insert_audit(NewAuditEvent { ts: None, actor_user_id: None, actor_kind: ActorKind::Agent, action: nasty[1].into(), target_kind: Some(nasty[2].into()), target_id: Some(nasty[0].into()), ip: None, details: details.clone() })
+        .insert_audit(NewAuditEvent {
+            ts: None,
+            actor_user_id: None,
+            actor_kind: ActorKind::Agent,
+            action: nasty[1].into(),
+            target_kind: Some(nasty[2].into()),
+            target_id: Some(nasty[0].into()),
+            ip: None,
+            details: details.clone(),
+        })
         .await
         .unwrap();
-    let p = s.query_audit(AuditQuery { action: Some(nasty[1].into()), target_id: Some(nasty[0].into()), limit: 10, ..Default::default() }).await.unwrap();
+    let p = s
+        .query_audit(AuditQuery {
+            action: Some(nasty[1].into()),
+            target_id: Some(nasty[0].into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(p.items, vec![ev]);
     assert_eq!(p.items[0].details, details);
 
-    let v = s.save_config(srv.id, 0, vec![sec(ConfigSectionKind::Server, json!({"motd": nasty, "big": big}), Some(big.as_bytes()))], None, Some(nasty[2].into())).await.unwrap();
+    let v = s
+        .save_config(
+            srv.id,
+            0,
+            vec![sec(
+                ConfigSectionKind::Server,
+                json!({"motd": nasty, "big": big}),
+                Some(big.as_bytes()),
+            )],
+            None,
+            Some(nasty[2].into()),
+        )
+        .await
+        .unwrap();
     assert_eq!(s.get_config_version(srv.id, 1).await.unwrap().unwrap(), v);
 
     // NUL is refused the same way on both backends, and nothing is written.
-    let nul = s.create_user(NewUser { username: "nul\0user".into(), password_hash: "h".into(), role: Role::Viewer, must_change_password: false }).await;
+    let nul = s
+        .create_user(NewUser {
+            username: "nul\0user".into(),
+            password_hash: "h".into(),
+            role: Role::Viewer,
+            must_change_password: false,
+        })
+        .await;
     assert!(matches!(nul, Err(StoreError::InvalidInput(_))), "{nul:?}");
-    let nul = s.insert_log_batch(vec![NewLogLine { server_id: srv.id, seq: 2, ts: t0(), level: LogLevel::Info, text: "a\0b".into() }]).await;
+    let nul = s
+        .insert_log_batch(vec![NewLogLine {
+            server_id: srv.id,
+            seq: 2,
+            ts: t0(),
+            level: LogLevel::Info,
+            text: "a\0b".into(),
+        }])
+        .await;
     assert!(matches!(nul, Err(StoreError::InvalidInput(_))));
-    let nul = s.save_config(srv.id, 1, vec![sec(ConfigSectionKind::Basic, json!({"x": ["ok", "bad\u{0}"]}), None)], None, None).await;
+    let nul = s
+        .save_config(
+            srv.id,
+            1,
+            vec![sec(
+                ConfigSectionKind::Basic,
+                json!({"x": ["ok", "bad\u{0}"]}),
+                None,
+            )],
+            None,
+            None,
+        )
+        .await;
     assert!(matches!(nul, Err(StoreError::InvalidInput(_))));
     assert_eq!(s.get_config(srv.id).await.unwrap().revision, 1);
     assert_eq!(s.count_users().await.unwrap(), nasty.len() as i64);

@@ -27,7 +27,10 @@ use sqlx::{Encode, Postgres, Sqlite, Type};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-use super::{AuditQuery, ConfigSection, ConfigSectionKind, LogQuery, MetricQuery, SessionQuery, StoreError, StoreResult};
+use super::{
+    AuditQuery, ConfigSection, ConfigSectionKind, LogQuery, MetricQuery, SessionQuery, StoreError,
+    StoreResult,
+};
 
 /// Bind wrapper for timestamps: PostgreSQL gets a native TIMESTAMPTZ; SQLite gets fixed-width
 /// UTC text (`2024-01-02T03:04:05.000006Z`) so that comparing the text compares the time.
@@ -48,7 +51,10 @@ impl Type<Sqlite> for DbTs {
 }
 
 impl Encode<'_, Sqlite> for DbTs {
-    fn encode_by_ref(&self, buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
         let s = self.0.to_offset(time::UtcOffset::UTC).format(SQLITE_TS)?;
         Encode::<Sqlite>::encode(s, buf)
     }
@@ -61,7 +67,10 @@ impl Type<Postgres> for DbTs {
 }
 
 impl Encode<'_, Postgres> for DbTs {
-    fn encode_by_ref(&self, buf: &mut <Postgres as sqlx::Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<IsNull, BoxDynError> {
         <OffsetDateTime as Encode<Postgres>>::encode_by_ref(&self.0, buf)
     }
 }
@@ -70,29 +79,43 @@ impl Encode<'_, Postgres> for DbTs {
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(db) => {
-            let what = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
+            let what = db
+                .constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned());
             match db.kind() {
                 ErrorKind::UniqueViolation => StoreError::Conflict(what),
-                ErrorKind::ForeignKeyViolation => StoreError::Conflict(format!("foreign key: {what}")),
+                ErrorKind::ForeignKeyViolation => {
+                    StoreError::Conflict(format!("foreign key: {what}"))
+                }
                 // SQLite reports ON DELETE RESTRICT as SQLITE_CONSTRAINT_TRIGGER (1811).
                 _ if db.message().contains("FOREIGN KEY constraint failed") => {
                     StoreError::Conflict(format!("foreign key: {what}"))
                 }
-                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => StoreError::InvalidInput(what),
+                ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
+                    StoreError::InvalidInput(what)
+                }
                 _ => {
                     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                     // PostgreSQL class 22 = data exception (e.g. NUL in text/jsonb, out of range).
                     if code.starts_with("22") {
                         StoreError::InvalidInput(db.message().to_owned())
                     // SQLite BUSY / LOCKED (incl. extended codes).
-                    } else if code == "5" || code == "6" || code.ends_with("05") && db.message().contains("locked") {
+                    } else if code == "5"
+                        || code == "6"
+                        || code.ends_with("05") && db.message().contains("locked")
+                    {
                         StoreError::Unavailable(db.message().to_owned())
                     } else {
-                        StoreError::Internal(anyhow::anyhow!("database error {code}: {}", db.message()))
+                        StoreError::Internal(anyhow::anyhow!(
+                            "database error {code}: {}",
+                            db.message()
+                        ))
                     }
                 }
             }
@@ -111,7 +134,9 @@ pub(crate) fn map_migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
 /// Refuses NUL in any text (PostgreSQL cannot store it; SQLite would, so check both the same way).
 pub(crate) fn check_text(fields: &[&str]) -> StoreResult<()> {
     if fields.iter().any(|s| s.contains('\0')) {
-        return Err(StoreError::InvalidInput("text must not contain NUL (U+0000)".into()));
+        return Err(StoreError::InvalidInput(
+            "text must not contain NUL (U+0000)".into(),
+        ));
     }
     Ok(())
 }
@@ -140,13 +165,21 @@ pub(crate) fn clamp_limit(limit: i64, max: i64) -> i64 {
 
 /// Snapshot JSON: `{"<section>": content, ...}`.
 pub(crate) fn snapshot_json(sections: &[ConfigSection]) -> Value {
-    Value::Object(sections.iter().map(|s| (s.section.as_str().to_owned(), s.content.clone())).collect())
+    Value::Object(
+        sections
+            .iter()
+            .map(|s| (s.section.as_str().to_owned(), s.content.clone()))
+            .collect(),
+    )
 }
 
 /// Encrypted-secrets snapshot: `0x01` then per section with secrets:
 /// `u8 name length, name, u32 BE blob length, blob`. `None` when no section has secrets.
 pub(crate) fn encode_secrets(sections: &[ConfigSection]) -> Option<Vec<u8>> {
-    let with: Vec<_> = sections.iter().filter_map(|s| s.secrets.as_ref().map(|b| (s.section, b))).collect();
+    let with: Vec<_> = sections
+        .iter()
+        .filter_map(|s| s.secrets.as_ref().map(|b| (s.section, b)))
+        .collect();
     if with.is_empty() {
         return None;
     }
@@ -161,7 +194,10 @@ pub(crate) fn encode_secrets(sections: &[ConfigSection]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-pub(crate) fn decode_sections(snapshot: Value, secrets: Option<&[u8]>) -> StoreResult<Vec<ConfigSection>> {
+pub(crate) fn decode_sections(
+    snapshot: Value,
+    secrets: Option<&[u8]>,
+) -> StoreResult<Vec<ConfigSection>> {
     let bad = || StoreError::Internal(anyhow::anyhow!("corrupt config secrets snapshot"));
     let mut blobs: Vec<(ConfigSectionKind, Vec<u8>)> = Vec::new();
     if let Some(mut b) = secrets {
@@ -173,7 +209,11 @@ pub(crate) fn decode_sections(snapshot: Value, secrets: Option<&[u8]>) -> StoreR
             let n = *b.first().ok_or_else(bad)? as usize;
             let name = b.get(1..1 + n).ok_or_else(bad)?;
             let kind: ConfigSectionKind = std::str::from_utf8(name).map_err(|_| bad())?.parse()?;
-            let len_bytes: [u8; 4] = b.get(1 + n..5 + n).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
+            let len_bytes: [u8; 4] = b
+                .get(1 + n..5 + n)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?;
             let len = u32::from_be_bytes(len_bytes) as usize;
             let blob = b.get(5 + n..5 + n + len).ok_or_else(bad)?;
             blobs.push((kind, blob.to_vec()));
@@ -181,13 +221,22 @@ pub(crate) fn decode_sections(snapshot: Value, secrets: Option<&[u8]>) -> StoreR
         }
     }
     let Value::Object(map) = snapshot else {
-        return Err(StoreError::Internal(anyhow::anyhow!("config snapshot is not an object")));
+        return Err(StoreError::Internal(anyhow::anyhow!(
+            "config snapshot is not an object"
+        )));
     };
     let mut out = Vec::new();
     for (name, content) in map {
         let section: ConfigSectionKind = name.parse()?;
-        let secrets = blobs.iter().find(|(k, _)| *k == section).map(|(_, b)| b.clone());
-        out.push(ConfigSection { section, content, secrets });
+        let secrets = blobs
+            .iter()
+            .find(|(k, _)| *k == section)
+            .map(|(_, b)| b.clone());
+        out.push(ConfigSection {
+            section,
+            content,
+            secrets,
+        });
     }
     out.sort_by_key(|s| s.section as u8);
     Ok(out)
@@ -214,7 +263,10 @@ pub(crate) struct Sql {
 
 impl Sql {
     pub fn new(s: &str) -> Self {
-        Sql { sql: s.to_owned(), args: Vec::new() }
+        Sql {
+            sql: s.to_owned(),
+            args: Vec::new(),
+        }
     }
     pub fn push(&mut self, s: &str) -> &mut Self {
         self.sql.push_str(s);
@@ -240,7 +292,8 @@ pub(crate) fn audit_sql(q: &AuditQuery) -> Sql {
         s.push(" AND actor_user_id = ").bind(Arg::Uuid(v));
     }
     if let Some(v) = q.actor_kind {
-        s.push(" AND actor_kind = ").bind(Arg::Text(v.as_str().to_owned()));
+        s.push(" AND actor_kind = ")
+            .bind(Arg::Text(v.as_str().to_owned()));
     }
     if let Some(v) = &q.action {
         s.push(" AND action = ").bind(Arg::Text(v.clone()));
@@ -258,9 +311,14 @@ pub(crate) fn audit_sql(q: &AuditQuery) -> Sql {
         s.push(" AND ts < ").bind(Arg::Ts(v));
     }
     if let Some(c) = q.before {
-        s.push(" AND (ts, id) < (").bind(Arg::Ts(c.ts)).push(", ").bind(Arg::Uuid(c.id)).push(")");
+        s.push(" AND (ts, id) < (")
+            .bind(Arg::Ts(c.ts))
+            .push(", ")
+            .bind(Arg::Uuid(c.id))
+            .push(")");
     }
-    s.push(" ORDER BY ts DESC, id DESC LIMIT ").bind(Arg::I64(clamp_limit(q.limit, 1000) + 1));
+    s.push(" ORDER BY ts DESC, id DESC LIMIT ")
+        .bind(Arg::I64(clamp_limit(q.limit, 1000) + 1));
     s
 }
 
@@ -278,7 +336,8 @@ fn escape_like(term: &str) -> String {
 }
 
 pub(crate) fn logs_sql(q: &LogQuery, backend: Backend) -> Sql {
-    let mut s = Sql::new("SELECT l.id, l.server_id, l.seq, l.ts, l.level, l.text FROM logs l WHERE 1 = 1");
+    let mut s =
+        Sql::new("SELECT l.id, l.server_id, l.seq, l.ts, l.level, l.text FROM logs l WHERE 1 = 1");
     if let Some(v) = q.server_id {
         s.push(" AND l.server_id = ").bind(Arg::Uuid(v));
     }
@@ -292,12 +351,17 @@ pub(crate) fn logs_sql(q: &LogQuery, backend: Backend) -> Sql {
         s.push(" AND l.ts < ").bind(Arg::Ts(v));
     }
     if let Some(c) = q.before {
-        s.push(" AND (l.ts, l.id) < (").bind(Arg::Ts(c.ts)).push(", ").bind(Arg::I64(c.id)).push(")");
+        s.push(" AND (l.ts, l.id) < (")
+            .bind(Arg::Ts(c.ts))
+            .push(", ")
+            .bind(Arg::I64(c.id))
+            .push(")");
     }
     if let Some(term) = q.contains.as_deref().filter(|t| !t.is_empty()) {
         match backend {
             Backend::Postgres => {
-                s.push(" AND l.text ILIKE ").bind(Arg::Text(escape_like(term)));
+                s.push(" AND l.text ILIKE ")
+                    .bind(Arg::Text(escape_like(term)));
             }
             Backend::Sqlite if term.chars().count() >= 3 => {
                 // FTS5 trigram phrase query = case-insensitive substring match.
@@ -307,11 +371,14 @@ pub(crate) fn logs_sql(q: &LogQuery, backend: Backend) -> Sql {
                     .push(")");
             }
             Backend::Sqlite => {
-                s.push(" AND instr(lower(l.text), lower(").bind(Arg::Text(term.to_owned())).push(")) > 0");
+                s.push(" AND instr(lower(l.text), lower(")
+                    .bind(Arg::Text(term.to_owned()))
+                    .push(")) > 0");
             }
         }
     }
-    s.push(" ORDER BY l.ts DESC, l.id DESC LIMIT ").bind(Arg::I64(clamp_limit(q.limit, 5000) + 1));
+    s.push(" ORDER BY l.ts DESC, l.id DESC LIMIT ")
+        .bind(Arg::I64(clamp_limit(q.limit, 5000) + 1));
     s
 }
 
@@ -329,7 +396,8 @@ pub(crate) fn metrics_sql(q: &MetricQuery) -> Sql {
     if let Some(v) = q.to {
         s.push(" AND ts < ").bind(Arg::Ts(v));
     }
-    s.push(" ORDER BY ts ASC, id ASC LIMIT ").bind(Arg::I64(clamp_limit(q.limit, 10_000)));
+    s.push(" ORDER BY ts ASC, id ASC LIMIT ")
+        .bind(Arg::I64(clamp_limit(q.limit, 10_000)));
     s
 }
 
@@ -344,7 +412,8 @@ pub(crate) fn sessions_sql(q: &SessionQuery) -> Sql {
     if q.open_only {
         s.push(" AND left_at IS NULL");
     }
-    s.push(" ORDER BY joined_at DESC, id DESC LIMIT ").bind(Arg::I64(clamp_limit(q.limit, 10_000)));
+    s.push(" ORDER BY joined_at DESC, id DESC LIMIT ")
+        .bind(Arg::I64(clamp_limit(q.limit, 10_000)));
     s
 }
 
@@ -395,19 +464,35 @@ pub(crate) struct ConfigVersionRow {
     pub secrets: Option<Vec<u8>>,
 }
 
-pub(crate) fn config_from_rows(server_id: Uuid, rows: Vec<ConfigJoinRow>) -> StoreResult<super::ServerConfig> {
-    let revision = rows.first().map(|r| r.config_revision).ok_or(StoreError::NotFound)?;
+pub(crate) fn config_from_rows(
+    server_id: Uuid,
+    rows: Vec<ConfigJoinRow>,
+) -> StoreResult<super::ServerConfig> {
+    let revision = rows
+        .first()
+        .map(|r| r.config_revision)
+        .ok_or(StoreError::NotFound)?;
     let mut sections = Vec::new();
     for r in rows {
-        let (Some(name), Some(content), Some(rev), Some(updated_at)) = (r.section, r.content, r.revision, r.updated_at) else {
+        let (Some(name), Some(content), Some(rev), Some(updated_at)) =
+            (r.section, r.content, r.revision, r.updated_at)
+        else {
             continue;
         };
         sections.push(super::StoredSection {
-            section: ConfigSection { section: name.parse()?, content: content.0, secrets: r.secrets },
+            section: ConfigSection {
+                section: name.parse()?,
+                content: content.0,
+                secrets: r.secrets,
+            },
             revision: rev,
             updated_at,
         });
     }
     sections.sort_by_key(|s| s.section.section as u8);
-    Ok(super::ServerConfig { server_id, revision, sections })
+    Ok(super::ServerConfig {
+        server_id,
+        revision,
+        sections,
+    })
 }

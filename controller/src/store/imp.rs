@@ -1022,4 +1022,3 @@ macro_rules! impl_store {
         }
     };
 }
-

@@ -599,13 +599,20 @@ pub trait Store: Send + Sync + 'static {
 
     // refresh tokens
     async fn insert_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken>;
-    async fn get_refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    async fn get_refresh_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<RefreshToken>>;
     /// Atomically sets `used_at` only if the token is neither used nor revoked.
     /// `Ok(true)` = this caller consumed it; `Ok(false)` = already used/revoked (reuse!) or missing.
     async fn mark_refresh_token_used(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool>;
     /// Revokes every not-yet-revoked token of the family; returns how many.
     async fn revoke_refresh_family(&self, family_id: Uuid, at: OffsetDateTime) -> StoreResult<u64>;
-    async fn revoke_user_refresh_tokens(&self, user_id: Uuid, at: OffsetDateTime) -> StoreResult<u64>;
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user_id: Uuid,
+        at: OffsetDateTime,
+    ) -> StoreResult<u64>;
     /// Deletes refresh tokens that expired before `before`.
     async fn prune_refresh_tokens_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
@@ -632,7 +639,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>>;
     async fn list_servers_on_host(&self, host_id: Uuid) -> StoreResult<Vec<Server>>;
     /// Conflict("revision") if the stored revision is not `expected_revision`; bumps revision.
-    async fn update_server(&self, id: Uuid, expected_revision: i64, spec: ServerSpec) -> StoreResult<Server>;
+    async fn update_server(
+        &self,
+        id: Uuid,
+        expected_revision: i64,
+        spec: ServerSpec,
+    ) -> StoreResult<Server>;
     /// Deletes the server and everything hanging off it (configs, versions, mods, schedules,
     /// sessions, logs, metrics, server bans).
     async fn delete_server(&self, id: Uuid) -> StoreResult<()>;
@@ -651,8 +663,16 @@ pub trait Store: Send + Sync + 'static {
         comment: Option<String>,
     ) -> StoreResult<ConfigVersion>;
     /// Newest first.
-    async fn list_config_versions(&self, server_id: Uuid, limit: i64) -> StoreResult<Vec<ConfigVersionSummary>>;
-    async fn get_config_version(&self, server_id: Uuid, version: i64) -> StoreResult<Option<ConfigVersion>>;
+    async fn list_config_versions(
+        &self,
+        server_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<ConfigVersionSummary>>;
+    async fn get_config_version(
+        &self,
+        server_id: Uuid,
+        version: i64,
+    ) -> StoreResult<Option<ConfigVersion>>;
 
     // mods
     async fn create_mod(&self, new: NewMod) -> StoreResult<Mod>;
@@ -665,22 +685,46 @@ pub trait Store: Send + Sync + 'static {
 
     // players, sessions, bans
     /// Inserts or updates (by GUID) last name / steam id / last_seen.
-    async fn upsert_player(&self, guid: &str, steam_id: Option<&str>, name: &str, seen_at: OffsetDateTime) -> StoreResult<Player>;
+    async fn upsert_player(
+        &self,
+        guid: &str,
+        steam_id: Option<&str>,
+        name: &str,
+        seen_at: OffsetDateTime,
+    ) -> StoreResult<Player>;
     async fn get_player(&self, id: Uuid) -> StoreResult<Option<Player>>;
     async fn get_player_by_guid(&self, guid: &str) -> StoreResult<Option<Player>>;
     /// Most recently seen first; `name_contains` is case-insensitive.
-    async fn list_players(&self, name_contains: Option<&str>, limit: i64) -> StoreResult<Vec<Player>>;
-    async fn open_player_session(&self, server_id: Uuid, player_id: Uuid, joined_at: OffsetDateTime, ip: Option<&str>) -> StoreResult<PlayerSession>;
+    async fn list_players(
+        &self,
+        name_contains: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<Player>>;
+    async fn open_player_session(
+        &self,
+        server_id: Uuid,
+        player_id: Uuid,
+        joined_at: OffsetDateTime,
+        ip: Option<&str>,
+    ) -> StoreResult<PlayerSession>;
     async fn close_player_session(&self, id: Uuid, left_at: OffsetDateTime) -> StoreResult<()>;
     /// Closes every open session of a server (server stopped / agent reconnect).
-    async fn close_open_sessions(&self, server_id: Uuid, left_at: OffsetDateTime) -> StoreResult<u64>;
+    async fn close_open_sessions(
+        &self,
+        server_id: Uuid,
+        left_at: OffsetDateTime,
+    ) -> StoreResult<u64>;
     /// Newest first.
     async fn list_player_sessions(&self, query: SessionQuery) -> StoreResult<Vec<PlayerSession>>;
     async fn prune_player_sessions_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
     async fn create_ban(&self, new: NewBan) -> StoreResult<Ban>;
     async fn get_ban(&self, id: Uuid) -> StoreResult<Option<Ban>>;
     /// Not removed and not expired at `now`; for `Some(server)` includes global bans.
-    async fn list_active_bans(&self, server_id: Option<Uuid>, now: OffsetDateTime) -> StoreResult<Vec<Ban>>;
+    async fn list_active_bans(
+        &self,
+        server_id: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<Ban>>;
     async fn remove_ban(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
 
     // audit
@@ -710,7 +754,13 @@ pub trait Store: Send + Sync + 'static {
     async fn due_schedules(&self, now: OffsetDateTime, limit: i64) -> StoreResult<Vec<Schedule>>;
     /// Records a run. Returns false if `expected_next_run_at` no longer matches (another
     /// replica ran it) — use this as the "run once" claim.
-    async fn mark_schedule_run(&self, id: Uuid, expected_next_run_at: Option<OffsetDateTime>, ran_at: OffsetDateTime, next_run_at: Option<OffsetDateTime>) -> StoreResult<bool>;
+    async fn mark_schedule_run(
+        &self,
+        id: Uuid,
+        expected_next_run_at: Option<OffsetDateTime>,
+        ran_at: OffsetDateTime,
+        next_run_at: Option<OffsetDateTime>,
+    ) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `url` and runs migrations.

@@ -26,7 +26,10 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         // sqlx takes an advisory lock, so several replicas may start at once.
-        sqlx::migrate!("../migrations/postgres").run(&pool).await.map_err(map_migrate_err)?;
+        sqlx::migrate!("../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(map_migrate_err)?;
         Ok(PgStore { pool })
     }
 

@@ -3,7 +3,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -36,7 +38,10 @@ impl SqliteStore {
             .connect_with(base.clone())
             .await
             .map_err(map_err)?;
-        sqlx::migrate!("../migrations/sqlite").run(&write).await.map_err(map_migrate_err)?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&write)
+            .await
+            .map_err(map_migrate_err)?;
         let read = if memory {
             write.clone()
         } else {

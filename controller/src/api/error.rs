@@ -1,0 +1,178 @@
+//! RFC 9457 problem+json: the error body of every failing request, including the
+//! framework's own 400/404/405/413 (rewritten by [`super::middleware`]).
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::error::{Error, FieldError};
+
+/// Base of the `type` URIs.
+pub const TYPE_BASE: &str = "https://languard.dev/problems/";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct Problem {
+    /// URI naming the problem type.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Explanation of this occurrence.
+    pub detail: String,
+    /// The request path.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub instance: Option<String>,
+    /// Field-level problems (validation).
+    #[oai(skip_serializing_if_is_empty)]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub errors: Vec<FieldErrorDoc>,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+#[oai(rename = "FieldError")]
+pub struct FieldErrorDoc {
+    /// Path of the field.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<FieldError> for FieldErrorDoc {
+    fn from(f: FieldError) -> Self {
+        Self {
+            field: f.field,
+            message: f.message,
+        }
+    }
+}
+
+/// Slug and title per status.
+pub fn status_slug(status: u16) -> (&'static str, &'static str) {
+    match status {
+        400 => ("bad-request", "Bad request"),
+        401 => ("unauthorized", "Authentication required"),
+        403 => ("forbidden", "Forbidden"),
+        404 => ("not-found", "Not found"),
+        405 => ("method-not-allowed", "Method not allowed"),
+        409 => ("conflict", "Conflict"),
+        411 => ("length-required", "Length required"),
+        412 => ("precondition-failed", "Precondition failed"),
+        413 => ("payload-too-large", "Payload too large"),
+        415 => ("unsupported-media-type", "Unsupported media type"),
+        422 => ("validation", "Validation failed"),
+        428 => ("precondition-required", "Precondition required"),
+        429 => ("too-many-requests", "Too many requests"),
+        503 => ("unavailable", "Service unavailable"),
+        s if s >= 500 => ("internal", "Internal server error"),
+        _ => ("error", "Error"),
+    }
+}
+
+impl Problem {
+    /// A problem for `status` with `detail`.
+    pub fn new(status: u16, detail: impl Into<String>) -> Self {
+        let (slug, title) = status_slug(status);
+        Self {
+            kind: format!("{TYPE_BASE}{slug}"),
+            title: title.to_owned(),
+            status,
+            detail: detail.into(),
+            instance: None,
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// Content type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Error responses of every operation.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// Missing, invalid or expired credentials.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The caller's role does not allow this, or a password change is pending.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// Conflicts with the current state (duplicate name, stale revision, port clash).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// `If-Match` does not match the current ETag.
+    #[oai(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Json<Problem>),
+    /// Body too large.
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// Field-level validation failed; `errors` lists the fields.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// An edit needs `revision` in the body or an `If-Match` header.
+    #[oai(status = 428, content_type = "application/problem+json")]
+    PreconditionRequired(Json<Problem>),
+    /// Too many attempts.
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(
+        Json<Problem>,
+        /// Seconds to wait.
+        #[oai(header = "Retry-After")]
+        String,
+    ),
+    /// Unexpected failure.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<Problem>),
+    /// The database is unavailable.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let msg = e.to_string();
+        match e {
+            Error::BadRequest(_) => Self::BadRequest(Json(Problem::new(400, msg))),
+            Error::Unauthorized(_) => Self::Unauthorized(Json(Problem::new(401, msg))),
+            Error::Forbidden(_) => Self::Forbidden(Json(Problem::new(403, msg))),
+            Error::NotFound(_) => Self::NotFound(Json(Problem::new(404, msg))),
+            Error::Conflict(_) => Self::Conflict(Json(Problem::new(409, msg))),
+            Error::PreconditionFailed(_) => Self::PreconditionFailed(Json(Problem::new(412, msg))),
+            Error::PreconditionRequired(_) => {
+                Self::PreconditionRequired(Json(Problem::new(428, msg)))
+            }
+            Error::Validation(fields) => {
+                let mut p = Problem::new(422, "one or more fields are invalid");
+                p.errors = fields.into_iter().map(Into::into).collect();
+                Self::Unprocessable(Json(p))
+            }
+            Error::TooManyRequests(secs) => Self::TooManyRequests(
+                Json(Problem::new(
+                    429,
+                    format!("too many failed attempts; retry after {secs} seconds"),
+                )),
+                secs.to_string(),
+            ),
+            Error::Unavailable => Self::Unavailable(Json(Problem::new(503, msg))),
+            Error::Internal => Self::Internal(Json(Problem::new(500, msg))),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+/// Result of every handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,152 @@
+//! The REST API under `/api/v1` (poem-openapi), one module per tag, plus `/metrics`.
+
+pub mod auth;
+pub mod configs;
+pub mod dto;
+pub mod error;
+pub mod fleet;
+pub mod middleware;
+pub mod security;
+pub mod system;
+pub mod tags;
+pub mod users;
+
+use poem::http::StatusCode;
+use poem::{EndpointExt, IntoEndpoint, Response, Route, handler};
+use poem_openapi::OpenApiService;
+
+use crate::service::AppState;
+
+/// Every API, combined.
+pub type Apis = (
+    auth::AuthApi,
+    users::UsersApi,
+    fleet::HostsApi,
+    fleet::ServersApi,
+    configs::ConfigsApi,
+    system::TokensApi,
+    system::AuditApi,
+    system::SystemApi,
+);
+
+/// Mount point of the API.
+pub const BASE: &str = "/api/v1";
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// Any signed-in user, even one who must change the password.
+    Session,
+    /// Viewer or higher.
+    Viewer,
+    /// Operator or higher.
+    Operator,
+    /// Admin.
+    Admin,
+}
+
+/// The declared access of every operation (checked by `tests/roles.rs` against the
+/// behaviour of the running API and the committed openapi.yaml).
+pub const ACCESS: &[(&str, Access)] = &[
+    ("login", Access::Public),
+    ("refreshToken", Access::Public),
+    ("logout", Access::Session),
+    ("getMe", Access::Session),
+    ("changePassword", Access::Session),
+    ("listUsers", Access::Admin),
+    ("createUser", Access::Admin),
+    ("getUser", Access::Admin),
+    ("updateUser", Access::Admin),
+    ("deleteUser", Access::Admin),
+    ("resetUserPassword", Access::Admin),
+    ("listHosts", Access::Viewer),
+    ("createHost", Access::Admin),
+    ("getHost", Access::Viewer),
+    ("updateHost", Access::Admin),
+    ("deleteHost", Access::Admin),
+    ("listServers", Access::Viewer),
+    ("createServer", Access::Admin),
+    ("getServer", Access::Viewer),
+    ("updateServer", Access::Operator),
+    ("deleteServer", Access::Admin),
+    ("getConfig", Access::Viewer),
+    ("putConfigSection", Access::Operator),
+    ("listConfigVersions", Access::Viewer),
+    ("getConfigVersion", Access::Viewer),
+    ("diffConfigVersions", Access::Viewer),
+    ("rollbackConfig", Access::Operator),
+    ("previewConfig", Access::Viewer),
+    ("downloadConfigFiles", Access::Admin),
+    ("importConfig", Access::Operator),
+    ("listApiTokens", Access::Viewer),
+    ("createApiToken", Access::Viewer),
+    ("revokeApiToken", Access::Viewer),
+    ("queryAudit", Access::Admin),
+    ("getHealth", Access::Public),
+    ("getStatus", Access::Viewer),
+];
+
+/// The OpenAPI service (also used to print the spec).
+pub fn api_service(app: AppState) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            auth::AuthApi(app.clone()),
+            users::UsersApi(app.clone()),
+            fleet::HostsApi(app.clone()),
+            fleet::ServersApi(app.clone()),
+            configs::ConfigsApi(app.clone()),
+            system::TokensApi(app.clone()),
+            system::AuditApi(app.clone()),
+            system::SystemApi(app),
+        ),
+        "Languard API",
+        "1.0",
+    )
+    .description("Fleet manager for game servers. Errors are RFC 9457 problem+json.")
+    .server(BASE)
+}
+
+/// The spec as YAML.
+pub fn spec_yaml(app: AppState) -> String {
+    api_service(app).spec_yaml()
+}
+
+#[handler]
+fn metrics(req: &poem::Request) -> Response {
+    let Some(app) = req.data::<AppState>() else {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .finish();
+    };
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(app.metrics.render(app.started.elapsed()))
+}
+
+/// The whole HTTP application.
+pub fn build(app: AppState) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
+    let api = api_service(app.clone());
+    let route = Route::new()
+        .nest(BASE, api.into_endpoint())
+        .at("/metrics", poem::get(metrics));
+    let cors_cfg = app.config.cors.clone();
+    let state = app.clone();
+    let ep = route.data(app).around(move |ep, req| {
+        let st = state.clone();
+        async move { middleware::around(ep, req, st).await }
+    });
+    let cors = if cors_cfg.enabled {
+        let mut c = poem::middleware::Cors::new();
+        for o in &cors_cfg.allow_origins {
+            c = c.allow_origin(o.as_str());
+        }
+        Some(c.allow_credentials(false))
+    } else {
+        None
+    };
+    ep.with_if(cors.is_some(), cors.unwrap_or_default())
+        .map_to_response()
+        .boxed()
+}

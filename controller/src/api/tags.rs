@@ -1,0 +1,24 @@
+//! OpenAPI tags.
+
+use poem_openapi::Tags;
+
+/// API areas.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Sign-in, tokens, own account.
+    Auth,
+    /// User administration.
+    Users,
+    /// Game hosts.
+    Hosts,
+    /// Game servers.
+    Servers,
+    /// Server configuration, versions and files.
+    Configs,
+    /// API tokens for automation.
+    Tokens,
+    /// Audit trail.
+    Audit,
+    /// Health and status.
+    System,
+}

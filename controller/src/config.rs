@@ -1,0 +1,307 @@
+//! The controller's one typed configuration: defaults, then a TOML file, then the
+//! environment (`LANGUARD_*`, `DATABASE_URL`), then command-line flags. Validated once at
+//! start-up; every problem is reported together.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Effective controller configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses the HTTP API listens on.
+    pub listen: Vec<SocketAddr>,
+    /// Data folder: SQLite database, master key file.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `sqlite://<data_dir>/languard.db`.
+    pub database_url: Option<String>,
+    /// Master key file (base64, 32 bytes); default `<data_dir>/master.key`. The environment
+    /// variable `LANGUARD_MASTER_KEY` (base64) takes precedence over any file.
+    pub master_key_file: Option<PathBuf>,
+    /// Access (JWT) token lifetime in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Refresh token lifetime in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Trust `X-Forwarded-For` / `X-Real-IP` for the client address (only behind a proxy).
+    pub trust_forwarded_for: bool,
+    /// Retention settings.
+    pub retention: Retention,
+    /// CORS; off by default.
+    pub cors: Cors,
+    /// Login throttling.
+    pub login_throttle: LoginThrottle,
+}
+
+/// How long history is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Audit events, days.
+    pub audit_days: u32,
+    /// Log lines, days.
+    pub logs_days: u32,
+    /// Metric samples, days.
+    pub metrics_days: u32,
+}
+
+/// Cross-origin requests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cors {
+    /// Enable CORS handling.
+    pub enabled: bool,
+    /// Allowed origins (exact match); empty with `enabled` allows none.
+    pub allow_origins: Vec<String>,
+}
+
+/// Failed-login limits (per client IP and per account), sliding window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginThrottle {
+    /// Failures allowed per IP within the window.
+    pub per_ip: u32,
+    /// Failures allowed per account within the window.
+    pub per_account: u32,
+    /// Window length, seconds.
+    pub window_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            audit_days: 365,
+            logs_days: 30,
+            metrics_days: 30,
+        }
+    }
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self {
+            per_ip: 20,
+            per_account: 5,
+            window_secs: 300,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            master_key_file: None,
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            max_body_bytes: 1024 * 1024,
+            trust_forwarded_for: false,
+            retention: Retention::default(),
+            cors: Cors::default(),
+            login_throttle: LoginThrottle::default(),
+        }
+    }
+}
+
+/// Overrides from the command line (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Vec<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+}
+
+/// Configuration problems, all of them.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigProblems(pub Vec<String>);
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then the environment, then `over`.
+    pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Self, ConfigProblems> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env, over)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        over: &Overrides,
+    ) -> Result<Self, ConfigProblems> {
+        let mut problems = Vec::new();
+        let mut cfg = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => match toml::from_str::<Config>(&text) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", path.display()));
+                        Config::default()
+                    }
+                },
+                Err(e) => {
+                    problems.push(format!("{}: {e}", path.display()));
+                    Config::default()
+                }
+            },
+            None => Config::default(),
+        };
+        for (k, v) in env {
+            let res: Result<(), String> = match k.as_str() {
+                "LANGUARD_LISTEN" => parse_listen(v).map(|l| cfg.listen = l),
+                "LANGUARD_DATA_DIR" => {
+                    cfg.data_dir = PathBuf::from(v);
+                    Ok(())
+                }
+                "DATABASE_URL" | "LANGUARD_DATABASE_URL" => {
+                    cfg.database_url = Some(v.clone());
+                    Ok(())
+                }
+                "LANGUARD_MASTER_KEY_FILE" => {
+                    cfg.master_key_file = Some(PathBuf::from(v));
+                    Ok(())
+                }
+                "LANGUARD_ACCESS_TOKEN_TTL_SECS" => num(v).map(|n| cfg.access_token_ttl_secs = n),
+                "LANGUARD_REFRESH_TOKEN_TTL_SECS" => num(v).map(|n| cfg.refresh_token_ttl_secs = n),
+                "LANGUARD_MAX_BODY_BYTES" => num(v).map(|n| cfg.max_body_bytes = n as usize),
+                "LANGUARD_TRUST_FORWARDED_FOR" => boolean(v).map(|b| cfg.trust_forwarded_for = b),
+                "LANGUARD_CORS_ENABLED" => boolean(v).map(|b| cfg.cors.enabled = b),
+                "LANGUARD_CORS_ALLOW_ORIGINS" => {
+                    cfg.cors.allow_origins = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = res {
+                problems.push(format!("{k}: {e}"));
+            }
+        }
+        if !over.listen.is_empty() {
+            cfg.listen = over.listen.clone();
+        }
+        if let Some(d) = &over.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(u) = &over.database_url {
+            cfg.database_url = Some(u.clone());
+        }
+        problems.extend(cfg.validate());
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigProblems(problems))
+        }
+    }
+
+    /// Cross-field checks; returns every problem.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.listen.is_empty() {
+            p.push("listen: at least one address is required".to_owned());
+        }
+        if !(30..=86_400).contains(&self.access_token_ttl_secs) {
+            p.push("access_token_ttl_secs: must be 30..=86400".to_owned());
+        }
+        if self.refresh_token_ttl_secs < self.access_token_ttl_secs {
+            p.push("refresh_token_ttl_secs: must not be shorter than the access token".to_owned());
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
+            p.push("max_body_bytes: must be 1 KiB..=1 GiB".to_owned());
+        }
+        if self.login_throttle.per_ip == 0 || self.login_throttle.per_account == 0 {
+            p.push("login_throttle: limits must be at least 1".to_owned());
+        }
+        if let Some(u) = &self.database_url
+            && !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+        {
+            p.push("database_url: use sqlite://<path> or postgres://…".to_owned());
+        }
+        p
+    }
+
+    /// The database URL in force (default: SQLite in the data folder).
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("languard.db").display()),
+        }
+    }
+
+    /// The effective configuration as TOML with the database password masked.
+    pub fn dump(&self) -> String {
+        let mut c = self.clone();
+        c.database_url = c.database_url.as_deref().map(mask_url_password);
+        toml::to_string_pretty(&c).unwrap_or_default()
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+pub fn mask_url_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+fn parse_listen(v: &str) -> Result<Vec<SocketAddr>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<SocketAddr>().map_err(|e| format!("{s}: {e}")))
+        .collect()
+}
+
+fn num(v: &str) -> Result<u64, String> {
+    v.trim().parse().map_err(|e| format!("{e}"))
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("not a boolean: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_and_reports_all_problems() {
+        let env = vec![
+            ("LANGUARD_LISTEN".to_owned(), "0.0.0.0:9000".to_owned()),
+            (
+                "DATABASE_URL".to_owned(),
+                "postgres://u:secret@h/db".to_owned(),
+            ),
+        ];
+        let c = Config::load_from(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.listen[0].port(), 9000);
+        assert!(!c.dump().contains("secret"));
+        let bad = vec![
+            ("LANGUARD_LISTEN".to_owned(), "nope".to_owned()),
+            ("LANGUARD_ACCESS_TOKEN_TTL_SECS".to_owned(), "1".to_owned()),
+        ];
+        let err = Config::load_from(None, &bad, &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+}

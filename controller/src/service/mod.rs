@@ -1,0 +1,127 @@
+//! Business rules on top of the store: one module per area. The API layer stays thin.
+
+pub mod auth;
+pub mod configs;
+pub mod fleet;
+pub mod memstore;
+pub mod tokens;
+pub mod users;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::throttle::LoginThrottle;
+use crate::auth::{Principal, Via};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::secrets::{MasterKey, SecretBox};
+use crate::store::{ActorKind, NewAuditEvent, Store};
+use crate::telemetry::Metrics;
+
+/// Everything a request needs.
+pub struct App {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Effective configuration.
+    pub config: Config,
+    /// Access token keys and cache.
+    pub jwt: JwtKeys,
+    /// Encryption of config secrets.
+    pub secrets: SecretBox,
+    /// Failed-login limits.
+    pub throttle: LoginThrottle,
+    /// Prometheus counters.
+    pub metrics: Metrics,
+    /// Verified API tokens, briefly cached (hash -> principal, checked at).
+    pub(crate) api_token_cache: RwLock<HashMap<String, (Principal, Instant)>>,
+    /// Start time.
+    pub started: Instant,
+    /// Serialises fleet mutations so port checks and writes are atomic per controller.
+    pub(crate) fleet_lock: tokio::sync::Mutex<()>,
+}
+
+/// Shared application state.
+pub type AppState = Arc<App>;
+
+/// Who is acting and from where.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The authenticated caller, if any.
+    pub principal: Option<Principal>,
+    /// Client IP.
+    pub ip: Option<String>,
+}
+
+impl Ctx {
+    /// The principal (callers behind a security scheme always have one).
+    pub fn who(&self) -> Result<&Principal> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| Error::Unauthorized("authentication required".into()))
+    }
+}
+
+/// How long a verified API token is trusted without a DB lookup.
+pub const API_TOKEN_CACHE_TTL: Duration = Duration::from_secs(30);
+
+impl App {
+    /// Builds the state over an open store.
+    pub fn new(store: Arc<dyn Store>, config: Config, master: &MasterKey) -> AppState {
+        let jwt = JwtKeys::new(&master.derive("jwt-access"), config.access_token_ttl_secs);
+        let throttle = LoginThrottle::new(
+            config.login_throttle.per_ip,
+            config.login_throttle.per_account,
+            Duration::from_secs(config.login_throttle.window_secs),
+        );
+        Arc::new(Self {
+            store,
+            jwt,
+            secrets: SecretBox::new(master),
+            throttle,
+            metrics: Metrics::default(),
+            api_token_cache: RwLock::new(HashMap::new()),
+            started: Instant::now(),
+            fleet_lock: tokio::sync::Mutex::new(()),
+            config,
+        })
+    }
+
+    /// Records an audit event; failures are logged, never hidden from the caller's
+    /// result (the mutation already happened).
+    pub async fn audit(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        target_kind: &str,
+        target_id: Option<String>,
+        details: Value,
+    ) {
+        let (actor_kind, actor_user_id) = match &ctx.principal {
+            Some(p) => (
+                match p.via {
+                    Via::Session => ActorKind::User,
+                    Via::ApiToken(_) => ActorKind::ApiToken,
+                },
+                Some(p.user_id),
+            ),
+            None => (ActorKind::System, None),
+        };
+        let ev = NewAuditEvent {
+            ts: None,
+            actor_user_id,
+            actor_kind,
+            action: action.to_owned(),
+            target_kind: Some(target_kind.to_owned()),
+            target_id,
+            ip: ctx.ip.clone(),
+            details,
+        };
+        if let Err(e) = self.store.insert_audit(ev).await {
+            tracing::error!(error = %e, action, "Audit event could not be stored.");
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! End-to-end API tests through the real HTTP stack.
+
+mod common;
+
+use common::{Harness, PW};
+use languard_controller::store::Role;
+use languard_shared::arma::config::ServerConfig;
+use serde_json::json;
+
+#[tokio::test]
+async fn login_refresh_rotation_reuse_and_logout() {
+    let h = Harness::new().await;
+    h.user("alice", Role::Viewer).await;
+    let pair = h.login("alice", PW).await;
+    let rt1 = pair["refresh_token"].as_str().unwrap().to_owned();
+    let (s, me) = h
+        .get("/api/v1/auth/me", pair["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!((s, me["username"].as_str()), (200, Some("alice")));
+    let (s, p2, _) = h
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": rt1})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let rt2 = p2["refresh_token"].as_str().unwrap().to_owned();
+    // Reuse of the spent token revokes the family, so rt2 dies too.
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": rt1})),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": rt2})),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (s, _, _) = h
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "alice", "password": "wrong-password"})),
+        )
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn bad_tokens_are_rejected() {
+    let h = Harness::new().await;
+    let t = h.user("bob", Role::Admin).await;
+    let payload = t.split('.').nth(1).unwrap();
+    let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    let mut forged = t.clone();
+    forged.pop();
+    forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+    for bad in [none.as_str(), forged.as_str(), "garbage", "lgd_notatoken"] {
+        let (s, v) = h.get("/api/v1/servers", bad).await;
+        assert_eq!(s, 401, "{bad}: {v}");
+    }
+    let (s, _, _) = h.call("GET", "/api/v1/servers", None, None).await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn must_change_password_gate() {
+    let h = Harness::new().await;
+    let pw = h.app.bootstrap_admin().await.unwrap().unwrap();
+    let pair = h.login("admin", &pw).await;
+    let t = pair["access_token"].as_str().unwrap();
+    let (s, v) = h.get("/api/v1/servers", t).await;
+    assert_eq!(s, 403, "{v}");
+    let (s, _) = h.get("/api/v1/auth/me", t).await;
+    assert_eq!(s, 200);
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/auth/password",
+            t,
+            json!({"current_password": pw, "new_password": "a-much-better-password"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = h
+        .get("/api/v1/servers", v["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn framework_errors_are_problem_json() {
+    let h = Harness::with_config(|c| c.max_body_bytes = 4096).await;
+    let t = h.user("carol", Role::Admin).await;
+    let (s, v) = h.get("/api/v1/nope", &t).await;
+    assert_eq!(s, 404);
+    assert_eq!(v["status"], 404);
+    assert_eq!(v["instance"], "/api/v1/nope");
+    let (s, _, _) = h
+        .call("PATCH", "/api/v1/hosts", Some(&t), Some(json!({})))
+        .await;
+    assert_eq!(s, 405);
+    let r = h
+        .cli
+        .post("/api/v1/hosts")
+        .header("Authorization", format!("Bearer {t}"))
+        .content_type("application/json")
+        .body("{not json")
+        .send()
+        .await;
+    assert_eq!(r.0.status().as_u16(), 400);
+    assert!(
+        r.0.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let big = "x".repeat(10_000);
+    let r = h
+        .cli
+        .post("/api/v1/hosts")
+        .header("Authorization", format!("Bearer {t}"))
+        .header("content-length", big.len().to_string())
+        .content_type("application/json")
+        .body(big)
+        .send()
+        .await;
+    assert_eq!(r.0.status().as_u16(), 413);
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/hosts",
+            &t,
+            json!({"name": "", "os": "beos"}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    let fields: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "os"]);
+}
+
+#[tokio::test]
+async fn servers_ports_and_concurrency() {
+    let h = Harness::new().await;
+    let t = h.user("dave", Role::Admin).await;
+    let (hid, sid) = h.server(&t, 2302).await;
+    // 2304 overlaps 2302..=2306.
+    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "two", "game": "arma3", "game_port": 2304, "rcon_port": 2400, "executable_path": "arma3server_x64"})).await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "three", "game": "arma3", "game_port": 2402, "rcon_port": 2312, "executable_path": "arma3server_x64"})).await;
+    assert_eq!(s, 409, "rcon of the first server is 2312: {v}");
+    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "four", "game": "arma3", "game_port": 2402, "rcon_port": 2404, "executable_path": "/bin/sh"})).await;
+    assert_eq!(s, 422, "{v}");
+    let url = format!("/api/v1/servers/{sid}");
+    let body = json!({"name": "renamed", "game": "arma3", "game_port": 2302, "rcon_port": 2312, "executable_path": "arma3server_x64", "revision": 1});
+    let (s, v) = h.send("PUT", &url, &t, body.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = h.send("PUT", &url, &t, body.clone()).await;
+    assert_eq!(s, 409);
+    let mut nb = body.clone();
+    nb.as_object_mut().unwrap().remove("revision");
+    let r = h
+        .cli
+        .put(&url)
+        .header("Authorization", format!("Bearer {t}"))
+        .header("If-Match", "\"1\"")
+        .body_json(&nb)
+        .send()
+        .await;
+    assert_eq!(r.0.status().as_u16(), 412);
+    let (s, _) = h.send("PUT", &url, &t, nb).await;
+    assert_eq!(s, 428);
+}
+
+#[tokio::test]
+async fn config_sections_secrets_versions_diff_rollback_preview() {
+    let h = Harness::new().await;
+    let t = h.user("erin", Role::Admin).await;
+    let (_, sid) = h.server(&t, 2302).await;
+    let base = format!("/api/v1/servers/{sid}/config");
+    let hostile = "My \"Server\"; class X { hacked = 1; };";
+    let (s, v) = h.send("PUT", &format!("{base}/sections/server"), &t, json!({"revision": 0, "content": {"hostname": hostile, "password": "joinme", "password_admin": "s3cret-admin", "max_players": 40}})).await;
+    assert_eq!(s, 200, "{v}");
+    let text = v.to_string();
+    assert!(
+        !text.contains("s3cret-admin") && !text.contains("joinme"),
+        "{text}"
+    );
+    let sec = &v["sections"][0]["content"];
+    assert_eq!(sec["password_set"], true);
+    assert_eq!(sec["server_command_password_set"], false);
+    assert_eq!(sec["hostname"], hostile);
+    // Update omitting secrets keeps them; a bad field is 422 with its path.
+    let (s, v) = h
+        .send(
+            "PUT",
+            &format!("{base}/sections/server"),
+            &t,
+            json!({"revision": 1, "content": {"hostname": "x", "max_players": 100000}}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert_eq!(v["errors"][0]["field"], "server.max_players", "{v}");
+    let (s, _) = h
+        .send(
+            "PUT",
+            &format!("{base}/sections/server"),
+            &t,
+            json!({"revision": 1, "content": {"hostname": hostile, "max_players": 50}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = h
+        .send(
+            "PUT",
+            &format!("{base}/sections/rcon"),
+            &t,
+            json!({"revision": 2, "content": {"password": "Rcon123", "max_ping": 200}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = h
+        .send(
+            "PUT",
+            &format!("{base}/sections/launch"),
+            &t,
+            json!({"revision": 3, "content": {"mods": ["@cba"], "extra": ["-port=1"]}}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    assert_eq!(v["errors"][0]["field"], "launch.extra[0]");
+    // Preview: masked and re-parsable with the hostile hostname intact.
+    let (s, files) = h.get(&format!("{base}/preview"), &t).await;
+    assert_eq!(s, 200);
+    let all = files.to_string();
+    assert!(!all.contains("s3cret-admin") && !all.contains("Rcon123") && !all.contains("joinme"));
+    let cfg = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "server.cfg")
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (parsed, _) = ServerConfig::parse(&cfg).unwrap();
+    assert_eq!(parsed.hostname, hostile);
+    assert_eq!(parsed.max_players, Some(50));
+    // Real files (admin) carry the secrets.
+    let (_, real) = h.get(&format!("{base}/files"), &t).await;
+    assert!(real.to_string().contains("s3cret-admin") && real.to_string().contains("Rcon123"));
+    // Versions, diff, rollback.
+    let (_, versions) = h.get(&format!("{base}/versions"), &t).await;
+    assert_eq!(versions.as_array().unwrap().len(), 3);
+    let (_, diff) = h.get(&format!("{base}/diff?from=1&to=2"), &t).await;
+    let paths: Vec<&str> = diff
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"server.max_players"), "{diff}");
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("{base}/rollback"),
+            &t,
+            json!({"version": 1, "revision": 3}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["revision"], 4);
+    let (_, cur) = h.get(&base, &t).await;
+    let server = cur["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["section"] == "server")
+        .unwrap();
+    assert_eq!(server["content"]["max_players"], 40);
+    // Import.
+    let (s, v) = h.send("POST", &format!("{base}/import"), &t, json!({"revision": 4, "server_cfg": "hostname = \"Imported\";\npassword = \"pw\";\nfooBar = 3;\n"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(!v["warnings"].as_array().unwrap().is_empty());
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("{base}/import"),
+            &t,
+            json!({"revision": 5, "server_cfg": "hostname = \"broken"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+}
+
+#[tokio::test]
+async fn hundred_parallel_edits_lose_nothing() {
+    let h = std::sync::Arc::new(Harness::new().await);
+    let t = h.user("frank", Role::Admin).await;
+    let (_, sid) = h.server(&t, 2302).await;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (h, t, sid) = (h.clone(), t.clone(), sid.clone());
+        tasks.push(tokio::spawn(async move {
+            let base = format!("/api/v1/servers/{sid}/config");
+            loop {
+                let (_, cur) = h.get(&base, &t).await;
+                let rev = cur["revision"].as_i64().unwrap();
+                let motd: Vec<String> = cur["sections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["section"] == "server")
+                    .and_then(|s| s["content"]["motd"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                let mut motd = motd;
+                motd.push(format!("edit {i}"));
+                let (s, _) = h
+                    .send(
+                        "PUT",
+                        &format!("{base}/sections/server"),
+                        &t,
+                        json!({"revision": rev, "content": {"hostname": "h", "motd": motd}}),
+                    )
+                    .await;
+                if s == 200 {
+                    break;
+                }
+                assert_eq!(s, 409);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, cur) = h.get(&format!("/api/v1/servers/{sid}/config"), &t).await;
+    assert_eq!(cur["revision"], 100);
+    let motd = cur["sections"][0]["content"]["motd"].as_array().unwrap();
+    assert_eq!(motd.len(), 100);
+}
+
+#[tokio::test]
+async fn login_throttling_and_api_tokens_and_audit() {
+    let h = Harness::with_config(|c| {
+        c.login_throttle.per_account = 3;
+    })
+    .await;
+    let t = h.user("gina", Role::Operator).await;
+    for _ in 0..3 {
+        let (s, _, _) = h
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "gina", "password": "nope-nope-nope"})),
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    let (s, v, r) = h
+        .call(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "gina", "password": PW})),
+        )
+        .await;
+    assert_eq!(s, 429, "{v}");
+    assert!(r.0.headers().get("retry-after").is_some());
+    // API tokens: capped at own role, shown once, revocable.
+    let (s, _) = h
+        .send(
+            "POST",
+            "/api/v1/tokens",
+            &t,
+            json!({"name": "ci", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(s, 422);
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/tokens",
+            &t,
+            json!({"name": "ci", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let secret = v["token"].as_str().unwrap().to_owned();
+    let (s, _) = h.get("/api/v1/servers", &secret).await;
+    assert_eq!(s, 200);
+    let (s, _) = h
+        .send(
+            "PUT",
+            &format!("/api/v1/servers/{}", uuid::Uuid::new_v4()),
+            &secret,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (_, list) = h.get("/api/v1/tokens", &t).await;
+    assert!(!list.to_string().contains(&secret));
+    let (s, _, _) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/tokens/{}", v["info"]["id"].as_str().unwrap()),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = h.get("/api/v1/servers", &secret).await;
+    assert_eq!(s, 401);
+    let admin = h.user("root", Role::Admin).await;
+    let (s, page) = h.get("/api/v1/audit?action=api_token.create", &admin).await;
+    assert_eq!(s, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (s, health, _) = h.call("GET", "/api/v1/system/health", None, None).await;
+    assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
+    let r = h.cli.get("/metrics").send().await;
+    r.assert_status_is_ok();
+}

@@ -1,0 +1,160 @@
+//! Test harness: the real HTTP API in-process over SQLite (default) or PostgreSQL
+//! (`LANGUARD_TEST_DATABASE=postgres`), users minted through the real login.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use languard_controller::config::Config;
+use languard_controller::secrets::MasterKey;
+use languard_controller::service::{AppState, Ctx};
+use languard_controller::store::{self, Role, Store};
+use poem::test::{TestClient, TestResponse};
+use serde_json::{Value, json};
+
+pub const PW: &str = "correct-horse-battery";
+
+pub struct Harness {
+    pub app: AppState,
+    pub cli: TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    let url = if std::env::var("LANGUARD_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let admin = std::env::var("LANGUARD_TEST_PG_ADMIN")
+            .unwrap_or_else(|_| "postgres://languard:languard@127.0.0.1:5432/postgres".into());
+        let db = format!("languard_test_{}", uuid::Uuid::new_v4().simple());
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("postgres admin connection");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(&mut c)
+            .await
+            .expect("create db");
+        format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+    } else {
+        format!("sqlite://{}", dir.join("test.db").display())
+    };
+    match store::connect(&url).await {
+        Ok(s) => s,
+        Err(store::StoreError::Unavailable(m)) if url.starts_with("sqlite") => {
+            eprintln!("store unavailable ({m}); using the in-memory store");
+            Arc::new(languard_controller::service::memstore::MemStore::default())
+        }
+        Err(e) => panic!("store: {e}"),
+    }
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    pub async fn with_config(f: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        cfg.login_throttle.per_ip = 1000;
+        f(&mut cfg);
+        let store = open_store(dir.path()).await;
+        let app = languard_controller::with_store(store, cfg, &MasterKey::from_bytes([9u8; 32]));
+        let ep = languard_controller::api::build(app.clone());
+        Self {
+            app,
+            cli: TestClient::new(ep),
+            _dir: dir,
+        }
+    }
+
+    pub async fn user(&self, name: &str, role: Role) -> String {
+        let sys = Ctx {
+            principal: None,
+            ip: None,
+        };
+        self.app
+            .create_user(&sys, name, PW, role, false)
+            .await
+            .unwrap();
+        self.login(name, PW).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn login(&self, name: &str, pw: &str) -> Value {
+        let r = self
+            .cli
+            .post("/api/v1/auth/login")
+            .body_json(&json!({"username": name, "password": pw}))
+            .send()
+            .await;
+        r.assert_status_is_ok();
+        r.json().await.value().deserialize::<Value>()
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value, TestResponse) {
+        let m = poem::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.cli.request(m, path);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req.body_json(&b);
+        }
+        let resp = req.send().await;
+        let status = resp.0.status().as_u16();
+        let ct = resp
+            .0
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let mut resp = resp;
+        let bytes = resp.0.take_body().into_bytes().await.unwrap();
+        if status >= 400 {
+            assert!(
+                ct.starts_with("application/problem+json"),
+                "{method} {path}: {status} with content-type {ct:?}: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v, resp)
+    }
+
+    pub async fn get(&self, path: &str, t: &str) -> (u16, Value) {
+        let (s, v, _) = self.call("GET", path, Some(t), None).await;
+        (s, v)
+    }
+    pub async fn send(&self, method: &str, path: &str, t: &str, body: Value) -> (u16, Value) {
+        let (s, v, _) = self.call(method, path, Some(t), Some(body)).await;
+        (s, v)
+    }
+
+    /// Creates a host and an Arma server; returns (host_id, server_id).
+    pub async fn server(&self, admin: &str, port: i64) -> (String, String) {
+        let (s, h) = self
+            .send(
+                "POST",
+                "/api/v1/hosts",
+                admin,
+                json!({"name": format!("host-{port}"), "os": "linux"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{h}");
+        let hid = h["id"].as_str().unwrap().to_owned();
+        let (s, srv) = self.send("POST", "/api/v1/servers", admin, json!({"host_id": hid, "name": "main", "game": "arma3", "game_port": port, "rcon_port": port + 10, "executable_path": "/srv/arma3/arma3server_x64"})).await;
+        assert_eq!(s, 201, "{srv}");
+        (hid, srv["id"].as_str().unwrap().to_owned())
+    }
+}

@@ -1,0 +1,28 @@
+//! Golden test: the committed openapi.yaml must match the code.
+//! `UPDATE_OPENAPI=1 cargo test -p languard-controller --test openapi` rewrites it.
+
+use std::sync::Arc;
+
+use languard_controller::config::Config;
+use languard_controller::secrets::MasterKey;
+use languard_controller::service::memstore::MemStore;
+
+#[test]
+fn openapi_yaml_is_current() {
+    let app = languard_controller::with_store(
+        Arc::new(MemStore::default()),
+        Config::default(),
+        &MasterKey::from_bytes([0u8; 32]),
+    );
+    let spec = languard_controller::api::spec_yaml(app);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &spec).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == spec,
+        "openapi.yaml is stale; run: UPDATE_OPENAPI=1 cargo test -p languard-controller --test openapi"
+    );
+}
