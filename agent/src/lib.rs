@@ -4,6 +4,10 @@
 //!
 //! - [`config`]: the one typed configuration (file + environment + flags).
 //! - [`outbox`]: the durable, bounded on-disk queue of events awaiting acknowledgement.
+//! - [`supervisor`]: process lifecycle, restart policy, adoption after an agent restart.
+//! - [`games`]: one adapter per game (files, launch, log source, control client).
 
 pub mod config;
+pub mod games;
 pub mod outbox;
+pub mod supervisor;
