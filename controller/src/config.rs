@@ -46,6 +46,11 @@ pub struct Retention {
     pub logs_days: u32,
     /// Metric samples, days.
     pub metrics_days: u32,
+    /// Closed player sessions, days (by join time).
+    pub sessions_days: u32,
+    /// Minutes between pruning runs of `languard serve` (0 = never prune). Expired refresh
+    /// tokens are pruned by the same run.
+    pub interval_minutes: u32,
 }
 
 /// Cross-origin requests.
@@ -76,6 +81,8 @@ impl Default for Retention {
             audit_days: 365,
             logs_days: 30,
             metrics_days: 30,
+            sessions_days: 90,
+            interval_minutes: 60,
         }
     }
 }
@@ -173,6 +180,17 @@ impl Config {
                 "LANGUARD_REFRESH_TOKEN_TTL_SECS" => num(v).map(|n| cfg.refresh_token_ttl_secs = n),
                 "LANGUARD_MAX_BODY_BYTES" => num(v).map(|n| cfg.max_body_bytes = n as usize),
                 "LANGUARD_TRUST_FORWARDED_FOR" => boolean(v).map(|b| cfg.trust_forwarded_for = b),
+                "LANGUARD_RETENTION_AUDIT_DAYS" => days(v).map(|n| cfg.retention.audit_days = n),
+                "LANGUARD_RETENTION_LOGS_DAYS" => days(v).map(|n| cfg.retention.logs_days = n),
+                "LANGUARD_RETENTION_METRICS_DAYS" => {
+                    days(v).map(|n| cfg.retention.metrics_days = n)
+                }
+                "LANGUARD_RETENTION_SESSIONS_DAYS" => {
+                    days(v).map(|n| cfg.retention.sessions_days = n)
+                }
+                "LANGUARD_RETENTION_INTERVAL_MINUTES" => {
+                    days(v).map(|n| cfg.retention.interval_minutes = n)
+                }
                 "LANGUARD_CORS_ENABLED" => boolean(v).map(|b| cfg.cors.enabled = b),
                 "LANGUARD_CORS_ALLOW_ORIGINS" => {
                     cfg.cors.allow_origins = v
@@ -224,6 +242,10 @@ impl Config {
         if self.login_throttle.per_ip == 0 || self.login_throttle.per_account == 0 {
             p.push("login_throttle: limits must be at least 1".to_owned());
         }
+        let r = &self.retention;
+        if [r.audit_days, r.logs_days, r.metrics_days, r.sessions_days].contains(&0) {
+            p.push("retention: every *_days must be at least 1".to_owned());
+        }
         if let Some(u) = &self.database_url
             && !(u.starts_with("sqlite:")
                 || u.starts_with("postgres://")
@@ -270,6 +292,10 @@ fn parse_listen(v: &str) -> Result<Vec<SocketAddr>, String> {
 }
 
 fn num(v: &str) -> Result<u64, String> {
+    v.trim().parse().map_err(|e| format!("{e}"))
+}
+
+fn days(v: &str) -> Result<u32, String> {
     v.trim().parse().map_err(|e| format!("{e}"))
 }
 

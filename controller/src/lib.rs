@@ -47,6 +47,7 @@ pub async fn serve(app: AppState) -> anyhow::Result<()> {
     for a in rest {
         listener = listener.combine(TcpListener::bind(*a)).boxed();
     }
+    let retention = service::retention::spawn(app.clone());
     tracing::info!(listen = ?addrs, "Controller listening.");
     poem::Server::new(listener)
         .run_with_graceful_shutdown(
@@ -55,6 +56,9 @@ pub async fn serve(app: AppState) -> anyhow::Result<()> {
             Some(std::time::Duration::from_secs(10)),
         )
         .await?;
+    if let Some(job) = retention {
+        job.abort();
+    }
     Ok(())
 }
 

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.command {
         Command::Admin(AdminCommand::DumpConfig) => {
-            print!("{}", config.dump());
+            out(&config.dump())?;
         }
         Command::Admin(AdminCommand::Openapi) => {
             let dir = tempfile_dir()?;
@@ -52,8 +52,9 @@ async fn main() -> anyhow::Result<()> {
                 cfg,
                 &languard_controller::secrets::MasterKey::from_bytes([0u8; 32]),
             );
-            print!("{}", languard_controller::api::spec_yaml(app));
-            let _ = std::fs::remove_dir_all(dir);
+            let printed = out(&languard_controller::api::spec_yaml(app));
+            let _ = std::fs::remove_dir_all(&dir);
+            printed?;
         }
         Command::Admin(AdminCommand::CreateUser {
             username,
@@ -115,6 +116,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -5,7 +5,7 @@ mod common;
 use common::{Harness, PW};
 use languard_controller::store::Role;
 use languard_shared::arma::config::ServerConfig;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn login_refresh_rotation_reuse_and_logout() {
@@ -438,4 +438,234 @@ async fn login_throttling_and_api_tokens_and_audit() {
     assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
     let r = h.cli.get("/metrics").send().await;
     r.assert_status_is_ok();
+}
+
+#[tokio::test]
+async fn rollback_removes_sections_added_after_that_version() {
+    let h = Harness::new().await;
+    let t = h.user("rolf", Role::Admin).await;
+    let (_, sid) = h.server(&t, 2402).await;
+    let base = format!("/api/v1/servers/{sid}/config");
+    let put = |section: &str, rev: i64, content: Value| {
+        let (h, t, path) = (&h, &t, format!("{base}/sections/{section}"));
+        async move {
+            let (s, v) = h
+                .send(
+                    "PUT",
+                    &path,
+                    t,
+                    json!({"revision": rev, "content": content}),
+                )
+                .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    put("server", 0, json!({"hostname": "one", "max_players": 10})).await;
+    put("rcon", 1, json!({"password": "Rcon123", "max_ping": 200})).await;
+    put("launch", 2, json!({"mods": ["@cba"]})).await;
+    put("server", 3, json!({"hostname": "two", "max_players": 20})).await;
+    let sections = |cur: &Value| -> Vec<String> {
+        let mut v: Vec<String> = cur["sections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["section"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let (_, cur) = h.get(&base, &t).await;
+    assert_eq!(sections(&cur), ["launch", "rcon", "server"]);
+
+    // Back to version 2 (server + rcon): launch, added in version 3, goes.
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("{base}/rollback"),
+            &t,
+            json!({"version": 2, "revision": 4}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["revision"], 5);
+    let (_, cur) = h.get(&base, &t).await;
+    assert_eq!(cur["revision"], 5);
+    assert_eq!(sections(&cur), ["rcon", "server"]);
+    let server = cur["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["section"] == "server")
+        .unwrap();
+    assert_eq!(server["content"]["hostname"], "one");
+    // The RCon secret came back with version 2 (real files carry it).
+    let (_, real) = h.get(&format!("{base}/files"), &t).await;
+    assert!(real.to_string().contains("Rcon123"), "{real}");
+    // The new version's snapshot matches: diff 2 -> 5 is empty, 4 -> 5 names launch.
+    let (s, diff) = h.get(&format!("{base}/diff?from=2&to=5"), &t).await;
+    assert_eq!(s, 200, "{diff}");
+    assert!(diff.as_array().unwrap().is_empty(), "{diff}");
+    let (_, diff) = h.get(&format!("{base}/diff?from=4&to=5"), &t).await;
+    assert!(diff.to_string().contains("launch"), "{diff}");
+
+    // Back to version 1 (server only): rcon goes too; a stale revision is refused.
+    let (s, _) = h
+        .send(
+            "POST",
+            &format!("{base}/rollback"),
+            &t,
+            json!({"version": 1, "revision": 4}),
+        )
+        .await;
+    assert_eq!(s, 409);
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("{base}/rollback"),
+            &t,
+            json!({"version": 1, "revision": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, cur) = h.get(&base, &t).await;
+    assert_eq!(sections(&cur), ["server"]);
+    let (_, real) = h.get(&format!("{base}/files"), &t).await;
+    assert!(!real.to_string().contains("Rcon123"), "{real}");
+}
+
+#[tokio::test]
+async fn server_list_reflects_writes_at_once() {
+    // The list is served from a short-lived cache; writes through this controller must
+    // show in the next read (create, update, config save, delete).
+    let h = Harness::new().await;
+    let t = h.user("lisa", Role::Admin).await;
+    let (s, v) = h.get("/api/v1/servers", &t).await;
+    assert_eq!((s, v), (200, json!([])));
+    let (hid, sid) = h.server(&t, 2302).await;
+    let (_, v) = h.get("/api/v1/servers", &t).await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["revision"], 1);
+    let (_, one) = h.get(&format!("/api/v1/servers?host_id={hid}"), &t).await;
+    assert_eq!(one, v);
+    let (s, _) = h.send("PUT", &format!("/api/v1/servers/{sid}"), &t, json!({"name": "renamed", "game": "arma3", "game_port": 2402, "rcon_port": 2412, "executable_path": "/srv/arma3/arma3server_x64", "revision": 1})).await;
+    assert_eq!(s, 200);
+    let (_, v) = h.get("/api/v1/servers", &t).await;
+    assert_eq!(
+        (v[0]["name"].as_str(), v[0]["revision"].as_i64()),
+        (Some("renamed"), Some(2))
+    );
+    assert_eq!(v[0]["reserved_ports"][0], 2402);
+    let (s, _) = h
+        .send(
+            "PUT",
+            &format!("/api/v1/servers/{sid}/config/sections/basic"),
+            &t,
+            json!({"revision": 0, "content": {}}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, v) = h.get("/api/v1/servers", &t).await;
+    assert_eq!(v[0]["config_revision"], 1);
+    let (s, _, _) = h
+        .call("DELETE", &format!("/api/v1/servers/{sid}"), Some(&t), None)
+        .await;
+    assert_eq!(s, 204);
+    let (_, v) = h.get("/api/v1/servers", &t).await;
+    assert_eq!(v, json!([]));
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_allows_only_listed_origins_when_on() {
+    let off = Harness::new().await;
+    let r = off
+        .cli
+        .get("/api/v1/system/health")
+        .header("Origin", "https://console.example")
+        .send()
+        .await;
+    r.assert_status_is_ok();
+    assert!(r.0.headers().get("access-control-allow-origin").is_none());
+    let pre = off
+        .cli
+        .request(poem::http::Method::OPTIONS, "/api/v1/servers")
+        .header("Origin", "https://console.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await;
+    assert!(pre.0.headers().get("access-control-allow-origin").is_none());
+
+    let on = Harness::with_config(|c| {
+        c.cors.enabled = true;
+        c.cors.allow_origins = vec!["https://console.example".into()];
+    })
+    .await;
+    let r = on
+        .cli
+        .get("/api/v1/system/health")
+        .header("Origin", "https://console.example")
+        .send()
+        .await;
+    r.assert_status_is_ok();
+    assert_eq!(
+        r.0.headers().get("access-control-allow-origin").unwrap(),
+        "https://console.example"
+    );
+    let pre = on
+        .cli
+        .request(poem::http::Method::OPTIONS, "/api/v1/servers")
+        .header("Origin", "https://console.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization")
+        .send()
+        .await;
+    assert!(pre.0.status().is_success(), "{}", pre.0.status());
+    assert_eq!(
+        pre.0.headers().get("access-control-allow-origin").unwrap(),
+        "https://console.example"
+    );
+    // Another origin gets no grant.
+    let r = on
+        .cli
+        .get("/api/v1/system/health")
+        .header("Origin", "https://evil.example")
+        .send()
+        .await;
+    assert!(r.0.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn retention_job_uses_the_configured_days() {
+    use languard_controller::store::{ActorKind, AuditQuery, NewAuditEvent, now};
+    let h = Harness::with_config(|c| c.retention.audit_days = 10).await;
+    let t = now();
+    for days in [11, 9] {
+        h.app
+            .store
+            .insert_audit(NewAuditEvent {
+                ts: Some(t - time::Duration::days(days)),
+                actor_user_id: None,
+                actor_kind: ActorKind::System,
+                action: "test.retention".into(),
+                target_kind: None,
+                target_id: None,
+                ip: None,
+                details: json!({}),
+            })
+            .await
+            .unwrap();
+    }
+    let report = h.app.prune_retention(t).await.unwrap().unwrap();
+    assert_eq!(report.audit, 1);
+    let left = h
+        .app
+        .store
+        .query_audit(AuditQuery {
+            action: Some("test.retention".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.items.len(), 1);
+    assert_eq!(left.items[0].ts, t - time::Duration::days(9));
 }

@@ -120,6 +120,10 @@ conformance!(
     metrics,
     schedules,
     hostile_strings,
+    server_count_and_port_guard,
+    server_port_race_one_wins,
+    config_delete_and_replace_sections,
+    retention_prunes_old_keeps_recent,
 );
 
 #[tokio::test]
@@ -1776,4 +1780,497 @@ async fn hostile_strings(s: S) {
     assert!(matches!(nul, Err(StoreError::InvalidInput(_))));
     assert_eq!(s.get_config(srv.id).await.unwrap().revision, 1);
     assert_eq!(s.count_users().await.unwrap(), nasty.len() as i64);
+}
+
+// ------------------------------------------------------------------ count, ports, config removal, retention
+
+fn palworld(name: &str, port: i64, rcon: i64) -> ServerSpec {
+    ServerSpec {
+        name: name.into(),
+        game: Game::Palworld,
+        game_port: port,
+        rcon_port: rcon,
+        executable_path: "PalServer.sh".into(),
+        restart_policy: json!({}),
+        desired_running: false,
+    }
+}
+
+fn is_port_conflict(r: &StoreResult<Server>, port: i64) -> bool {
+    matches!(r, Err(StoreError::Conflict(w)) if *w == format!("port {port}"))
+}
+
+async fn server_count_and_port_guard(s: S) {
+    assert_eq!(
+        reserved_ports(Game::Arma3, 2302, 2310),
+        vec![2302, 2303, 2304, 2305, 2306, 2310]
+    );
+    assert_eq!(
+        reserved_ports(Game::Arma3, 2302, 2304),
+        vec![2302, 2303, 2304, 2305, 2306]
+    );
+    assert_eq!(
+        reserved_ports(Game::Palworld, 8211, 25575),
+        vec![8211, 25575]
+    );
+    let h1 = host(&s, "p1").await;
+    let h2 = host(&s, "p2").await;
+    assert_eq!(s.count_servers(None).await.unwrap(), 0);
+    // a: 2302..=2306 (+ rcon 2304 inside the range).
+    let a = s.create_server(h1.id, spec("a", 2302)).await.unwrap();
+    // Overlaps a's range at 2306 (game port of b) -> conflict; nothing of b is kept.
+    let r = s.create_server(h1.id, spec("b", 2306)).await;
+    assert!(is_port_conflict(&r, 2306), "{r:?}");
+    // RCon port inside a's range.
+    let r = s.create_server(h1.id, palworld("pw", 8211, 2305)).await;
+    assert!(is_port_conflict(&r, 2305), "{r:?}");
+    assert_eq!(s.count_servers(Some(h1.id)).await.unwrap(), 1);
+    // The failed creates left no ports behind: 2307.. and 8211 are free.
+    let b = s.create_server(h1.id, spec("b", 2307)).await.unwrap();
+    let pw = s
+        .create_server(h1.id, palworld("pw", 8211, 25575))
+        .await
+        .unwrap();
+    // The same ports on another host are fine.
+    s.create_server(h2.id, spec("a", 2302)).await.unwrap();
+    assert_eq!(s.count_servers(None).await.unwrap(), 4);
+    assert_eq!(s.count_servers(Some(h1.id)).await.unwrap(), 3);
+    assert_eq!(s.count_servers(Some(h2.id)).await.unwrap(), 1);
+    assert_eq!(s.count_servers(Some(Uuid::new_v4())).await.unwrap(), 0);
+
+    // Update: moving b onto a's ports conflicts and changes nothing.
+    let r = s.update_server(b.id, b.revision, spec("b", 2300)).await;
+    assert!(is_port_conflict(&r, 2302), "{r:?}");
+    assert_eq!(s.get_server(b.id).await.unwrap().unwrap(), b);
+    // b still holds 2307..: a third server cannot take 2309.
+    let r = s.create_server(h1.id, palworld("c", 2309, 9000)).await;
+    assert!(is_port_conflict(&r, 2309), "{r:?}");
+    // Moving a away frees its old ports, and claims the new ones.
+    let a2 = s
+        .update_server(a.id, a.revision, spec("a", 2402))
+        .await
+        .unwrap();
+    let b2 = s
+        .update_server(b.id, b.revision, spec("b", 2300))
+        .await
+        .unwrap();
+    assert_eq!((a2.game_port, b2.game_port), (2402, 2300));
+    let r = s.create_server(h1.id, palworld("c", 2404, 9000)).await;
+    assert!(is_port_conflict(&r, 2404), "{r:?}");
+    // Keeping its own ports on update is not a conflict with itself.
+    let a3 = s
+        .update_server(a.id, a2.revision, spec("a-renamed", 2402))
+        .await
+        .unwrap();
+    assert_eq!(a3.revision, a2.revision + 1);
+    // Deleting a server frees its ports.
+    s.delete_server(pw.id).await.unwrap();
+    s.create_server(h1.id, palworld("pw2", 25575, 8211))
+        .await
+        .unwrap();
+    assert_eq!(s.count_servers(Some(h1.id)).await.unwrap(), 3);
+}
+
+async fn server_port_race_one_wins(s: S) {
+    let h = host(&s, "race").await;
+    // 5 creates whose ranges (2302 + i ..= 2306 + i) all overlap pairwise: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..5i64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_server(h.id, spec(&format!("r{i}"), 2302 + i))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(w)) => assert!(w.starts_with("port "), "{w}"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(s.count_servers(Some(h.id)).await.unwrap(), 1);
+}
+
+fn kinds(c: &ServerConfig) -> Vec<ConfigSectionKind> {
+    c.sections.iter().map(|x| x.section.section).collect()
+}
+
+async fn config_delete_and_replace_sections(s: S) {
+    use ConfigSectionKind::*;
+    let srv = server(&s).await;
+    s.save_config(
+        srv.id,
+        0,
+        vec![
+            sec(Server, json!({"hostname": "a"}), Some(&[7])),
+            sec(Basic, json!({"x": 1}), None),
+        ],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    s.save_config(
+        srv.id,
+        1,
+        vec![
+            sec(Launch, json!({"mods": []}), None),
+            sec(Rcon, json!({}), Some(&[9])),
+        ],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let c2 = s.get_config(srv.id).await.unwrap();
+    assert_eq!(c2.sections.len(), 4);
+
+    // Delete: stale revision refused and nothing changes.
+    let r = s
+        .delete_config_sections(srv.id, 1, vec![Launch], None, None)
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ref w)) if w == "config_revision"),
+        "{r:?}"
+    );
+    assert!(matches!(
+        s.delete_config_sections(Uuid::new_v4(), 0, vec![Launch], None, None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Removing Launch plus a kind that is not there (Profile) -> version 3 without Launch.
+    let v3 = s
+        .delete_config_sections(
+            srv.id,
+            2,
+            vec![Launch, Profile],
+            None,
+            Some("drop launch".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    let mut got: Vec<_> = v3.sections.iter().map(|x| x.section).collect();
+    got.sort_by_key(|k| k.as_str());
+    assert_eq!(got, vec![Basic, Rcon, Server]);
+    let c3 = s.get_config(srv.id).await.unwrap();
+    assert_eq!(c3.revision, 3);
+    assert!(!kinds(&c3).contains(&Launch));
+    assert_eq!(
+        s.get_config_version(srv.id, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .sections
+            .len(),
+        3
+    );
+
+    // Replace with version 1's sections (rollback): Rcon, added later, goes; Server keeps
+    // its secrets; one new version.
+    let v1 = s.get_config_version(srv.id, 1).await.unwrap().unwrap();
+    let r = s
+        .replace_config(srv.id, 2, v1.sections.clone(), None, None)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let v4 = s
+        .replace_config(
+            srv.id,
+            3,
+            v1.sections.clone(),
+            None,
+            Some("rollback".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v4.version, 4);
+    let c4 = s.get_config(srv.id).await.unwrap();
+    assert_eq!(c4.revision, 4);
+    let mut k4 = kinds(&c4);
+    k4.sort_by_key(|k| k.as_str());
+    assert_eq!(k4, vec![Basic, Server]);
+    let server_sec = c4
+        .sections
+        .iter()
+        .find(|x| x.section.section == Server)
+        .unwrap();
+    assert_eq!(server_sec.section.secrets.as_deref(), Some(&[7u8][..]));
+    assert_eq!(server_sec.revision, 4);
+    assert_eq!(
+        s.get_config_version(srv.id, 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .sections
+            .len(),
+        2
+    );
+    // Replacing with nothing empties the config (still a version).
+    let v5 = s
+        .replace_config(srv.id, 4, vec![], None, None)
+        .await
+        .unwrap();
+    assert!(v5.sections.is_empty());
+    assert!(s.get_config(srv.id).await.unwrap().sections.is_empty());
+    assert_eq!(s.list_config_versions(srv.id, 100).await.unwrap().len(), 5);
+}
+
+async fn retention_prunes_old_keeps_recent(s: S) {
+    let srv = server(&s).await;
+    let u = user(&s, "ret").await;
+    let t = now();
+    let old = t - Duration::days(40);
+    let recent = t - Duration::days(1);
+    s.insert_log_batch(
+        [old, recent]
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| NewLogLine {
+                server_id: srv.id,
+                seq: i as i64,
+                ts: *ts,
+                level: LogLevel::Info,
+                text: format!("line {i}"),
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    s.insert_metrics_batch(
+        [old, recent]
+            .iter()
+            .map(|ts| NewMetricSample {
+                server_id: Some(srv.id),
+                ts: Some(*ts),
+                players: Some(1),
+                ..Default::default()
+            })
+            .collect(),
+    )
+    .await
+    .unwrap();
+    for ts in [old, recent] {
+        s.insert_audit(NewAuditEvent {
+            ts: Some(ts),
+            actor_user_id: None,
+            actor_kind: ActorKind::System,
+            action: "test.retention".into(),
+            target_kind: None,
+            target_id: None,
+            ip: None,
+            details: json!({}),
+        })
+        .await
+        .unwrap();
+    }
+    let p = s.upsert_player("guid-ret", None, "Ret", t).await.unwrap();
+    let old_closed = s
+        .open_player_session(srv.id, p.id, old, None)
+        .await
+        .unwrap();
+    s.close_player_session(old_closed.id, old + Duration::hours(1))
+        .await
+        .unwrap();
+    // Old but still open: kept (the player is on the server).
+    let old_open = s
+        .open_player_session(srv.id, p.id, old, None)
+        .await
+        .unwrap();
+    let recent_closed = s
+        .open_player_session(srv.id, p.id, recent, None)
+        .await
+        .unwrap();
+    s.close_player_session(recent_closed.id, recent + Duration::hours(1))
+        .await
+        .unwrap();
+    let fam = Uuid::new_v4();
+    let mut expired = new_rt(u.id, fam, "rt-expired");
+    expired.expires_at = t - Duration::hours(1);
+    s.insert_refresh_token(expired).await.unwrap();
+    let mut live = new_rt(u.id, fam, "rt-live");
+    live.expires_at = t + Duration::days(1);
+    s.insert_refresh_token(live).await.unwrap();
+
+    let cut = t - Duration::days(30);
+    let cutoffs = RetentionCutoffs {
+        logs_before: cut,
+        metrics_before: cut,
+        audit_before: cut,
+        sessions_before: cut,
+        refresh_tokens_before: t,
+    };
+    let report = s
+        .prune_retention(cutoffs)
+        .await
+        .unwrap()
+        .expect("not locked");
+    assert_eq!(
+        report,
+        PruneReport {
+            logs: 1,
+            metrics: 1,
+            audit: 1,
+            sessions: 1,
+            refresh_tokens: 1
+        }
+    );
+    let logs = s
+        .query_logs(LogQuery {
+            server_id: Some(srv.id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(logs.items.len(), 1);
+    assert_eq!(logs.items[0].ts, recent);
+    let m = s
+        .query_metrics(MetricQuery {
+            server_id: Some(srv.id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].ts, recent);
+    let a = s
+        .query_audit(AuditQuery {
+            action: Some("test.retention".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.items.len(), 1);
+    assert_eq!(a.items[0].ts, recent);
+    let sessions: HashSet<Uuid> = s
+        .list_player_sessions(SessionQuery {
+            server_id: Some(srv.id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(sessions, HashSet::from([old_open.id, recent_closed.id]));
+    assert!(
+        s.get_refresh_token_by_hash("rt-expired")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_refresh_token_by_hash("rt-live")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A second run finds nothing.
+    assert_eq!(
+        s.prune_retention(cutoffs).await.unwrap(),
+        Some(PruneReport::default())
+    );
+}
+
+/// PostgreSQL: while another session holds the retention lock, a run prunes nothing and
+/// reports `None`; once released, the run proceeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_retention_lock_skips_when_held() {
+    run_pg_url(|s, url| async move {
+        use sqlx::Connection;
+        let srv = server(&s).await;
+        s.insert_log_batch(vec![NewLogLine {
+            server_id: srv.id,
+            seq: 1,
+            ts: now() - Duration::days(90),
+            level: LogLevel::Info,
+            text: "old".into(),
+        }])
+        .await
+        .unwrap();
+        let t = now();
+        let cutoffs = RetentionCutoffs {
+            logs_before: t,
+            metrics_before: t,
+            audit_before: t - Duration::days(1),
+            sessions_before: t,
+            refresh_tokens_before: t,
+        };
+        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(RETENTION_LOCK_KEY)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(s.prune_retention(cutoffs).await.unwrap(), None);
+        let q = LogQuery {
+            server_id: Some(srv.id),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(s.query_logs(q.clone()).await.unwrap().items.len(), 1);
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(RETENTION_LOCK_KEY)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let r = s
+            .prune_retention(cutoffs)
+            .await
+            .unwrap()
+            .expect("lock free");
+        assert_eq!(r.logs, 1);
+        assert!(s.query_logs(q).await.unwrap().items.is_empty());
+        // The run released its transaction lock: another session can take it.
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RETENTION_LOCK_KEY)
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        assert!(got);
+    })
+    .await;
+}
+
+/// Like `run_pg`, also passing the database URL.
+async fn run_pg_url<F, Fut>(f: F)
+where
+    F: FnOnce(S, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if std::env::var("LANGUARD_TEST_PG").as_deref() == Ok("skip") {
+        eprintln!("LANGUARD_TEST_PG=skip: PostgreSQL variant skipped");
+        return;
+    }
+    use sqlx::Connection;
+    let admin_url = pg_admin_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let name = format!("languard_t_{}", Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let res = match connect(&url).await {
+        Ok(store) => tokio::spawn(f(store, url))
+            .await
+            .map_err(|e| e.into_panic()),
+        Err(e) => Err(Box::new(format!("connect failed: {e:?}")) as Box<dyn std::any::Any + Send>),
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if let Err(p) = res {
+        std::panic::resume_unwind(p);
+    }
 }

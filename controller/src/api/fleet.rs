@@ -5,19 +5,46 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use super::auth::NoContent;
 use super::dto::*;
 use super::error::ApiResult;
+use super::payload::PreJson;
 use super::security::{AdminAuth, OperatorAuth, ViewerAuth};
 use super::tags::ApiTags;
 use crate::error::Error;
 use crate::service::AppState;
 use crate::service::fleet::Expect;
+use crate::store::Server;
 
 /// Host endpoints.
 pub struct HostsApi(pub AppState);
-/// Server endpoints.
-pub struct ServersApi(pub AppState);
+/// Server endpoints, with the serialised full server list of the last call.
+pub struct ServersApi(pub AppState, pub ServerListJson);
+
+/// The JSON of the full server list, reused while the store hands out the same cached
+/// list (`Store::list_all_servers`: same `Arc` = same rows).
+#[derive(Default)]
+pub struct ServerListJson(std::sync::Mutex<Option<(Arc<Vec<Server>>, bytes::Bytes)>>);
+
+impl ServerListJson {
+    async fn get(&self, app: &AppState) -> ApiResult<PreJson<Vec<ServerView>>> {
+        let list = app.store.list_all_servers().await.map_err(Error::from)?;
+        if let Ok(slot) = self.0.lock()
+            && let Some((cached, body)) = slot.as_ref()
+            && Arc::ptr_eq(cached, &list)
+        {
+            return Ok(PreJson::from_bytes(body.clone()));
+        }
+        let views: Vec<ServerView> = list.iter().cloned().map(Into::into).collect();
+        let body = PreJson::encode(&views);
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((list, body.clone()));
+        }
+        Ok(PreJson::from_bytes(body))
+    }
+}
 
 /// Created host.
 #[derive(ApiResponse)]
@@ -106,15 +133,20 @@ impl ServersApi {
         &self,
         _auth: ViewerAuth,
         host_id: Query<Option<Uuid>>,
-    ) -> ApiResult<Json<Vec<ServerView>>> {
-        Ok(Json(
-            self.0
-                .list_servers(host_id.0)
-                .await?
-                .into_iter()
-                .map(Into::into)
-                .collect(),
-        ))
+    ) -> ApiResult<PreJson<Vec<ServerView>>> {
+        match host_id.0 {
+            None => self.1.get(&self.0).await,
+            Some(h) => {
+                let views: Vec<ServerView> = self
+                    .0
+                    .list_servers(Some(h))
+                    .await?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                Ok(PreJson::new(&views))
+            }
+        }
     }
 
     /// Create a server (ports checked against the host's other servers).

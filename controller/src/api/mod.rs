@@ -6,6 +6,7 @@ pub mod dto;
 pub mod error;
 pub mod fleet;
 pub mod middleware;
+pub mod payload;
 pub mod security;
 pub mod system;
 pub mod tags;
@@ -95,7 +96,7 @@ pub fn api_service(app: AppState) -> OpenApiService<Apis, ()> {
             auth::AuthApi(app.clone()),
             users::UsersApi(app.clone()),
             fleet::HostsApi(app.clone()),
-            fleet::ServersApi(app.clone()),
+            fleet::ServersApi(app.clone(), Default::default()),
             configs::ConfigsApi(app.clone()),
             system::TokensApi(app.clone()),
             system::AuditApi(app.clone()),

@@ -174,7 +174,7 @@ impl SystemApi {
             uptime_secs: s.started.elapsed().as_secs(),
             database_backend: s.store.backend().into(),
             hosts: s.store.list_hosts().await?.len() as u64,
-            servers: s.store.list_servers(None).await?.len() as u64,
+            servers: u64::try_from(s.store.count_servers(None).await?).unwrap_or(0),
             users: s.store.count_users().await?,
         }))
     }

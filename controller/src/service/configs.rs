@@ -509,7 +509,8 @@ impl App {
         Ok(out)
     }
 
-    /// Saves the sections of an old version as a new version.
+    /// Makes the sections of an old version the complete current set, as a new version
+    /// (sections added after that version are removed, in the same transaction).
     pub async fn rollback(
         &self,
         ctx: &Ctx,
@@ -525,7 +526,7 @@ impl App {
         let author = ctx.principal.as_ref().map(|p| p.user_id);
         let v = self
             .store
-            .save_config(
+            .replace_config(
                 server_id,
                 expect.value(),
                 old.sections,

@@ -135,6 +135,19 @@ pub fn server_ports(
     }
 }
 
+/// A store conflict on create/update (another replica may have won the race).
+fn conflict(what: &str) -> Error {
+    if let Some(p) = what.strip_prefix("port ") {
+        Error::Conflict(format!(
+            "port {p} is already used by another server on this host"
+        ))
+    } else if what.contains("name") {
+        Error::Conflict("a server with this name exists on this host".into())
+    } else {
+        Error::Conflict(format!("conflict on {what}"))
+    }
+}
+
 fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
     let mut errs = Vec::new();
     errs.extend(check_name("name", &spec.name, 64));
@@ -316,7 +329,7 @@ impl App {
             .create_server(host, spec)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(w) => Error::Conflict(format!("conflict on {w}")),
+                StoreError::Conflict(w) => conflict(&w),
                 e => e.into(),
             })?;
         drop(_guard);
@@ -346,6 +359,7 @@ impl App {
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(w) if w.contains("revision") => expect.stale(None),
+                StoreError::Conflict(w) => conflict(&w),
                 e => e.into(),
             })?;
         drop(_guard);

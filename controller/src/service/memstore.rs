@@ -31,6 +31,21 @@ fn lock(m: &Mutex<Inner>) -> StoreResult<std::sync::MutexGuard<'_, Inner>> {
         .map_err(|_| StoreError::Unavailable("poisoned".into()))
 }
 
+/// The `server_ports` guard of the SQL stores.
+fn port_conflict(servers: &[Server], s: &Server) -> StoreResult<()> {
+    let mine = reserved_ports(s.game, s.game_port, s.rcon_port);
+    for o in servers
+        .iter()
+        .filter(|o| o.host_id == s.host_id && o.id != s.id)
+    {
+        let theirs = reserved_ports(o.game, o.game_port, o.rcon_port);
+        if let Some(p) = mine.iter().find(|p| theirs.contains(p)) {
+            return Err(StoreError::Conflict(format!("port {p}")));
+        }
+    }
+    Ok(())
+}
+
 fn na<T>() -> StoreResult<T> {
     Err(StoreError::Unavailable(
         "not supported by the in-memory store".into(),
@@ -290,8 +305,17 @@ impl Store for MemStore {
             created_at: t,
             updated_at: t,
         };
-        lock(&self.0)?.servers.push(s.clone());
+        let mut g = lock(&self.0)?;
+        port_conflict(&g.servers, &s)?;
+        g.servers.push(s.clone());
         Ok(s)
+    }
+    async fn count_servers(&self, host: Option<Uuid>) -> StoreResult<i64> {
+        Ok(lock(&self.0)?
+            .servers
+            .iter()
+            .filter(|s| host.is_none_or(|h| s.host_id == h))
+            .count() as i64)
     }
     async fn get_server(&self, id: Uuid) -> StoreResult<Option<Server>> {
         Ok(lock(&self.0)?.servers.iter().find(|s| s.id == id).cloned())
@@ -324,6 +348,16 @@ impl Store for MemStore {
         if s.revision != expected {
             return Err(StoreError::Conflict("revision".into()));
         }
+        let mut next = s.clone();
+        next.game = spec.game;
+        next.game_port = spec.game_port;
+        next.rcon_port = spec.rcon_port;
+        port_conflict(&g.servers, &next)?;
+        let s = g
+            .servers
+            .iter_mut()
+            .find(|s| s.id == id)
+            .ok_or(StoreError::NotFound)?;
         s.name = spec.name;
         s.game = spec.game;
         s.game_port = spec.game_port;
@@ -364,11 +398,12 @@ impl Store for MemStore {
                 .collect(),
         })
     }
-    async fn save_config(
+    async fn write_config(
         &self,
         server_id: Uuid,
         expected: i64,
         sections: Vec<ConfigSection>,
+        remove: Vec<ConfigSectionKind>,
         author: Option<Uuid>,
         comment: Option<String>,
     ) -> StoreResult<ConfigVersion> {
@@ -384,6 +419,8 @@ impl Store for MemStore {
         s.config_revision += 1;
         let rev = s.config_revision;
         let t = now();
+        g.sections
+            .retain(|(id, x)| !(*id == server_id && remove.contains(&x.section.section)));
         for sec in sections {
             g.sections
                 .retain(|(id, x)| !(*id == server_id && x.section.section == sec.section));
@@ -560,6 +597,18 @@ impl Store for MemStore {
             None
         };
         Ok(Page { items, next })
+    }
+    async fn prune_retention(&self, c: RetentionCutoffs) -> StoreResult<Option<PruneReport>> {
+        let mut g = lock(&self.0)?;
+        let (a, r) = (g.audit.len(), g.refresh.len());
+        g.audit.retain(|e| e.ts >= c.audit_before);
+        g.refresh
+            .retain(|t| t.expires_at >= c.refresh_tokens_before);
+        Ok(Some(PruneReport {
+            audit: (a - g.audit.len()) as u64,
+            refresh_tokens: (r - g.refresh.len()) as u64,
+            ..PruneReport::default()
+        }))
     }
     async fn prune_audit_before(&self, _: OffsetDateTime) -> StoreResult<u64> {
         Ok(0)

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod configs;
 pub mod fleet;
 pub mod memstore;
+pub mod retention;
 pub mod tokens;
 pub mod users;
 

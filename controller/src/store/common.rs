@@ -496,3 +496,63 @@ pub(crate) fn config_from_rows(
         sections,
     })
 }
+
+/// How long a replica may answer `list_servers` from memory. Writes through this store
+/// invalidate at once; writes by another replica (PostgreSQL) show up within this time.
+pub(crate) const SERVER_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+type ServerListSlot = Option<(std::time::Instant, u64, std::sync::Arc<Vec<super::Server>>)>;
+
+/// Read-through cache of the full server list (the hottest read of the API), tagged with
+/// a generation so that a fill racing a write never outlives the write's invalidation.
+/// Nothing here is needed to rebuild state: the database stays the only source of truth.
+pub(crate) struct ServerListCache {
+    ttl: std::time::Duration,
+    generation: std::sync::atomic::AtomicU64,
+    slot: std::sync::RwLock<ServerListSlot>,
+}
+
+impl ServerListCache {
+    pub(crate) fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            generation: std::sync::atomic::AtomicU64::new(0),
+            slot: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// The cached list if fresh, else the generation to pass to [`Self::put`].
+    pub(crate) fn get(&self) -> Result<std::sync::Arc<Vec<super::Server>>, u64> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        if let Ok(slot) = self.slot.read()
+            && let Some((at, g, list)) = slot.as_ref()
+            && *g == generation
+            && at.elapsed() < self.ttl
+        {
+            return Ok(list.clone());
+        }
+        Err(generation)
+    }
+
+    /// Stores a list read after [`Self::get`] returned `generation`, unless a write
+    /// invalidated in between.
+    pub(crate) fn put(&self, generation: u64, list: std::sync::Arc<Vec<super::Server>>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut slot) = self.slot.write()
+            && self.generation.load(std::sync::atomic::Ordering::Acquire) == generation
+        {
+            *slot = Some((std::time::Instant::now(), generation, list));
+        }
+    }
+
+    /// Called after every write that changes `servers` rows (committed or not).
+    pub(crate) fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut slot) = self.slot.write() {
+            *slot = None;
+        }
+    }
+}

@@ -19,6 +19,32 @@ macro_rules! bind_args {
     }};
 }
 
+/// Inserts the `server_ports` rows of server `$s` inside transaction `$tx`; a port held by
+/// another server of the host is `Conflict("port N")`.
+macro_rules! claim_ports {
+    ($tx:ident, $s:expr) => {{
+        let s: &Server = $s;
+        for p in $crate::store::reserved_ports(s.game, s.game_port, s.rcon_port) {
+            let r = sqlx::query(
+                "INSERT INTO server_ports (host_id, port, server_id) VALUES ($1, $2, $3)",
+            )
+            .bind(s.host_id)
+            .bind(p)
+            .bind(s.id)
+            .execute(&mut *$tx)
+            .await
+            .map_err(map_err);
+            match r {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => {
+                    return Err(StoreError::Conflict(format!("port {p}")));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }};
+}
+
 macro_rules! impl_store {
     ($ty:ty) => {
         #[async_trait::async_trait]
@@ -351,6 +377,7 @@ macro_rules! impl_store {
                     created_at: t,
                     updated_at: t,
                 };
+                let mut tx = self.w().begin().await.map_err(map_err)?;
                 sqlx::query(
                     "INSERT INTO servers (id, host_id, name, game, game_port, rcon_port, executable_path, restart_policy, \
                      desired_running, revision, config_revision, created_at, updated_at) \
@@ -369,9 +396,13 @@ macro_rules! impl_store {
                 .bind(s.config_revision)
                 .bind(ts(t))
                 .bind(ts(t))
-                .execute(self.w())
+                .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+                claim_ports!(tx, &s);
+                let committed = tx.commit().await.map_err(map_err);
+                self.servers.invalidate();
+                committed?;
                 Ok(s)
             }
 
@@ -380,11 +411,24 @@ macro_rules! impl_store {
             }
 
             async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>> {
-                sqlx::query_as::<_, Server>("SELECT * FROM servers WHERE ($1 IS NULL OR host_id = $1) ORDER BY name, id")
-                    .bind(host_id)
-                    .fetch_all(self.r())
-                    .await
-                    .map_err(map_err)
+                let all = self.list_all_servers().await?;
+                Ok(all.iter().filter(|s| host_id.is_none_or(|h| s.host_id == h)).cloned().collect())
+            }
+
+            async fn list_all_servers(&self) -> StoreResult<std::sync::Arc<Vec<Server>>> {
+                match self.servers.get() {
+                    Ok(all) => Ok(all),
+                    Err(generation) => {
+                        let all = std::sync::Arc::new(
+                            sqlx::query_as::<_, Server>("SELECT * FROM servers ORDER BY name, id")
+                                .fetch_all(self.r())
+                                .await
+                                .map_err(map_err)?,
+                        );
+                        self.servers.put(generation, all.clone());
+                        Ok(all)
+                    }
+                }
             }
 
             async fn list_servers_on_host(&self, host_id: Uuid) -> StoreResult<Vec<Server>> {
@@ -395,9 +439,18 @@ macro_rules! impl_store {
                     .map_err(map_err)
             }
 
+            async fn count_servers(&self, host_id: Option<Uuid>) -> StoreResult<i64> {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM servers WHERE ($1 IS NULL OR host_id = $1)")
+                    .bind(host_id)
+                    .fetch_one(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
             async fn update_server(&self, id: Uuid, expected_revision: i64, spec: ServerSpec) -> StoreResult<Server> {
                 check_text(&[&spec.name, &spec.executable_path])?;
                 check_json(&spec.restart_policy)?;
+                let mut tx = self.w().begin().await.map_err(map_err)?;
                 let row = sqlx::query_as::<_, Server>(
                     "UPDATE servers SET name = $3, game = $4, game_port = $5, rcon_port = $6, executable_path = $7, \
                      restart_policy = $8, desired_running = $9, revision = revision + 1, updated_at = $10 \
@@ -413,12 +466,23 @@ macro_rules! impl_store {
                 .bind(Json(&spec.restart_policy))
                 .bind(spec.desired_running)
                 .bind(ts(now()))
-                .fetch_optional(self.w())
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;
                 match row {
-                    Some(s) => Ok(s),
-                    None => match self.exists("SELECT COUNT(*) FROM servers WHERE id = $1", id).await? {
+                    Some(s) => {
+                        sqlx::query("DELETE FROM server_ports WHERE server_id = $1")
+                            .bind(s.id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                        claim_ports!(tx, &s);
+                        let committed = tx.commit().await.map_err(map_err);
+                        self.servers.invalidate();
+                        committed?;
+                        Ok(s)
+                    }
+                    None => match { drop(tx); self.exists("SELECT COUNT(*) FROM servers WHERE id = $1", id).await? } {
                         true => Err(StoreError::Conflict("revision".into())),
                         false => Err(StoreError::NotFound),
                     },
@@ -426,7 +490,9 @@ macro_rules! impl_store {
             }
 
             async fn delete_server(&self, id: Uuid) -> StoreResult<()> {
-                let r = sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                let r = sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(self.w()).await;
+                self.servers.invalidate();
+                let r = r.map_err(map_err)?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -443,11 +509,12 @@ macro_rules! impl_store {
                 config_from_rows(server_id, rows)
             }
 
-            async fn save_config(
+            async fn write_config(
                 &self,
                 server_id: Uuid,
                 expected_revision: i64,
                 sections: Vec<ConfigSection>,
+                remove: Vec<ConfigSectionKind>,
                 author_user_id: Option<Uuid>,
                 comment: Option<String>,
             ) -> StoreResult<ConfigVersion> {
@@ -471,6 +538,14 @@ macro_rules! impl_store {
                         .await
                         .map_err(map_err)?;
                     return Err(if n == 0 { StoreError::NotFound } else { StoreError::Conflict("config_revision".into()) });
+                }
+                for k in remove.iter().filter(|k| !sections.iter().any(|s| s.section == **k)) {
+                    sqlx::query("DELETE FROM server_configs WHERE server_id = $1 AND section = $2")
+                        .bind(server_id)
+                        .bind(k.as_str())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
                 }
                 for s in &sections {
                     sqlx::query(
@@ -522,7 +597,9 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
-                tx.commit().await.map_err(map_err)?;
+                let committed = tx.commit().await.map_err(map_err);
+                self.servers.invalidate();
+                committed?;
                 Ok(v)
             }
 
@@ -897,6 +974,38 @@ macro_rules! impl_store {
 
             async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
                 self.prune_chunked("DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < $1 LIMIT 5000)", before).await
+            }
+
+            // ---------------------------------------------------------- retention
+            async fn prune_retention(&self, c: RetentionCutoffs) -> StoreResult<Option<PruneReport>> {
+                // PostgreSQL: hold a transaction-scoped advisory lock on one connection for
+                // the whole run (released by commit, or when the connection dies); the
+                // chunked deletes run on other connections so no delete holds locks long.
+                let lock = if matches!(Self::BACKEND, Backend::Postgres) {
+                    let mut tx = self.w().begin().await.map_err(map_err)?;
+                    let got = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_xact_lock($1)")
+                        .bind(RETENTION_LOCK_KEY)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    if !got {
+                        return Ok(None);
+                    }
+                    Some(tx)
+                } else {
+                    None
+                };
+                let report = PruneReport {
+                    logs: self.prune_logs_before(c.logs_before).await?,
+                    metrics: self.prune_metrics_before(c.metrics_before).await?,
+                    audit: self.prune_audit_before(c.audit_before).await?,
+                    sessions: self.prune_player_sessions_before(c.sessions_before).await?,
+                    refresh_tokens: self.prune_refresh_tokens_before(c.refresh_tokens_before).await?,
+                };
+                if let Some(tx) = lock {
+                    tx.commit().await.map_err(map_err)?;
+                }
+                Ok(Some(report))
             }
 
             // ---------------------------------------------------------- schedules

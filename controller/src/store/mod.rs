@@ -633,12 +633,24 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_host(&self, id: Uuid) -> StoreResult<()>;
 
     // servers
+    /// Also claims the server's ports on the host ([`reserved_ports`]) in the same
+    /// transaction: a port another server of the host holds is Conflict("port N"), whichever
+    /// controller replica wrote first (unique index `server_ports (host_id, port)`).
     async fn create_server(&self, host_id: Uuid, spec: ServerSpec) -> StoreResult<Server>;
     async fn get_server(&self, id: Uuid) -> StoreResult<Option<Server>>;
     /// `host_id = None` lists all servers. Ordered by name.
     async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>>;
     async fn list_servers_on_host(&self, host_id: Uuid) -> StoreResult<Vec<Server>>;
+    /// All servers ordered by name, shared: SQL stores answer from a short-lived cache
+    /// (invalidated by their own writes; other replicas' writes show within ~1 s) and
+    /// return the same `Arc` while the cached list is unchanged.
+    async fn list_all_servers(&self) -> StoreResult<Arc<Vec<Server>>> {
+        Ok(Arc::new(self.list_servers(None).await?))
+    }
+    /// `host_id = None` counts all servers.
+    async fn count_servers(&self, host_id: Option<Uuid>) -> StoreResult<i64>;
     /// Conflict("revision") if the stored revision is not `expected_revision`; bumps revision.
+    /// Re-claims the ports like [`Store::create_server`] (Conflict("port N")).
     async fn update_server(
         &self,
         id: Uuid,
@@ -652,8 +664,20 @@ pub trait Store: Send + Sync + 'static {
     // config
     async fn get_config(&self, server_id: Uuid) -> StoreResult<ServerConfig>;
     /// In one transaction: checks the config revision is `expected_revision` (else
-    /// Conflict("config_revision")), upserts the given sections (others untouched), bumps the
-    /// revision by one and records a [`ConfigVersion`] snapshot of all sections.
+    /// Conflict("config_revision")), deletes the `remove` sections, upserts the `upsert`
+    /// sections (others untouched), bumps the revision by one and records a
+    /// [`ConfigVersion`] snapshot of all sections after the change. A kind in both lists is
+    /// upserted. The three wrappers below are what callers use.
+    async fn write_config(
+        &self,
+        server_id: Uuid,
+        expected_revision: i64,
+        upsert: Vec<ConfigSection>,
+        remove: Vec<ConfigSectionKind>,
+        author_user_id: Option<Uuid>,
+        comment: Option<String>,
+    ) -> StoreResult<ConfigVersion>;
+    /// Upserts the given sections (others untouched); see [`Store::write_config`].
     async fn save_config(
         &self,
         server_id: Uuid,
@@ -661,7 +685,62 @@ pub trait Store: Send + Sync + 'static {
         sections: Vec<ConfigSection>,
         author_user_id: Option<Uuid>,
         comment: Option<String>,
-    ) -> StoreResult<ConfigVersion>;
+    ) -> StoreResult<ConfigVersion> {
+        self.write_config(
+            server_id,
+            expected_revision,
+            sections,
+            Vec::new(),
+            author_user_id,
+            comment,
+        )
+        .await
+    }
+    /// Deletes the given sections (missing ones are ignored) as a new version; see
+    /// [`Store::write_config`].
+    async fn delete_config_sections(
+        &self,
+        server_id: Uuid,
+        expected_revision: i64,
+        sections: Vec<ConfigSectionKind>,
+        author_user_id: Option<Uuid>,
+        comment: Option<String>,
+    ) -> StoreResult<ConfigVersion> {
+        self.write_config(
+            server_id,
+            expected_revision,
+            Vec::new(),
+            sections,
+            author_user_id,
+            comment,
+        )
+        .await
+    }
+    /// Makes `sections` the complete section set atomically (sections not listed are
+    /// deleted), e.g. a rollback to an older version; see [`Store::write_config`].
+    async fn replace_config(
+        &self,
+        server_id: Uuid,
+        expected_revision: i64,
+        sections: Vec<ConfigSection>,
+        author_user_id: Option<Uuid>,
+        comment: Option<String>,
+    ) -> StoreResult<ConfigVersion> {
+        let remove = ConfigSectionKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| !sections.iter().any(|s| s.section == *k))
+            .collect();
+        self.write_config(
+            server_id,
+            expected_revision,
+            sections,
+            remove,
+            author_user_id,
+            comment,
+        )
+        .await
+    }
     /// Newest first.
     async fn list_config_versions(
         &self,
@@ -743,6 +822,14 @@ pub trait Store: Send + Sync + 'static {
     async fn query_metrics(&self, query: MetricQuery) -> StoreResult<Vec<MetricSample>>;
     async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
+    // retention
+    /// Prunes logs, metrics, audit events, closed player sessions and expired refresh
+    /// tokens older than the cut-offs. On PostgreSQL only one replica prunes at a time: the
+    /// run holds `pg_try_advisory_xact_lock(RETENTION_LOCK_KEY)` in an open transaction and
+    /// returns `Ok(None)` without touching anything when another session holds it. SQLite
+    /// (single process) takes no lock.
+    async fn prune_retention(&self, cutoffs: RetentionCutoffs) -> StoreResult<Option<PruneReport>>;
+
     // schedules
     async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
     async fn get_schedule(&self, id: Uuid) -> StoreResult<Option<Schedule>>;
@@ -761,6 +848,47 @@ pub trait Store: Send + Sync + 'static {
         ran_at: OffsetDateTime,
         next_run_at: Option<OffsetDateTime>,
     ) -> StoreResult<bool>;
+}
+
+/// Cut-off times for [`Store::prune_retention`]: rows older than these go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionCutoffs {
+    /// Log lines with `ts` before this.
+    pub logs_before: OffsetDateTime,
+    /// Metric samples with `ts` before this.
+    pub metrics_before: OffsetDateTime,
+    /// Audit events with `ts` before this.
+    pub audit_before: OffsetDateTime,
+    /// Closed player sessions that started before this.
+    pub sessions_before: OffsetDateTime,
+    /// Refresh tokens that expired before this.
+    pub refresh_tokens_before: OffsetDateTime,
+}
+
+/// Rows removed by one [`Store::prune_retention`] run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub logs: u64,
+    pub metrics: u64,
+    pub audit: u64,
+    pub sessions: u64,
+    pub refresh_tokens: u64,
+}
+
+/// PostgreSQL advisory lock key held (transaction scope) while a replica prunes.
+pub const RETENTION_LOCK_KEY: i64 = 0x4c47_445f_5254_4e31; // "LGD_RTN1"
+
+/// Ports a server occupies on its host: arma3 `game_port..=game_port+4` plus the RCon
+/// port; palworld the game and RCon ports. Sorted, without duplicates. The store claims
+/// these (table `server_ports`); the API validates ranges before.
+pub fn reserved_ports(game: Game, game_port: i64, rcon_port: i64) -> Vec<i64> {
+    let mut v: Vec<i64> = match game {
+        Game::Arma3 => (game_port..=game_port + 4).chain([rcon_port]).collect(),
+        Game::Palworld => vec![game_port, rcon_port],
+    };
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Opens the store named by `url` and runs migrations.

@@ -12,6 +12,7 @@ use super::*;
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    servers: ServerListCache,
 }
 
 impl PgStore {
@@ -30,7 +31,10 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(map_migrate_err)?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            servers: ServerListCache::new(SERVER_LIST_TTL),
+        })
     }
 
     fn r(&self) -> &PgPool {

@@ -16,6 +16,7 @@ use super::*;
 pub(crate) struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    servers: ServerListCache,
 }
 
 impl SqliteStore {
@@ -52,7 +53,11 @@ impl SqliteStore {
                 .await
                 .map_err(map_err)?
         };
-        Ok(SqliteStore { read, write })
+        Ok(SqliteStore {
+            read,
+            write,
+            servers: ServerListCache::new(SERVER_LIST_TTL),
+        })
     }
 
     fn r(&self) -> &SqlitePool {
