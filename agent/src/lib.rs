@@ -6,8 +6,13 @@
 //! - [`outbox`]: the durable, bounded on-disk queue of events awaiting acknowledgement.
 //! - [`supervisor`]: process lifecycle, restart policy, adoption after an agent restart.
 //! - [`games`]: one adapter per game (files, launch, log source, control client).
+//! - [`telemetry`]: log capture and tailing, host/process metrics, player polling.
+//! - [`host`]: the agent itself: the typed request/event interface the controller link
+//!   (and, until it exists, tests) drive.
 
 pub mod config;
 pub mod games;
+pub mod host;
 pub mod outbox;
 pub mod supervisor;
+pub mod telemetry;

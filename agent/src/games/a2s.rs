@@ -12,7 +12,9 @@ const INFO_REQUEST: &[u8] = b"TSource Engine Query\0";
 /// Sends A2S_INFO (answering a challenge if the server asks for one) and reports
 /// whether a well-formed info reply (type `0x49`) arrived within `timeout`.
 pub async fn info_answers(addr: SocketAddr, timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, query(addr)).await.unwrap_or(false)
+    tokio::time::timeout(timeout, query(addr))
+        .await
+        .unwrap_or(false)
 }
 
 async fn query(addr: SocketAddr) -> bool {

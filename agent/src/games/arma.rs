@@ -170,11 +170,7 @@ pub fn prepare(
         SocketAddr::from((Ipv4Addr::LOCALHOST, ports.query())),
         RconPassword::from(arma.rcon_password.as_str()),
     ));
-    Ok(Prepared {
-        plan,
-        log,
-        control,
-    })
+    Ok(Prepared { plan, log, control })
 }
 
 /// BattlEye RCon control of one Arma 3 server, reconnecting after every start.
@@ -389,7 +385,10 @@ mod tests {
         assert!(plan.args.iter().any(|a| a.starts_with("-mod=@cba_a3")));
         let ports: Vec<u16> = plan.ports.iter().map(|p| p.port).collect();
         assert_eq!(ports, vec![2302, 2303, 2304, 2305, 2306, 2312]);
-        assert_eq!(prepared.log.dir, Path::new("/srv/languard/servers/alpha/console"));
+        assert_eq!(
+            prepared.log.dir,
+            Path::new("/srv/languard/servers/alpha/console")
+        );
     }
 
     #[test]

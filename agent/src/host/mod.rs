@@ -1,0 +1,567 @@
+//! The agent as one object: it owns the managed servers, answers typed requests and
+//! produces sequenced events. The controller link (and, until it exists, the tests)
+//! drive exactly this interface: [`Agent::handle`] for requests, [`Agent::events`] and
+//! [`Agent::ack`] for the event stream.
+
+pub mod events;
+pub mod files;
+mod runtime;
+pub mod specs;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use languard_shared::arma::config::escape::find_control_char;
+use languard_shared::arma::guid::is_be_guid;
+use languard_shared::arma::rcon::parse::parse_players;
+use languard_shared::wire::event::MetricsSample;
+use languard_shared::wire::request::{BanTarget, ErrorCode};
+use languard_shared::wire::{
+    AgentError, Event, EventEnvelope, Request, Response, ServerId, ServerSpec,
+};
+use thiserror::Error;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use self::events::Emitter;
+use self::runtime::{RuntimeEnv, ServerRuntime};
+use self::specs::{SpecStore, StoredSpec};
+use crate::config::AgentConfig;
+use crate::outbox::{Outbox, OutboxConfig, OutboxError, OutboxHandle};
+use crate::telemetry::metrics::MetricsSampler;
+
+/// Why the agent cannot start.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// The outbox cannot be opened (another agent holds it, disk trouble).
+    #[error("cannot open the event outbox: {0}")]
+    Outbox(#[from] OutboxError),
+    /// A data folder cannot be created.
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The running agent (cheap to clone).
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AgentConfig,
+    outbox: OutboxHandle,
+    emitter: Emitter,
+    specs: SpecStore,
+    env: RuntimeEnv,
+    servers: Mutex<BTreeMap<ServerId, Arc<ServerRuntime>>>,
+    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn not_found(server: &ServerId) -> AgentError {
+    AgentError::new(
+        ErrorCode::UnknownServer,
+        format!("no server {server} on this agent"),
+    )
+}
+
+fn io_err(e: impl std::fmt::Display) -> AgentError {
+    AgentError::new(ErrorCode::Io, e.to_string())
+}
+
+impl Agent {
+    /// Opens the outbox and the stored specs, re-adopts servers that kept running while
+    /// the agent was away, starts servers that should run but are not, and starts host
+    /// metrics.
+    pub async fn start(config: AgentConfig) -> Result<Self, HostError> {
+        let dirs = [
+            config.data_dir.clone(),
+            config.servers_dir.clone(),
+            config.data_dir.join("run"),
+            config.data_dir.join("tail"),
+        ];
+        for dir in &dirs {
+            std::fs::create_dir_all(dir).map_err(|source| HostError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let mut outbox_config = OutboxConfig::new(config.data_dir.join("outbox"));
+        outbox_config.max_bytes = config.limits.outbox_max_bytes;
+        let outbox = tokio::task::spawn_blocking(move || {
+            Outbox::open(outbox_config, Box::new(events::encode_gap))
+        })
+        .await
+        .map_err(|e| HostError::Io {
+            path: config.data_dir.join("outbox"),
+            source: std::io::Error::other(e),
+        })??;
+        let outbox = OutboxHandle::spawn(outbox)?;
+        let specs_dir = config.data_dir.join("specs");
+        let specs = SpecStore::open(specs_dir.clone()).map_err(|source| HostError::Io {
+            path: specs_dir,
+            source,
+        })?;
+        let env = RuntimeEnv {
+            run_dir: config.data_dir.join("run"),
+            tail_dir: config.data_dir.join("tail"),
+            allowed_executables: config.allowed_executables.clone(),
+            max_log_line_bytes: config.limits.max_log_line_bytes,
+        };
+        let agent = Self {
+            inner: Arc::new(Inner {
+                emitter: Emitter::new(outbox.clone()),
+                outbox,
+                specs,
+                env,
+                servers: Mutex::new(BTreeMap::new()),
+                background: std::sync::Mutex::new(Vec::new()),
+                config,
+            }),
+        };
+        agent.restore().await;
+        let metrics = tokio::spawn(agent.clone().metrics_loop());
+        if let Ok(mut background) = agent.inner.background.lock() {
+            background.push(metrics);
+        }
+        Ok(agent)
+    }
+
+    /// Recreates every stored server; one that should run but was not adopted (it
+    /// ended while the agent was away) is started again.
+    async fn restore(&self) {
+        for stored in self.inner.specs.load_all() {
+            let id = stored.spec.id.clone();
+            let prepared = match crate::games::prepare(&stored.spec, &self.inner.config.servers_dir)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(server = %id, error = %e, "Stored spec no longer valid.");
+                    continue;
+                }
+            };
+            let runtime = ServerRuntime::create(
+                stored.spec,
+                prepared,
+                self.inner.env.clone(),
+                self.inner.emitter.clone(),
+            )
+            .await;
+            if stored.desired_running && runtime.is_down() {
+                info!(server = %id, "Starting a server that should be running.");
+                if let Err(e) = runtime.start().await {
+                    warn!(server = %id, error = %e, "Cannot restart server.");
+                }
+            }
+            self.inner.servers.lock().await.insert(id, runtime);
+        }
+    }
+
+    /// Answers one request. Bad input gets a typed error and changes nothing.
+    pub async fn handle(&self, request: Request) -> Result<Response, AgentError> {
+        match request {
+            Request::Inventory => {
+                let servers = self.inner.servers.lock().await;
+                Ok(Response::Inventory(
+                    servers.values().map(|r| r.status()).collect(),
+                ))
+            }
+            Request::ApplySpec { spec } => self.apply_spec(*spec).await,
+            Request::RemoveServer { server } => self.remove(&server).await,
+            Request::Status { server } => {
+                Ok(Response::Status(self.runtime(&server).await?.status()))
+            }
+            Request::Start { server } => {
+                let runtime = self.runtime(&server).await?;
+                self.set_desired(&runtime, true)?;
+                runtime.start().await?;
+                Ok(Response::Status(runtime.status()))
+            }
+            Request::Stop { server } => self.stop(&server, false).await,
+            Request::Kill { server } => self.stop(&server, true).await,
+            Request::Restart { server } => {
+                let runtime = self.runtime(&server).await?;
+                runtime.stop(false).await?;
+                self.set_desired(&runtime, true)?;
+                runtime.start().await?;
+                Ok(Response::Status(runtime.status()))
+            }
+            Request::Rcon { server, command } => {
+                check_text("command", &command)?;
+                self.command(&server, &command).await.map(Response::Text)
+            }
+            Request::Say {
+                server,
+                player,
+                message,
+            } => {
+                check_text("message", &message)?;
+                let target = player.map_or_else(|| "-1".to_owned(), |n| n.to_string());
+                self.command(&server, &format!("say {target} {message}"))
+                    .await
+                    .map(|_| Response::Done)
+            }
+            Request::Kick {
+                server,
+                player,
+                reason,
+            } => {
+                check_text("reason", &reason)?;
+                self.command(&server, format!("kick {player} {reason}").trim_end())
+                    .await
+                    .map(|_| Response::Done)
+            }
+            Request::Ban {
+                server,
+                target,
+                minutes,
+                reason,
+            } => {
+                check_text("reason", &reason)?;
+                // BattlEye reads 0 minutes as permanent.
+                let minutes = minutes.unwrap_or(0);
+                let command = match target {
+                    BanTarget::Player(n) => format!("ban {n} {minutes} {reason}"),
+                    BanTarget::Guid(guid) => {
+                        if !is_be_guid(&guid) {
+                            return Err(AgentError::new(
+                                ErrorCode::InvalidSpec,
+                                "a BattlEye GUID is 32 hexadecimal digits",
+                            ));
+                        }
+                        format!("addBan {guid} {minutes} {reason}")
+                    }
+                    BanTarget::Ip(ip) => format!("addBan {ip} {minutes} {reason}"),
+                };
+                self.command(&server, command.trim_end())
+                    .await
+                    .map(|_| Response::Done)
+            }
+            Request::Unban { server, index } => self
+                .command(&server, &format!("removeBan {index}"))
+                .await
+                .map(|_| Response::Done),
+            Request::Lock { server } => {
+                self.command(&server, "#lock").await.map(|_| Response::Done)
+            }
+            Request::Unlock { server } => self
+                .command(&server, "#unlock")
+                .await
+                .map(|_| Response::Done),
+            Request::Mission {
+                server,
+                template,
+                difficulty,
+            } => {
+                let word = |what: &str, value: &str| {
+                    if value.is_empty()
+                        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        Err(AgentError::new(
+                            ErrorCode::InvalidSpec,
+                            format!("{what} must be one word without spaces"),
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                };
+                word("template", &template)?;
+                let mut command = format!("#mission {template}");
+                if let Some(d) = difficulty {
+                    word("difficulty", &d)?;
+                    command.push(' ');
+                    command.push_str(&d);
+                }
+                self.command(&server, &command)
+                    .await
+                    .map(|_| Response::Done)
+            }
+            Request::Players { server } => {
+                let text = self.command(&server, "players").await?;
+                Ok(Response::Players(parse_players(&text)))
+            }
+            Request::ListFiles { server, dir } => {
+                let root = self.server_dir(&server).await?;
+                blocking(move || files::list(&root, &dir))
+                    .await
+                    .map(Response::Files)
+            }
+            Request::ReadFile { server, path } => {
+                let root = self.server_dir(&server).await?;
+                let max = self.inner.config.limits.max_upload_bytes;
+                blocking(move || files::read(&root, &path, max))
+                    .await
+                    .map(Response::File)
+            }
+            Request::WriteFile { server, path, data } => {
+                let root = self.server_dir(&server).await?;
+                let max = self.inner.config.limits.max_upload_bytes;
+                blocking(move || files::write(&root, &path, data, max))
+                    .await
+                    .map(|()| Response::Done)
+            }
+            Request::DeleteFile { server, path } => {
+                let root = self.server_dir(&server).await?;
+                blocking(move || files::delete(&root, &path))
+                    .await
+                    .map(|()| Response::Done)
+            }
+        }
+    }
+
+    async fn runtime(&self, server: &ServerId) -> Result<Arc<ServerRuntime>, AgentError> {
+        self.inner
+            .servers
+            .lock()
+            .await
+            .get(server)
+            .cloned()
+            .ok_or_else(|| not_found(server))
+    }
+
+    async fn server_dir(&self, server: &ServerId) -> Result<PathBuf, AgentError> {
+        self.runtime(server).await?;
+        let dir = self.inner.config.servers_dir.join(server.as_str());
+        std::fs::create_dir_all(&dir).map_err(io_err)?;
+        Ok(dir)
+    }
+
+    async fn apply_spec(&self, spec: ServerSpec) -> Result<Response, AgentError> {
+        let prepared = crate::games::prepare(&spec, &self.inner.config.servers_dir)?;
+        let mut servers = self.inner.servers.lock().await;
+        let existing = servers.get(&spec.id).cloned();
+        if existing.is_none() && servers.len() >= self.inner.config.limits.max_servers {
+            return Err(AgentError::new(
+                ErrorCode::InvalidSpec,
+                format!(
+                    "this agent runs at most {} servers",
+                    self.inner.config.limits.max_servers
+                ),
+            ));
+        }
+        let desired = match &existing {
+            Some(r) => self.desired(r),
+            None => false,
+        };
+        self.inner
+            .specs
+            .save(&StoredSpec {
+                spec: spec.clone(),
+                desired_running: desired,
+            })
+            .map_err(io_err)?;
+        let runtime = match existing {
+            Some(runtime) => {
+                runtime.update(spec, prepared).await?;
+                runtime
+            }
+            None => {
+                let id = spec.id.clone();
+                let runtime = ServerRuntime::create(
+                    spec,
+                    prepared,
+                    self.inner.env.clone(),
+                    self.inner.emitter.clone(),
+                )
+                .await;
+                servers.insert(id, Arc::clone(&runtime));
+                runtime
+            }
+        };
+        Ok(Response::Status(runtime.status()))
+    }
+
+    async fn remove(&self, server: &ServerId) -> Result<Response, AgentError> {
+        let mut servers = self.inner.servers.lock().await;
+        let runtime = servers
+            .get(server)
+            .cloned()
+            .ok_or_else(|| not_found(server))?;
+        if !runtime.is_down() {
+            return Err(AgentError::new(
+                ErrorCode::NotStopped,
+                format!("server {server} is running; stop it first"),
+            ));
+        }
+        self.inner.specs.remove(server).map_err(io_err)?;
+        runtime.detach();
+        runtime.forget_files();
+        servers.remove(server);
+        Ok(Response::Done)
+    }
+
+    async fn stop(&self, server: &ServerId, force: bool) -> Result<Response, AgentError> {
+        let runtime = self.runtime(server).await?;
+        self.set_desired(&runtime, false)?;
+        runtime.stop(force).await?;
+        Ok(Response::Status(runtime.status()))
+    }
+
+    fn desired(&self, runtime: &ServerRuntime) -> bool {
+        self.inner
+            .specs
+            .load_all()
+            .into_iter()
+            .find(|s| &s.spec.id == runtime.id())
+            .is_some_and(|s| s.desired_running)
+    }
+
+    fn set_desired(&self, runtime: &ServerRuntime, running: bool) -> Result<(), AgentError> {
+        let Some(spec) = runtime.spec() else {
+            return Err(AgentError::new(ErrorCode::Internal, "state lock poisoned"));
+        };
+        self.inner
+            .specs
+            .save(&StoredSpec {
+                spec,
+                desired_running: running,
+            })
+            .map_err(io_err)
+    }
+
+    async fn command(&self, server: &ServerId, command: &str) -> Result<String, AgentError> {
+        let runtime = self.runtime(server).await?;
+        let control = runtime
+            .control()
+            .ok_or_else(|| AgentError::new(ErrorCode::Internal, "state lock poisoned"))?;
+        control.command(command).await
+    }
+
+    /// Events with a sequence number above `after`, oldest first (at most `max`).
+    pub async fn events(&self, after: u64, max: usize) -> Result<Vec<EventEnvelope>, AgentError> {
+        let records = self
+            .inner
+            .outbox
+            .pending(after, max, 16 * 1024 * 1024)
+            .await
+            .map_err(io_err)?;
+        Ok(records.iter().filter_map(events::decode).collect())
+    }
+
+    /// The controller has stored every event up to `upto`: they leave the outbox.
+    pub async fn ack(&self, upto: u64) -> Result<(), AgentError> {
+        self.inner.outbox.ack(upto).await.map_err(io_err)
+    }
+
+    /// The newest event's sequence number; changes whenever events are added.
+    pub fn watch_events(&self) -> watch::Receiver<u64> {
+        self.inner.outbox.watch_newest()
+    }
+
+    /// Stops the agent's own tasks and closes the outbox. Game servers keep running
+    /// and are adopted by the next agent start.
+    pub async fn shutdown(&self) {
+        if let Ok(mut background) = self.inner.background.lock() {
+            for task in background.drain(..) {
+                task.abort();
+            }
+        }
+        let servers = std::mem::take(&mut *self.inner.servers.lock().await);
+        for runtime in servers.values() {
+            runtime.detach();
+        }
+        drop(servers);
+        if let Err(e) = self.inner.outbox.sync().await {
+            warn!(error = %e, "Final outbox sync failed.");
+        }
+    }
+
+    /// Samples host and game process metrics on the configured interval.
+    async fn metrics_loop(self) {
+        let mut sampler = match MetricsSampler::new() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "Metrics are unavailable.");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(self.inner.config.metrics_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let servers: Vec<(ServerId, u32)> = self
+                .inner
+                .servers
+                .lock()
+                .await
+                .iter()
+                .filter_map(|(id, r)| r.pid().map(|pid| (id.clone(), pid)))
+                .collect();
+            let pids: Vec<u32> = servers.iter().map(|(_, pid)| *pid).collect();
+            let (returned, sample) = match tokio::task::spawn_blocking(move || {
+                let sample = sampler.sample(&pids);
+                (sampler, sample)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            sampler = returned;
+            let host = &sample.host;
+            let disk_total: u64 = host.disks.iter().map(|d| d.total).sum();
+            let disk_available: u64 = host.disks.iter().map(|d| d.available).sum();
+            let rx: f64 = host.net.iter().map(|n| n.rx_bytes_per_s).sum();
+            let tx: f64 = host.net.iter().map(|n| n.tx_bytes_per_s).sum();
+            self.inner
+                .emitter
+                .emit(Event::Metrics {
+                    server: None,
+                    sample: MetricsSample {
+                        cpu_percent: host.cpu_percent,
+                        memory_bytes: host.mem_used,
+                        memory_total_bytes: Some(host.mem_total),
+                        disk_used_bytes: Some(disk_total.saturating_sub(disk_available)),
+                        disk_total_bytes: Some(disk_total),
+                        net_rx_bytes_per_s: Some(rx.max(0.0) as u64),
+                        net_tx_bytes_per_s: Some(tx.max(0.0) as u64),
+                        ..MetricsSample::default()
+                    },
+                })
+                .await;
+            for process in &sample.processes {
+                let Some((id, _)) = servers.iter().find(|(_, pid)| *pid == process.pid) else {
+                    continue;
+                };
+                self.inner
+                    .emitter
+                    .emit(Event::Metrics {
+                        server: Some(id.clone()),
+                        sample: MetricsSample {
+                            cpu_percent: process.cpu_percent.unwrap_or(0.0),
+                            memory_bytes: process.rss_bytes,
+                            threads: process.threads,
+                            ..MetricsSample::default()
+                        },
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// Refuses text that would break an RCon command line (control characters,
+/// line breaks) or exceed a datagram.
+fn check_text(what: &str, text: &str) -> Result<(), AgentError> {
+    if let Some((at, _)) = find_control_char(text) {
+        return Err(AgentError::new(
+            ErrorCode::InvalidSpec,
+            format!("{what} contains a control character at byte {at}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::new(ErrorCode::Internal, e.to_string()))?
+}
