@@ -41,17 +41,26 @@ pub struct AgentConfig {
     pub log_json: bool,
 }
 
+/// Upper bound of `limits.max_log_line_bytes`: a log batch must fit an outbox record
+/// and a link frame (16 MiB) with room to spare.
+pub const MAX_LOG_LINE_BYTES: usize = 1024 * 1024;
+/// Upper bound of `limits.max_upload_bytes`: file contents travel as a JSON array of
+/// numbers (up to ~3.5 bytes per byte), and must fit a 16 MiB link frame.
+pub const MAX_UPLOAD_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Resource limits, so one misbehaving game cannot exhaust the host's agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Upper bound of the on-disk outbox (events awaiting acknowledgement).
     pub outbox_max_bytes: u64,
-    /// Longest log line kept whole; longer lines are split.
+    /// Longest log line kept whole; longer lines are split (at most
+    /// [`MAX_LOG_LINE_BYTES`]).
     pub max_log_line_bytes: usize,
     /// Most game servers this agent runs.
     pub max_servers: usize,
-    /// Largest file accepted by a file write request.
+    /// Largest file accepted by a file write request or returned by a read (at most
+    /// [`MAX_UPLOAD_BYTES`]).
     pub max_upload_bytes: u64,
     /// Console capture files kept per server (older ones are deleted at start).
     pub console_files_kept: usize,
@@ -87,7 +96,7 @@ impl Default for Limits {
             outbox_max_bytes: 256 * 1024 * 1024,
             max_log_line_bytes: 1024 * 1024,
             max_servers: 64,
-            max_upload_bytes: 512 * 1024 * 1024,
+            max_upload_bytes: MAX_UPLOAD_BYTES,
             console_files_kept: 20,
         }
     }
@@ -226,8 +235,11 @@ impl AgentConfig {
         if limits.outbox_max_bytes < 1024 * 1024 {
             problems.push("limits.outbox_max_bytes must be at least 1 MiB".into());
         }
-        if !(1024..=64 * 1024 * 1024).contains(&limits.max_log_line_bytes) {
-            problems.push("limits.max_log_line_bytes must be between 1 KiB and 64 MiB".into());
+        if !(1024..=MAX_LOG_LINE_BYTES).contains(&limits.max_log_line_bytes) {
+            problems.push("limits.max_log_line_bytes must be between 1 KiB and 1 MiB".into());
+        }
+        if !(1..=MAX_UPLOAD_BYTES).contains(&limits.max_upload_bytes) {
+            problems.push("limits.max_upload_bytes must be between 1 byte and 4 MiB".into());
         }
         if limits.max_servers == 0 {
             problems.push("limits.max_servers must be at least 1".into());
@@ -271,6 +283,27 @@ mod tests {
         assert!(c.executable_allowed(Path::new("C:/a3/arma3server_x64.exe")));
         assert!(!c.executable_allowed(Path::new("/bin/bash")));
         assert!(!c.executable_allowed(Path::new("/srv/a3/arma3server_x64.sh")));
+    }
+
+    #[test]
+    fn payload_limits_are_capped_below_the_frame_size() {
+        let mut c = AgentConfig::default();
+        c.limits.max_log_line_bytes = MAX_LOG_LINE_BYTES;
+        c.limits.max_upload_bytes = MAX_UPLOAD_BYTES;
+        c.validate().unwrap();
+        c.limits.max_log_line_bytes = MAX_LOG_LINE_BYTES + 1;
+        c.limits.max_upload_bytes = MAX_UPLOAD_BYTES + 1;
+        let ConfigError::Invalid(problems) = c.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains("max_log_line_bytes")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("max_upload_bytes")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,104 @@
-//! `languard-agent`: the per-host agent. Supervision and the controller link arrive
-//! with the "Agent" and "Fleet link" issues.
+//! `languard-agent`: the per-host agent. It keeps the servers whose specs it holds
+//! running (adopting games that outlived a previous agent run) and records their
+//! telemetry in its outbox until the controller link collects it.
 
-fn main() {
-    println!("languard-agent {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use languard_agent::config::{AgentConfig, Overrides};
+use languard_agent::host::Agent;
+use tracing::info;
+
+/// Languard agent: runs and supervises game servers on this host.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(short, long, env = "LANGUARD_AGENT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Folder for the agent's state (outbox, specs, run records).
+    #[arg(long, env = "LANGUARD_AGENT_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Parent folder of the game servers' folders.
+    #[arg(long, env = "LANGUARD_AGENT_SERVERS_DIR", global = true)]
+    servers_dir: Option<PathBuf>,
+    /// Controller URL.
+    #[arg(long, env = "LANGUARD_AGENT_CONTROLLER", global = true)]
+    controller: Option<String>,
+    /// Executable file name the agent may start (repeatable; replaces the default list).
+    #[arg(
+        long = "allow-executable",
+        env = "LANGUARD_AGENT_ALLOWED_EXECUTABLES",
+        value_delimiter = ',',
+        global = true
+    )]
+    allowed_executables: Vec<String>,
+    /// Log filter, e.g. `info` or `languard_agent=debug`.
+    #[arg(long, env = "LANGUARD_AGENT_LOG_LEVEL", global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (the default).
+    Run,
+    /// Print the effective configuration and exit.
+    DumpConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        data_dir: cli.data_dir,
+        servers_dir: cli.servers_dir,
+        controller: cli.controller,
+        allowed_executables: (!cli.allowed_executables.is_empty())
+            .then_some(cli.allowed_executables),
+        log_level: cli.log_level,
+    };
+    let config = AgentConfig::load(cli.config.as_deref(), overrides)?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::DumpConfig => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Run => {
+            init_tracing(&config)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(run(config))
+        }
+    }
+}
+
+fn init_tracing(config: &AgentConfig) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid log_level {:?}", config.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    info!(data_dir = %config.data_dir.display(), servers_dir = %config.servers_dir.display(), "Agent starting.");
+    let agent = Agent::start(config).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("Agent stopping; game servers keep running and are adopted at the next start.");
+    agent.shutdown().await;
+    Ok(())
 }

@@ -443,4 +443,101 @@ mod tests {
                 .any(|f| f.path == Path::new("battleye/BEServer_x64.cfg"))
         );
     }
+
+    fn full_prepare(spec: &ServerSpec) -> Result<Prepared, AgentError> {
+        crate::games::prepare(spec, Path::new("/srv/languard/servers"))
+    }
+
+    #[test]
+    fn huge_or_zero_timing_values_are_refused_with_the_field_name() {
+        assert!(full_prepare(&spec(2312)).is_ok());
+        type Edit = fn(&mut ServerSpec, u64);
+        let cases: [(&str, Edit, u64); 9] = [
+            (
+                "timing.start_timeout_secs",
+                |s, v| s.timing.start_timeout_secs = v,
+                u64::MAX,
+            ),
+            (
+                "timing.start_timeout_secs",
+                |s, v| s.timing.start_timeout_secs = v,
+                0,
+            ),
+            (
+                "timing.stop_timeout_secs",
+                |s, v| s.timing.stop_timeout_secs = v,
+                u64::MAX,
+            ),
+            (
+                "timing.probe_interval_secs",
+                |s, v| s.timing.probe_interval_secs = v,
+                u64::MAX,
+            ),
+            (
+                "timing.probe_interval_secs",
+                |s, v| s.timing.probe_interval_secs = v,
+                3601,
+            ),
+            (
+                "timing.players_poll_secs",
+                |s, v| s.timing.players_poll_secs = v,
+                u64::MAX,
+            ),
+            (
+                "restart.backoff_initial_ms",
+                |s, v| s.restart.backoff_initial_ms = v,
+                u64::MAX,
+            ),
+            (
+                "restart.backoff_max_ms",
+                |s, v| s.restart.backoff_max_ms = v,
+                u64::MAX,
+            ),
+            (
+                "restart.crash_loop_window_secs",
+                |s, v| s.restart.crash_loop_window_secs = v,
+                u64::MAX,
+            ),
+        ];
+        for (field, edit, value) in cases {
+            let mut s = spec(2312);
+            edit(&mut s, value);
+            let err = full_prepare(&s).err().unwrap();
+            assert_eq!(err.code, ErrorCode::InvalidSpec, "{field}");
+            assert!(err.message.contains(field), "{field}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn environment_names_values_and_loader_variables_are_checked() {
+        let with = |name: &str, value: &str| {
+            let mut s = spec(2312);
+            s.environment.insert(name.into(), value.into());
+            full_prepare(&s).map(|_| ())
+        };
+        assert!(with("STEAM_COMPAT", "1").is_ok());
+        assert!(with("_x1", "").is_ok());
+        assert!(with("LD_LIBRARY_PATH", "/srv/arma3:/srv/arma3/linux64").is_ok());
+        assert!(with("LD_LIBRARY_PATH", "/srv/languard/servers/alpha/lib").is_ok());
+        for (name, value) in [
+            ("1ABC", "x"),
+            ("A-B", "x"),
+            ("", "x"),
+            ("A=B", "x"),
+            ("OK", "nul\0inside"),
+            ("LD_PRELOAD", "/tmp/evil.so"),
+            ("LD_AUDIT", "/tmp/evil.so"),
+            ("LD_BIND_NOW", "1"),
+            ("GCONV_PATH", "/tmp"),
+            ("LD_LIBRARY_PATH", "/tmp"),
+            ("LD_LIBRARY_PATH", "lib"),
+            ("LD_LIBRARY_PATH", "/srv/arma3/../../tmp"),
+            ("LD_LIBRARY_PATH", "/srv/arma3:"),
+            ("LD_LIBRARY_PATH", "/srv/languard/servers/beta"),
+        ] {
+            let value = value.to_owned();
+            let err = with(name, &value).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidSpec, "{name}={value:?}");
+        }
+    }
 }

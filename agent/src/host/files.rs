@@ -1,6 +1,13 @@
 //! File operations the controller may ask for (missions, mods' keys, logs), confined to
 //! one server's folder: relative paths of plain names only, no `..`, no absolute paths,
 //! and never through a symlink that leads outside. Blocking; run in `spawn_blocking`.
+//!
+//! Files the launch plan marks secret (e.g. `server.cfg` with the admin password) and
+//! the folders holding secret files other than the server folder itself (e.g.
+//! `battleye/`, with the RCon password and what BattlEye writes) are [`Protected`]:
+//! no request may list, read, write or delete them, whether named directly or reached
+//! through a symlink inside the folder. Names compare case-insensitively (a Windows
+//! game would read `BattlEye/` as `battleye/`).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -11,6 +18,76 @@ use std::time::UNIX_EPOCH;
 use languard_shared::wire::request::{AgentError, ErrorCode, FileEntry};
 
 use crate::supervisor::PlannedFile;
+
+/// Paths (relative to the server folder) no file request may touch.
+#[derive(Debug, Clone, Default)]
+pub struct Protected {
+    /// Folders protected with everything inside.
+    dirs: Vec<PathBuf>,
+    /// Single files.
+    files: Vec<PathBuf>,
+}
+
+fn lower(p: &Path) -> Vec<String> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_string_lossy().to_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Protected {
+    /// From a plan's secret files: each file, and its folder unless that is the server
+    /// folder itself.
+    pub fn from_secrets(secrets: &[PathBuf]) -> Self {
+        let mut out = Self::default();
+        for secret in secrets {
+            out.files.push(secret.clone());
+            if let Some(parent) = secret.parent()
+                && !lower(parent).is_empty()
+            {
+                out.dirs.push(parent.to_path_buf());
+            }
+        }
+        out
+    }
+
+    /// Whether `rel` (relative to the server folder) is or lies inside a protected path.
+    fn covers(&self, rel: &Path) -> bool {
+        let rel = lower(rel);
+        self.dirs.iter().any(|d| rel.starts_with(&lower(d)))
+            || self.files.iter().any(|f| rel == lower(f))
+    }
+
+    /// Refuses `path` if it, or what any existing prefix of it resolves to, is
+    /// protected.
+    fn check(&self, root: &Path, path: &str) -> Result<(), AgentError> {
+        let refuse = || invalid(path, "managed file holding secrets");
+        let names = check_lexical(path, true)?;
+        let rel: PathBuf = names.iter().collect();
+        if self.covers(&rel) {
+            return Err(refuse());
+        }
+        let Ok(root) = fs::canonicalize(root) else {
+            return Ok(());
+        };
+        let mut current = root.clone();
+        for name in names {
+            current.push(name);
+            if fs::symlink_metadata(&current).is_err() {
+                break;
+            }
+            if let Ok(real) = fs::canonicalize(&current)
+                && let Ok(inside) = real.strip_prefix(&root)
+                && self.covers(inside)
+            {
+                return Err(refuse());
+            }
+        }
+        Ok(())
+    }
+}
 
 fn invalid(path: &str, why: &str) -> AgentError {
     AgentError::new(ErrorCode::InvalidPath, format!("{path:?}: {why}"))
@@ -78,7 +155,8 @@ fn resolve(root: &Path, path: &str, allow_empty: bool) -> Result<PathBuf, AgentE
 }
 
 /// Lists a folder (`""` is the server folder itself), folders first, then by name.
-pub fn list(root: &Path, dir: &str) -> Result<Vec<FileEntry>, AgentError> {
+pub fn list(root: &Path, dir: &str, protected: &Protected) -> Result<Vec<FileEntry>, AgentError> {
+    protected.check(root, dir)?;
     let path = resolve(root, dir, true)?;
     let mut entries = Vec::new();
     for entry in fs::read_dir(&path).map_err(|e| io_error(dir, &e))? {
@@ -102,7 +180,13 @@ pub fn list(root: &Path, dir: &str) -> Result<Vec<FileEntry>, AgentError> {
 }
 
 /// Reads a file of at most `max_bytes`.
-pub fn read(root: &Path, path: &str, max_bytes: u64) -> Result<Vec<u8>, AgentError> {
+pub fn read(
+    root: &Path,
+    path: &str,
+    max_bytes: u64,
+    protected: &Protected,
+) -> Result<Vec<u8>, AgentError> {
+    protected.check(root, path)?;
     let resolved = resolve(root, path, false)?;
     let file = fs::File::open(&resolved).map_err(|e| io_error(path, &e))?;
     let meta = file.metadata().map_err(|e| io_error(path, &e))?;
@@ -126,8 +210,15 @@ pub fn read(root: &Path, path: &str, max_bytes: u64) -> Result<Vec<u8>, AgentErr
 }
 
 /// Writes a file atomically (mode 0644), creating folders inside the server folder.
-pub fn write(root: &Path, path: &str, data: Vec<u8>, max_bytes: u64) -> Result<(), AgentError> {
+pub fn write(
+    root: &Path,
+    path: &str,
+    data: Vec<u8>,
+    max_bytes: u64,
+    protected: &Protected,
+) -> Result<(), AgentError> {
     check_lexical(path, false)?;
+    protected.check(root, path)?;
     if u64::try_from(data.len()).unwrap_or(u64::MAX) > max_bytes {
         return Err(AgentError::new(
             ErrorCode::Io,
@@ -144,8 +235,9 @@ pub fn write(root: &Path, path: &str, data: Vec<u8>, max_bytes: u64) -> Result<(
 }
 
 /// Deletes a file (never a folder).
-pub fn delete(root: &Path, path: &str) -> Result<(), AgentError> {
+pub fn delete(root: &Path, path: &str, protected: &Protected) -> Result<(), AgentError> {
     let names = check_lexical(path, false)?;
+    protected.check(root, path)?;
     // Resolve the parent (symlinks checked), then remove the entry itself without
     // following it: deleting a symlink removes the link, not its target.
     let (parent, name) = match names.split_last() {
@@ -168,6 +260,10 @@ pub fn delete(root: &Path, path: &str) -> Result<(), AgentError> {
 mod tests {
     use super::*;
 
+    fn none() -> Protected {
+        Protected::default()
+    }
+
     fn root() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("mpmissions")).unwrap();
@@ -178,19 +274,26 @@ mod tests {
     #[test]
     fn write_read_list_delete_inside_the_folder() {
         let dir = root();
-        write(dir.path(), "mpmissions/co10.Altis.pbo", vec![1, 2, 3], 1024).unwrap();
+        write(
+            dir.path(),
+            "mpmissions/co10.Altis.pbo",
+            vec![1, 2, 3],
+            1024,
+            &none(),
+        )
+        .unwrap();
         assert_eq!(
-            read(dir.path(), "mpmissions/co10.Altis.pbo", 1024).unwrap(),
+            read(dir.path(), "mpmissions/co10.Altis.pbo", 1024, &none()).unwrap(),
             vec![1, 2, 3]
         );
-        let names: Vec<_> = list(dir.path(), "")
+        let names: Vec<_> = list(dir.path(), "", &none())
             .unwrap()
             .into_iter()
             .map(|e| e.name)
             .collect();
         assert_eq!(names, vec!["mpmissions", "server.cfg"]);
-        delete(dir.path(), "mpmissions/co10.Altis.pbo").unwrap();
-        assert!(list(dir.path(), "mpmissions").unwrap().is_empty());
+        delete(dir.path(), "mpmissions/co10.Altis.pbo", &none()).unwrap();
+        assert!(list(dir.path(), "mpmissions", &none()).unwrap().is_empty());
     }
 
     #[test]
@@ -213,10 +316,10 @@ mod tests {
             "bad\nname",
             "",
         ] {
-            let err = write(dir.path(), bad, b"evil".to_vec(), 1024).unwrap_err();
+            let err = write(dir.path(), bad, b"evil".to_vec(), 1024, &none()).unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidPath, "{bad:?}: {err}");
-            assert!(read(dir.path(), bad, 1024).is_err(), "{bad:?}");
-            assert!(delete(dir.path(), bad).is_err(), "{bad:?}");
+            assert!(read(dir.path(), bad, 1024, &none()).is_err(), "{bad:?}");
+            assert!(delete(dir.path(), bad, &none()).is_err(), "{bad:?}");
         }
         assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
     }
@@ -228,23 +331,78 @@ mod tests {
         fs::write(outside.path().join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
         assert_eq!(
-            read(dir.path(), "link/secret", 1024).unwrap_err().code,
+            read(dir.path(), "link/secret", 1024, &none())
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidPath
         );
-        assert!(write(dir.path(), "link/new", b"x".to_vec(), 1024).is_err());
+        assert!(write(dir.path(), "link/new", b"x".to_vec(), 1024, &none()).is_err());
         assert!(!outside.path().join("new").exists());
-        assert!(list(dir.path(), "link").is_err());
+        assert!(list(dir.path(), "link", &none()).is_err());
         // Deleting the link itself removes the link, never the target.
-        delete(dir.path(), "link").unwrap();
+        delete(dir.path(), "link", &none()).unwrap();
         assert!(outside.path().join("secret").exists());
     }
 
     #[test]
     fn size_limits_apply() {
         let dir = root();
-        assert!(write(dir.path(), "big.bin", vec![0; 11], 10).is_err());
+        assert!(write(dir.path(), "big.bin", vec![0; 11], 10, &none()).is_err());
         assert!(!dir.path().join("big.bin").exists());
         fs::write(dir.path().join("big.bin"), vec![0; 11]).unwrap();
-        assert!(read(dir.path(), "big.bin", 10).is_err());
+        assert!(read(dir.path(), "big.bin", 10, &none()).is_err());
+    }
+
+    #[test]
+    fn secret_files_and_folders_are_refused_even_through_symlinks() {
+        let dir = root();
+        fs::create_dir_all(dir.path().join("battleye")).unwrap();
+        fs::write(
+            dir.path().join("battleye/beserver_x64.cfg"),
+            "RConPassword x",
+        )
+        .unwrap();
+        fs::write(dir.path().join("battleye/bans.txt"), "ban").unwrap();
+        std::os::unix::fs::symlink("battleye", dir.path().join("be-link")).unwrap();
+        std::os::unix::fs::symlink("server.cfg", dir.path().join("cfg-link")).unwrap();
+        let p = Protected::from_secrets(&[
+            PathBuf::from("server.cfg"),
+            PathBuf::from("battleye/beserver_x64.cfg"),
+        ]);
+        let root = dir.path();
+        for path in [
+            "server.cfg",
+            "./server.cfg",
+            "SERVER.CFG",
+            "battleye/beserver_x64.cfg",
+            "battleye/bans.txt",
+            "BattlEye/bans.txt",
+            "be-link/bans.txt",
+            "cfg-link",
+        ] {
+            for err in [
+                read(root, path, 1024, &p).unwrap_err(),
+                write(root, path, b"x".to_vec(), 1024, &p).unwrap_err(),
+                delete(root, path, &p).unwrap_err(),
+            ] {
+                assert_eq!(err.code, ErrorCode::InvalidPath, "{path}: {err}");
+                assert!(err.message.contains("secrets"), "{path}: {err}");
+            }
+        }
+        for dir_path in ["battleye", "be-link", "battleye/sub"] {
+            let err = list(root, dir_path, &p).unwrap_err();
+            assert!(err.message.contains("secrets"), "{dir_path}: {err}");
+        }
+        assert!(write(root, "battleye/new.txt", b"x".to_vec(), 1024, &p).is_err());
+        assert!(!root.join("battleye/new.txt").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("battleye/bans.txt")).unwrap(),
+            "ban"
+        );
+        // Everything else still works, and the root lists names only.
+        assert!(list(root, "", &p).is_ok());
+        assert!(read(root, "mpmissions", 1024, &p).is_err());
+        write(root, "basic.cfg", b"ok".to_vec(), 1024, &p).unwrap();
+        assert_eq!(read(root, "basic.cfg", 1024, &p).unwrap(), b"ok");
     }
 }

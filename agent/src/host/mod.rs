@@ -60,7 +60,10 @@ struct Inner {
     emitter: Emitter,
     specs: SpecStore,
     env: RuntimeEnv,
+    /// Held only for lookups and inserts, never across an await on a server.
     servers: Mutex<BTreeMap<ServerId, Arc<ServerRuntime>>>,
+    /// Serialises the creation of new servers (adoption scans run outside `servers`).
+    creating: Mutex<()>,
     background: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -113,6 +116,7 @@ impl Agent {
             tail_dir: config.data_dir.join("tail"),
             allowed_executables: config.allowed_executables.clone(),
             max_log_line_bytes: config.limits.max_log_line_bytes,
+            console_files_kept: config.limits.console_files_kept,
         };
         let agent = Self {
             inner: Arc::new(Inner {
@@ -121,6 +125,7 @@ impl Agent {
                 specs,
                 env,
                 servers: Mutex::new(BTreeMap::new()),
+                creating: Mutex::new(()),
                 background: std::sync::Mutex::new(Vec::new()),
                 config,
             }),
@@ -136,7 +141,11 @@ impl Agent {
     /// Recreates every stored server; one that should run but was not adopted (it
     /// ended while the agent was away) is started again.
     async fn restore(&self) {
-        for stored in self.inner.specs.load_all() {
+        let store = self.inner.specs.clone();
+        let all = tokio::task::spawn_blocking(move || store.load_all())
+            .await
+            .unwrap_or_default();
+        for stored in all {
             let id = stored.spec.id.clone();
             let prepared = match crate::games::prepare(&stored.spec, &self.inner.config.servers_dir)
             {
@@ -151,6 +160,7 @@ impl Agent {
                 prepared,
                 self.inner.env.clone(),
                 self.inner.emitter.clone(),
+                stored.desired_running,
             )
             .await;
             if stored.desired_running && runtime.is_down() {
@@ -179,17 +189,20 @@ impl Agent {
             }
             Request::Start { server } => {
                 let runtime = self.runtime(&server).await?;
-                self.set_desired(&runtime, true)?;
+                let _op = runtime.lock_op().await?;
                 runtime.start().await?;
+                // Only a start that happened is remembered (a refused one changes nothing).
+                self.set_desired(&runtime, true).await?;
                 Ok(Response::Status(runtime.status()))
             }
             Request::Stop { server } => self.stop(&server, false).await,
             Request::Kill { server } => self.stop(&server, true).await,
             Request::Restart { server } => {
                 let runtime = self.runtime(&server).await?;
+                let _op = runtime.lock_op().await?;
                 runtime.stop(false).await?;
-                self.set_desired(&runtime, true)?;
                 runtime.start().await?;
+                self.set_desired(&runtime, true).await?;
                 Ok(Response::Status(runtime.status()))
             }
             Request::Rcon { server, command } => {
@@ -287,28 +300,28 @@ impl Agent {
                 Ok(Response::Players(parse_players(&text)))
             }
             Request::ListFiles { server, dir } => {
-                let root = self.server_dir(&server).await?;
-                blocking(move || files::list(&root, &dir))
+                let (root, secrets) = self.server_dir(&server).await?;
+                blocking(move || files::list(&root, &dir, &secrets))
                     .await
                     .map(Response::Files)
             }
             Request::ReadFile { server, path } => {
-                let root = self.server_dir(&server).await?;
+                let (root, secrets) = self.server_dir(&server).await?;
                 let max = self.inner.config.limits.max_upload_bytes;
-                blocking(move || files::read(&root, &path, max))
+                blocking(move || files::read(&root, &path, max, &secrets))
                     .await
                     .map(Response::File)
             }
             Request::WriteFile { server, path, data } => {
-                let root = self.server_dir(&server).await?;
+                let (root, secrets) = self.server_dir(&server).await?;
                 let max = self.inner.config.limits.max_upload_bytes;
-                blocking(move || files::write(&root, &path, data, max))
+                blocking(move || files::write(&root, &path, data, max, &secrets))
                     .await
                     .map(|()| Response::Done)
             }
             Request::DeleteFile { server, path } => {
-                let root = self.server_dir(&server).await?;
-                blocking(move || files::delete(&root, &path))
+                let (root, secrets) = self.server_dir(&server).await?;
+                blocking(move || files::delete(&root, &path, &secrets))
                     .await
                     .map(|()| Response::Done)
             }
@@ -325,104 +338,132 @@ impl Agent {
             .ok_or_else(|| not_found(server))
     }
 
-    async fn server_dir(&self, server: &ServerId) -> Result<PathBuf, AgentError> {
-        self.runtime(server).await?;
+    /// The server's folder (created if missing) and the files no request may touch.
+    async fn server_dir(
+        &self,
+        server: &ServerId,
+    ) -> Result<(PathBuf, files::Protected), AgentError> {
+        let runtime = self.runtime(server).await?;
+        let protected = files::Protected::from_secrets(&runtime.secrets());
         let dir = self.inner.config.servers_dir.join(server.as_str());
-        std::fs::create_dir_all(&dir).map_err(io_err)?;
-        Ok(dir)
+        let create = dir.clone();
+        blocking(move || std::fs::create_dir_all(&create).map_err(io_err)).await?;
+        Ok((dir, protected))
     }
 
     async fn apply_spec(&self, spec: ServerSpec) -> Result<Response, AgentError> {
         let prepared = crate::games::prepare(&spec, &self.inner.config.servers_dir)?;
-        let mut servers = self.inner.servers.lock().await;
-        let existing = servers.get(&spec.id).cloned();
-        if existing.is_none() && servers.len() >= self.inner.config.limits.max_servers {
-            return Err(AgentError::new(
-                ErrorCode::InvalidSpec,
-                format!(
-                    "this agent runs at most {} servers",
-                    self.inner.config.limits.max_servers
-                ),
-            ));
+        // An existing server is updated under its operation lock; if it was removed
+        // meanwhile, it is created anew. Creation is serialised by `creating` (so two
+        // supervisors never exist for one id) without holding `servers` across awaits.
+        let existing = self.inner.servers.lock().await.get(&spec.id).cloned();
+        if let Some(runtime) = existing
+            && let Ok(_op) = runtime.lock_op().await
+        {
+            self.persist(&spec, runtime.desired()).await?;
+            runtime.update(spec, prepared).await?;
+            return Ok(Response::Status(runtime.status()));
         }
-        let desired = match &existing {
-            Some(r) => self.desired(r),
-            None => false,
-        };
-        self.inner
-            .specs
-            .save(&StoredSpec {
-                spec: spec.clone(),
-                desired_running: desired,
-            })
-            .map_err(io_err)?;
-        let runtime = match existing {
-            Some(runtime) => {
+        let _creating = self.inner.creating.lock().await;
+        {
+            let servers = self.inner.servers.lock().await;
+            if let Some(runtime) = servers.get(&spec.id).cloned() {
+                // Created by a racing ApplySpec while we waited: update it instead.
+                drop(servers);
+                let _op = runtime.lock_op().await?;
+                self.persist(&spec, runtime.desired()).await?;
                 runtime.update(spec, prepared).await?;
-                runtime
+                return Ok(Response::Status(runtime.status()));
             }
-            None => {
-                let id = spec.id.clone();
-                let runtime = ServerRuntime::create(
-                    spec,
-                    prepared,
-                    self.inner.env.clone(),
-                    self.inner.emitter.clone(),
-                )
-                .await;
-                servers.insert(id, Arc::clone(&runtime));
-                runtime
+            if servers.len() >= self.inner.config.limits.max_servers {
+                return Err(AgentError::new(
+                    ErrorCode::InvalidSpec,
+                    format!(
+                        "this agent runs at most {} servers",
+                        self.inner.config.limits.max_servers
+                    ),
+                ));
             }
-        };
+        }
+        self.persist(&spec, false).await?;
+        let id = spec.id.clone();
+        let runtime = ServerRuntime::create(
+            spec,
+            prepared,
+            self.inner.env.clone(),
+            self.inner.emitter.clone(),
+            false,
+        )
+        .await;
+        self.inner
+            .servers
+            .lock()
+            .await
+            .insert(id, Arc::clone(&runtime));
         Ok(Response::Status(runtime.status()))
     }
 
     async fn remove(&self, server: &ServerId) -> Result<Response, AgentError> {
-        let mut servers = self.inner.servers.lock().await;
-        let runtime = servers
-            .get(server)
-            .cloned()
-            .ok_or_else(|| not_found(server))?;
+        let runtime = self.runtime(server).await?;
+        let _op = runtime.lock_op().await?;
         if !runtime.is_down() {
             return Err(AgentError::new(
                 ErrorCode::NotStopped,
                 format!("server {server} is running; stop it first"),
             ));
         }
-        self.inner.specs.remove(server).map_err(io_err)?;
+        let store = self.inner.specs.clone();
+        let id = server.clone();
+        blocking(move || store.remove(&id).map_err(io_err)).await?;
+        // A start, stop or update waiting for the lock now fails with UnknownServer.
+        runtime.mark_removed();
         runtime.detach();
         runtime.forget_files();
-        servers.remove(server);
+        let mut servers = self.inner.servers.lock().await;
+        if servers
+            .get(server)
+            .is_some_and(|r| Arc::ptr_eq(r, &runtime))
+        {
+            servers.remove(server);
+        }
         Ok(Response::Done)
     }
 
+    /// A graceful stop holds the operation lock throughout. A kill must never wait
+    /// behind a slow graceful stop, so it signals first and then records (under the
+    /// lock) that the server should not run.
     async fn stop(&self, server: &ServerId, force: bool) -> Result<Response, AgentError> {
         let runtime = self.runtime(server).await?;
-        self.set_desired(&runtime, false)?;
-        runtime.stop(force).await?;
+        if force {
+            runtime.stop(true).await?;
+            let _op = runtime.lock_op().await?;
+            self.set_desired(&runtime, false).await?;
+        } else {
+            let _op = runtime.lock_op().await?;
+            self.set_desired(&runtime, false).await?;
+            runtime.stop(false).await?;
+        }
         Ok(Response::Status(runtime.status()))
     }
 
-    fn desired(&self, runtime: &ServerRuntime) -> bool {
-        self.inner
-            .specs
-            .load_all()
-            .into_iter()
-            .find(|s| &s.spec.id == runtime.id())
-            .is_some_and(|s| s.desired_running)
+    /// Writes the spec file (off the async threads).
+    async fn persist(&self, spec: &ServerSpec, desired_running: bool) -> Result<(), AgentError> {
+        let store = self.inner.specs.clone();
+        let stored = StoredSpec {
+            spec: spec.clone(),
+            desired_running,
+        };
+        blocking(move || store.save(&stored).map_err(io_err)).await
     }
 
-    fn set_desired(&self, runtime: &ServerRuntime, running: bool) -> Result<(), AgentError> {
+    /// Persists and records whether the server should run (operation lock held).
+    async fn set_desired(&self, runtime: &ServerRuntime, running: bool) -> Result<(), AgentError> {
         let Some(spec) = runtime.spec() else {
             return Err(AgentError::new(ErrorCode::Internal, "state lock poisoned"));
         };
-        self.inner
-            .specs
-            .save(&StoredSpec {
-                spec,
-                desired_running: running,
-            })
-            .map_err(io_err)
+        self.persist(&spec, running).await?;
+        runtime.set_desired(running);
+        Ok(())
     }
 
     async fn command(&self, server: &ServerId, command: &str) -> Result<String, AgentError> {
@@ -546,13 +587,14 @@ impl Agent {
     }
 }
 
-/// Refuses text that would break an RCon command line (control characters,
-/// line breaks) or exceed a datagram.
+/// Refuses text that would break an RCon command line (control characters, line
+/// breaks). Length is checked by the RCon client (a command too long for one datagram
+/// is refused there).
 fn check_text(what: &str, text: &str) -> Result<(), AgentError> {
-    if let Some((at, _)) = find_control_char(text) {
+    if let Some((at, code)) = find_control_char(text) {
         return Err(AgentError::new(
             ErrorCode::InvalidSpec,
-            format!("{what} contains a control character at byte {at}"),
+            format!("{what} contains control character U+{code:04X} at character {at}"),
         ));
     }
     Ok(())

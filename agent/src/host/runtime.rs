@@ -2,6 +2,7 @@
 //! game does into events (status changes, log batches, player activity).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -35,6 +36,8 @@ pub(crate) struct RuntimeEnv {
     pub allowed_executables: Vec<String>,
     /// Longest log line kept whole.
     pub max_log_line_bytes: usize,
+    /// Console captures kept per server.
+    pub console_files_kept: usize,
 }
 
 /// The mutable part: the spec in force and the control channel bound to it.
@@ -44,6 +47,8 @@ struct Current {
     log: LogSourceSpec,
     /// A spec applied while the server was running: swapped in at the next start.
     pending: Option<(ServerSpec, Prepared)>,
+    /// Files the plan in force marks secret (relative to the server folder).
+    secrets: Vec<PathBuf>,
     /// Status as last reported, with what the supervisor's snapshot lacks.
     since: i64,
     exit: Option<languard_shared::wire::ExitInfo>,
@@ -62,6 +67,24 @@ pub(crate) struct ServerRuntime {
     emitter: Emitter,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     players_task: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises start, stop, update and remove (and persisting `desired`), so that a
+    /// spec swap, a start and a removal never interleave.
+    op: tokio::sync::Mutex<()>,
+    /// Started by request and not stopped since (persisted with the spec).
+    desired: AtomicBool,
+    /// Removed from the agent: every further operation is refused.
+    removed: AtomicBool,
+}
+
+/// The secret files of a plan.
+fn secret_paths(prepared: &Prepared) -> Vec<PathBuf> {
+    prepared
+        .plan
+        .files
+        .iter()
+        .filter(|f| f.secret)
+        .map(|f| f.path.clone())
+        .collect()
 }
 
 impl ServerRuntime {
@@ -71,8 +94,10 @@ impl ServerRuntime {
         prepared: Prepared,
         env: RuntimeEnv,
         emitter: Emitter,
+        desired: bool,
     ) -> Arc<Self> {
         let id = spec.id.clone();
+        let secrets = secret_paths(&prepared);
         let options = SupervisorOptions {
             server_id: id.to_string(),
             data_dir: env.run_dir.clone(),
@@ -80,6 +105,7 @@ impl ServerRuntime {
             policy: policy(&spec),
             plan: Some(prepared.plan),
             hooks: Arc::clone(&prepared.control).as_hooks(),
+            console_files_kept: env.console_files_kept,
         };
         let (supervisor, events, adoption) = Supervisor::spawn(options).await;
         debug!(server = %id, ?adoption, "Supervisor ready.");
@@ -88,6 +114,7 @@ impl ServerRuntime {
             control: prepared.control,
             log: prepared.log,
             pending: None,
+            secrets,
             since: now_millis(),
             exit: None,
             restarts: 0,
@@ -101,6 +128,9 @@ impl ServerRuntime {
             emitter,
             tasks: Mutex::new(Vec::new()),
             players_task: Mutex::new(None),
+            op: tokio::sync::Mutex::new(()),
+            desired: AtomicBool::new(desired),
+            removed: AtomicBool::new(false),
         });
         let pump = tokio::spawn(Arc::clone(&runtime).pump_status(events));
         let tail = runtime.spawn_tail();
@@ -112,9 +142,43 @@ impl ServerRuntime {
         runtime
     }
 
-    /// The server's id.
-    pub fn id(&self) -> &ServerId {
-        &self.id
+    /// Takes the operation lock; refused once the runtime has been removed.
+    pub async fn lock_op(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, AgentError> {
+        let guard = self.op.lock().await;
+        if self.removed.load(Ordering::SeqCst) {
+            return Err(AgentError::new(
+                ErrorCode::UnknownServer,
+                format!("no server {} on this agent", self.id),
+            ));
+        }
+        Ok(guard)
+    }
+
+    /// Marks the runtime removed (call with the operation lock held).
+    pub fn mark_removed(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server should be running (in memory; persisted by the agent).
+    pub fn desired(&self) -> bool {
+        self.desired.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the server should be running (after it has been persisted).
+    pub fn set_desired(&self, running: bool) {
+        self.desired.store(running, Ordering::SeqCst);
+    }
+
+    /// Files the plan in force (or pending) marks secret, relative to the server folder.
+    pub fn secrets(&self) -> Vec<PathBuf> {
+        let Ok(current) = self.current.lock() else {
+            return Vec::new();
+        };
+        let mut out = current.secrets.clone();
+        if let Some((_, prepared)) = &current.pending {
+            out.extend(secret_paths(prepared));
+        }
+        out
     }
 
     /// The spec in force (or pending for the next start).
@@ -168,27 +232,25 @@ impl ServerRuntime {
         if self.is_down() {
             self.swap_in(spec, prepared).await
         } else {
-            if let Ok(mut current) = self.current.lock() {
-                current.pending = Some((spec, prepared));
-            }
+            let Ok(mut current) = self.current.lock() else {
+                return Err(AgentError::new(ErrorCode::Internal, "state lock poisoned"));
+            };
+            current.pending = Some((spec, prepared));
             Ok(())
         }
     }
 
     async fn swap_in(&self, spec: ServerSpec, prepared: Prepared) -> Result<(), AgentError> {
-        let gone = |_| AgentError::new(ErrorCode::Internal, "supervisor stopped");
+        let secrets = secret_paths(&prepared);
+        // One command: a backoff restart sees either the old or the new configuration.
         self.supervisor
-            .set_policy(policy(&spec))
+            .reconfigure(
+                prepared.plan,
+                policy(&spec),
+                Arc::clone(&prepared.control).as_hooks(),
+            )
             .await
-            .map_err(gone)?;
-        self.supervisor
-            .set_plan(prepared.plan)
-            .await
-            .map_err(gone)?;
-        self.supervisor
-            .set_hooks(Arc::clone(&prepared.control).as_hooks())
-            .await
-            .map_err(gone)?;
+            .map_err(|_| AgentError::new(ErrorCode::Internal, "supervisor stopped"))?;
         let log_changed = {
             let Ok(mut current) = self.current.lock() else {
                 return Err(AgentError::new(ErrorCode::Internal, "state lock poisoned"));
@@ -196,6 +258,7 @@ impl ServerRuntime {
             current.control.reset();
             current.control = prepared.control;
             current.spec = spec;
+            current.secrets = secrets;
             let changed = current.log != prepared.log;
             current.log = prepared.log;
             changed
@@ -362,16 +425,16 @@ impl ServerRuntime {
                             text: l.text.clone(),
                         })
                         .collect();
-                    if emitter
-                        .emit(Event::Log {
-                            server: server.clone(),
-                            lines,
-                        })
-                        .await
-                        .is_none()
-                    {
-                        // Not stored: do not move the checkpoint past these lines.
-                        continue;
+                    let event = Event::Log {
+                        server: server.clone(),
+                        lines,
+                    };
+                    // Not stored: retry the same batch (with backoff) rather than move
+                    // the checkpoint past it; meanwhile the tail waits (backpressure).
+                    let mut delay = Duration::from_millis(100);
+                    while emitter.emit(event.clone()).await.is_none() {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
                     }
                 }
                 write_checkpoint(&checkpoint, &batch.position());

@@ -56,6 +56,7 @@ pub(crate) struct Actor {
     id: String,
     data_dir: PathBuf,
     allowed: Vec<String>,
+    console_files_kept: usize,
     plan: Option<LaunchPlan>,
     policy: Policy,
     hooks: Arc<dyn GameHooks>,
@@ -108,6 +109,15 @@ async fn remove_file_quietly(path: PathBuf) {
     .await;
 }
 
+/// `now + d` that cannot overflow: a deadline past what `Instant` can hold becomes
+/// "in about a year", which for a supervisor timer means never.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 60 * 60)))
+        .unwrap_or(now)
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -134,6 +144,7 @@ impl Actor {
             id: opts.server_id,
             data_dir: opts.data_dir,
             allowed: opts.allowed_executables,
+            console_files_kept: opts.console_files_kept,
             plan: opts.plan,
             policy: opts.policy,
             hooks: opts.hooks,
@@ -310,17 +321,25 @@ impl Actor {
             }
             Command::Stop { force, reply } => self.begin_stop(force, reply),
             Command::SetPlan(plan) => self.plan = Some(*plan),
-            Command::SetPolicy(p) => {
-                self.policy = p;
-                let idle = self.probe.is_none() && self.next_probe.is_none();
-                if self.state() == ServerState::Running
-                    && idle
-                    && self.policy.probe_failures_for_hung > 0
-                {
-                    self.next_probe = Some(Instant::now() + self.policy.probe_interval);
-                }
-            }
+            Command::SetPolicy(p) => self.set_policy(p),
             Command::SetHooks(h) => self.hooks = h,
+            Command::Reconfigure {
+                plan,
+                policy,
+                hooks,
+            } => {
+                self.plan = Some(*plan);
+                self.hooks = hooks;
+                self.set_policy(policy);
+            }
+        }
+    }
+
+    fn set_policy(&mut self, p: Policy) {
+        self.policy = p;
+        let idle = self.probe.is_none() && self.next_probe.is_none();
+        if self.state() == ServerState::Running && idle && self.policy.probe_failures_for_hung > 0 {
+            self.next_probe = Some(after(self.policy.probe_interval));
         }
     }
 
@@ -356,9 +375,14 @@ impl Actor {
             );
             return Err(StartError::Files(reason));
         }
+        let kept = self.console_files_kept;
         let console = blocking(move || {
-            launch::create_console(&console_dir, SystemTime::now())
-                .map_err(|e| format!("console file in {}: {e}", console_dir.display()))
+            let created = launch::create_console(&console_dir, SystemTime::now())
+                .map_err(|e| format!("console file in {}: {e}", console_dir.display()))?;
+            if kept > 0 {
+                launch::prune_consoles(&console_dir, kept, &created.0);
+            }
+            Ok(created)
         })
         .await;
         let (console_path, console_file) = match console {
@@ -440,7 +464,7 @@ impl Actor {
     fn arm_ready(&mut self) {
         let hooks = self.hooks.clone();
         self.ready = Some(Box::pin(async move { hooks.wait_ready().await }));
-        self.ready_deadline = Some(Instant::now() + self.policy.start_timeout);
+        self.ready_deadline = Some(after(self.policy.start_timeout));
         self.probe = None;
         self.next_probe = None;
         self.probe_failures = 0;
@@ -453,7 +477,7 @@ impl Actor {
             Ok(()) => {
                 self.set_state(ServerState::Running, None, pid, None);
                 if self.policy.probe_failures_for_hung > 0 {
-                    self.next_probe = Some(Instant::now() + self.policy.probe_interval);
+                    self.next_probe = Some(after(self.policy.probe_interval));
                 }
             }
             Err(e) => {
@@ -506,7 +530,7 @@ impl Actor {
             self.set_state(ServerState::Hung, Some(reason.clone()), pid, None);
             self.begin_internal_stop(StopKind::Hung(reason), Step::Sigkill);
         } else if max > 0 {
-            self.next_probe = Some(Instant::now() + self.policy.probe_interval);
+            self.next_probe = Some(after(self.policy.probe_interval));
         }
     }
 
@@ -564,7 +588,7 @@ impl Actor {
             self.stop = Some(StopOp {
                 kind: StopKind::Stop,
                 step: Step::Graceful,
-                deadline: Some(Instant::now() + self.policy.stop_timeout),
+                deadline: Some(after(self.policy.stop_timeout)),
                 waiters: vec![reply],
             });
         }
@@ -593,7 +617,7 @@ impl Actor {
         self.graceful = None;
         if let Some(op) = self.stop.as_mut() {
             op.step = Step::Sigkill;
-            op.deadline = Some(Instant::now() + KILL_RETRY);
+            op.deadline = Some(after(KILL_RETRY));
         }
         if let Some(live) = self.live.as_mut() {
             live.signal(Signal::SIGKILL);
@@ -626,7 +650,7 @@ impl Actor {
             }
         };
         op.step = step;
-        op.deadline = Some(Instant::now() + wait);
+        op.deadline = Some(after(wait));
         self.graceful = None;
         if let Some(live) = self.live.as_mut() {
             live.signal(sig);
@@ -745,7 +769,7 @@ impl Actor {
             return;
         }
         let delay = backoff(&self.policy, n);
-        self.restart_at = Some(now + delay);
+        self.restart_at = Some(now.checked_add(delay).unwrap_or_else(|| after(delay)));
         let msg = format!("{reason}; restarting in {:.1} s", delay.as_secs_f64());
         self.set_state(state, Some(msg), pid, Some(exit));
     }

@@ -51,6 +51,12 @@ pub(crate) fn write_planned(cwd: &Path, files: &[PlannedFile]) -> Result<(), Str
     }
     for (f, (dir, name)) in files.iter().zip(targets) {
         let mode = if f.secret { 0o600 } else { 0o644 };
+        if f.secret && dir != root {
+            // The folder of a secret file (e.g. `battleye/`) also gets what the game
+            // writes there itself (bans, RCon logs): private to the agent's user.
+            fs::set_permissions(&dir, Permissions::from_mode(0o700))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         atomic_write(&dir, &name, &f.contents, mode)
             .map_err(|e| format!("{}: {e}", f.path.display()))?;
     }

@@ -99,6 +99,43 @@ pub(crate) fn create_console(dir: &Path, now: SystemTime) -> io::Result<(PathBuf
     ))
 }
 
+/// Sort key of a `console_<stem>[_N].log` name: (stem, N); `None` for other files.
+fn console_key(name: &str) -> Option<(String, u32)> {
+    let rest = name.strip_prefix("console_")?.strip_suffix(".log")?;
+    let stem = rest.get(..19)?;
+    let n = match rest.get(19..)? {
+        "" => 1,
+        suffix => suffix.strip_prefix('_')?.parse().ok()?,
+    };
+    Some((stem.to_owned(), n))
+}
+
+/// Deletes the oldest `console_*.log` files in `dir` so that at most `keep` remain;
+/// `current` (the file just created) is never deleted. Failures are logged.
+pub(crate) fn prune_consoles(dir: &Path, keep: usize, current: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut consoles: Vec<((String, u32), PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let key = console_key(e.file_name().to_str()?)?;
+            Some((key, e.path()))
+        })
+        .collect();
+    consoles.sort();
+    let excess = consoles.len().saturating_sub(keep);
+    for (_, path) in consoles.into_iter().take(excess) {
+        if path == current {
+            continue;
+        }
+        if let Err(e) = fs::remove_file(&path) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot delete an old console file");
+        }
+    }
+}
+
 pub(crate) fn console_stem(now: SystemTime) -> String {
     let secs = now
         .duration_since(UNIX_EPOCH)

@@ -13,7 +13,8 @@
 //!   server gets started next to an orphaned first one.
 //! - **Console output goes to a file**, `console_dir/console_YYYY-MM-DD_HH-MM-SS.log`
 //!   (UTC; `_2`, `_3`… appended when two starts fall in the same second), opened with
-//!   `O_APPEND` and handed to the child as stdout and stderr. A pipe would give the game
+//!   `O_APPEND` and handed to the child as stdout and stderr. At each launch the oldest
+//!   `console_*.log` files beyond [`SupervisorOptions::console_files_kept`] are deleted. A pipe would give the game
 //!   SIGPIPE when the agent dies and could not be re-attached; a file survives both.
 //! - **Environment**: the child gets a minimal environment, not the agent's: `PATH`,
 //!   `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` when the agent has them
@@ -54,6 +55,10 @@
 //!   failure) sets state `Error` with the reason and launches nothing. All file paths are
 //!   validated before the first file is written. Symlinked directories are followed only
 //!   if they resolve inside the server folder; a symlink as the file itself is refused.
+//!   The folder of a secret file (other than the server folder itself, e.g.
+//!   `battleye/`) is made mode 0700. The game cannot be spawned with umask 077 without
+//!   an `unsafe` `pre_exec`, which the workspace forbids; files BattlEye writes itself
+//!   there (bans, logs) are protected by the folder mode instead.
 
 mod actor;
 pub(crate) mod files;
@@ -350,6 +355,9 @@ pub struct SupervisorOptions {
     pub policy: Policy,
     pub plan: Option<LaunchPlan>,
     pub hooks: Arc<dyn GameHooks>,
+    /// At each launch, older `console_*.log` files beyond this many (the new one
+    /// included) are deleted. 0 keeps them all.
+    pub console_files_kept: usize,
 }
 
 impl SupervisorOptions {
@@ -368,6 +376,7 @@ impl SupervisorOptions {
             policy: Policy::default(),
             plan: None,
             hooks,
+            console_files_kept: 0,
         }
     }
 }
@@ -381,6 +390,12 @@ pub(crate) enum Command {
     SetPlan(Box<LaunchPlan>),
     SetPolicy(Policy),
     SetHooks(Arc<dyn GameHooks>),
+    /// Plan, policy and hooks at once: no restart can fire between them.
+    Reconfigure {
+        plan: Box<LaunchPlan>,
+        policy: Policy,
+        hooks: Arc<dyn GameHooks>,
+    },
 }
 
 /// Entry point; see [`Supervisor::spawn`].
@@ -476,6 +491,23 @@ impl SupervisorHandle {
     pub async fn set_policy(&self, policy: Policy) -> Result<(), SupervisorGone> {
         self.tx
             .send(Command::SetPolicy(policy))
+            .await
+            .map_err(|_| SupervisorGone)
+    }
+
+    /// Replaces plan, policy and hooks in one step (see [`Command::Reconfigure`]).
+    pub async fn reconfigure(
+        &self,
+        plan: LaunchPlan,
+        policy: Policy,
+        hooks: Arc<dyn GameHooks>,
+    ) -> Result<(), SupervisorGone> {
+        self.tx
+            .send(Command::Reconfigure {
+                plan: Box::new(plan),
+                policy,
+                hooks,
+            })
             .await
             .map_err(|_| SupervisorGone)
     }

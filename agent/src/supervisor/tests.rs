@@ -483,7 +483,13 @@ async fn start_run_graceful_stop() {
         stop_file: Some(env.server.join("stop_requested")),
         ..Hooks::ready()
     };
-    let (h, mut ev, adoption) = env.spawn(fast_policy(), hooks).await;
+    // A long stop timeout: the graceful path is proven by exit code 0 and a time far
+    // below the timeout, with a bound generous enough for a loaded CI box.
+    let policy = Policy {
+        stop_timeout: Duration::from_secs(120),
+        ..fast_policy()
+    };
+    let (h, mut ev, adoption) = env.spawn(policy, hooks).await;
     assert_eq!(adoption, Adoption::NoRecord);
 
     h.start().await.unwrap();
@@ -546,8 +552,8 @@ async fn start_run_graceful_stop() {
     let t = Instant::now();
     h.stop().await.unwrap();
     assert!(
-        t.elapsed() < Duration::from_secs(4),
-        "graceful hook should end it quickly"
+        t.elapsed() < Duration::from_secs(60),
+        "graceful hook should end it well before the stop timeout"
     );
     let (reason, _, exit) = ev.state(ServerState::Stopped).await;
     assert_eq!(reason.as_deref(), Some("stopped"));
@@ -610,20 +616,25 @@ async fn stop_escalates_to_sigkill_when_signals_are_ignored() {
         took >= Duration::from_millis(700),
         "timeout + 2 graces before SIGKILL, took {took:?}"
     );
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // No upper bound: on a loaded CI box scheduling delays only make it slower.
     wait_gone(pid).await;
 }
 
 #[tokio::test]
 async fn kill_is_immediate() {
     let env = Env::new(STUBBORN);
-    let (h, mut ev, _) = env.spawn(fast_policy(), Hooks::ready()).await;
+    // A stop would wait out the 120 s timeout; a kill must not.
+    let policy = Policy {
+        stop_timeout: Duration::from_secs(120),
+        ..fast_policy()
+    };
+    let (h, mut ev, _) = env.spawn(policy, Hooks::ready()).await;
     h.start().await.unwrap();
     let (pid, _) = ev.spawned().await;
     ev.state(ServerState::Running).await;
     let t = Instant::now();
     h.kill().await.unwrap();
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
     let (reason, _, exit) = ev.state(ServerState::Stopped).await;
     assert_eq!(reason.as_deref(), Some("killed"));
     assert_eq!(exit.unwrap().signal, Some(9));
@@ -925,4 +936,98 @@ fn relative_path_validation() {
     for bad in ["", ".", "../a", "/etc/passwd", "a/../../b"] {
         assert!(files::validate_relative(Path::new(bad)).is_err(), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn huge_policy_durations_do_not_panic() {
+    let env = Env::new(SLEEPER);
+    let policy = Policy {
+        restart: RestartMode::Always,
+        backoff_initial: Duration::MAX,
+        backoff_max: Duration::MAX,
+        crash_loop_window: Duration::MAX,
+        stop_timeout: Duration::MAX,
+        signal_grace: Duration::MAX,
+        start_timeout: Duration::MAX,
+        probe_interval: Duration::MAX,
+        probe_failures_for_hung: 1,
+        ..fast_policy()
+    };
+    let (h, mut ev, _) = env.spawn(policy, Hooks::ready()).await;
+    h.start().await.unwrap();
+    let (pid, _) = ev.spawned().await;
+    ev.state(ServerState::Running).await;
+    // Reconfigure while running (re-arms the probe timer) and kill: every deadline
+    // computed on the way saturates instead of overflowing.
+    h.set_policy(Policy {
+        probe_interval: Duration::MAX,
+        ..fast_policy()
+    })
+    .await
+    .unwrap();
+    h.set_policy(Policy {
+        restart: RestartMode::Always,
+        backoff_initial: Duration::MAX,
+        backoff_max: Duration::MAX,
+        crash_loop_window: Duration::MAX,
+        ..fast_policy()
+    })
+    .await
+    .unwrap();
+    // A crash schedules a restart after an "infinite" backoff.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    ev.state(ServerState::Crashed).await;
+    wait_gone(pid).await;
+    h.stop().await.unwrap();
+    // The actor is still alive and answering.
+    assert_eq!(h.state(), ServerState::Stopped);
+}
+
+#[tokio::test]
+async fn old_console_files_are_pruned_and_secret_folders_are_private() {
+    let env = Env::new(SLEEPER);
+    fs::create_dir_all(&env.console).unwrap();
+    let old = [
+        "console_2020-01-01_00-00-00.log",
+        "console_2020-01-01_00-00-00_2.log",
+        "console_2020-01-01_00-00-00_10.log",
+        "console_2021-06-01_12-00-00.log",
+    ];
+    for name in old {
+        fs::write(env.console.join(name), name).unwrap();
+    }
+    fs::write(env.console.join("notes.txt"), "keep").unwrap();
+    let mut options = env.options(fast_policy(), Hooks::ready(), env.plan());
+    options.console_files_kept = 3;
+    let (h, rx, _) = Supervisor::spawn(options).await;
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+    };
+    h.start().await.unwrap();
+    let (_, console) = ev.spawned().await;
+    let mut names: Vec<String> = fs::read_dir(&env.console)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let newest = console.file_name().unwrap().to_string_lossy().into_owned();
+    let mut expected = vec![
+        "console_2020-01-01_00-00-00_10.log".to_owned(),
+        "console_2021-06-01_12-00-00.log".to_owned(),
+        newest,
+        "notes.txt".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    let mode = fs::metadata(env.server.join("battleye"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    h.kill().await.unwrap();
 }

@@ -122,8 +122,15 @@ pub struct TailConfig {
     pub pattern: LogFilePattern,
     /// The server's `timeStampFormat`, for [`parse_line_with`].
     pub format: TimeStampFormat,
-    /// Sleep at end of file before looking again. Default 100 ms.
+    /// Sleep at end of file before looking again. Default 100 ms; while the log stays
+    /// quiet the sleep doubles up to [`TailConfig::max_idle_interval`], and the first
+    /// new data resets it, so an idle server costs few wake-ups and a busy one none.
     pub poll_interval: Duration,
+    /// Longest sleep at end of file. Default 400 ms.
+    pub max_idle_interval: Duration,
+    /// How often, at most, an idle tailer lists the folder to look for a newer file.
+    /// Default 1 s.
+    pub rotation_check_interval: Duration,
     /// Read size. Default 64 KiB.
     pub read_chunk: usize,
     /// Longer lines are delivered in pieces. Default 1 MiB.
@@ -146,6 +153,8 @@ impl TailConfig {
             pattern,
             format,
             poll_interval: Duration::from_millis(100),
+            max_idle_interval: Duration::from_millis(400),
+            rotation_check_interval: Duration::from_secs(1),
             read_chunk: 64 * 1024,
             max_line_len: RptLineSplitter::DEFAULT_MAX_LINE,
             batch_max_lines: 1000,
@@ -508,6 +517,8 @@ struct Tailer {
     pending: Pending,
     buf: Vec<u8>,
     errors: RateLimitedLog,
+    /// When the folder was last listed for a newer file.
+    last_rotation_check: Option<std::time::Instant>,
 }
 
 impl Tailer {
@@ -521,6 +532,7 @@ impl Tailer {
             cur: None,
             pending: Pending::default(),
             errors: RateLimitedLog::new(Duration::from_secs(60)),
+            last_rotation_check: None,
             cfg,
         }
     }
@@ -530,13 +542,15 @@ impl Tailer {
     }
 
     fn run(mut self) {
+        let mut idle = self.cfg.poll_interval;
         while !self.done() {
             match self.step() {
-                Ok(true) => {}
+                Ok(true) => idle = self.cfg.poll_interval,
                 Ok(false) => {
-                    if self.stop.sleep(self.cfg.poll_interval) {
+                    if self.stop.sleep(idle) {
                         break;
                     }
+                    idle = (idle * 2).min(self.cfg.max_idle_interval.max(self.cfg.poll_interval));
                 }
                 Err(e) => {
                     if let Some(suppressed) = self.errors.failure() {
@@ -565,9 +579,19 @@ impl Tailer {
             }
             return Ok(true);
         }
-        // End of file.
-        if self.check_truncated()? || self.check_rotated()? {
+        // End of file. Listing the folder is the costly part of an idle poll, so a
+        // newer file is looked for at most once per `rotation_check_interval`.
+        if self.check_truncated()? {
             return Ok(true);
+        }
+        let rotation_due = self
+            .last_rotation_check
+            .is_none_or(|t| t.elapsed() >= self.cfg.rotation_check_interval);
+        if rotation_due {
+            self.last_rotation_check = Some(std::time::Instant::now());
+            if self.check_rotated()? {
+                return Ok(true);
+            }
         }
         self.flush();
         if self.errors.recovered() {

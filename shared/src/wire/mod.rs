@@ -8,7 +8,9 @@
 //! - [`event`]: agent → controller events, each with a per-agent sequence number.
 
 pub mod event;
+pub mod frame;
 pub mod ids;
+pub mod link;
 pub mod request;
 pub mod spec;
 
@@ -215,6 +217,21 @@ mod tests {
                 at: now_millis(),
                 event,
             });
+        }
+    }
+
+    #[test]
+    fn debug_output_never_carries_secrets() {
+        let mut s = spec();
+        let super::spec::GameSpec::Arma3(a) = &mut s.game;
+        a.server.password_admin = Some("AdminPw99".into());
+        let request = Request::ApplySpec {
+            spec: Box::new(s.clone()),
+        };
+        for text in [format!("{s:?}"), format!("{request:?}")] {
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(!text.contains("AdminPw99"), "{text}");
+            assert!(text.contains("rcon_port"), "{text}");
         }
     }
 

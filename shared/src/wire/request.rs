@@ -172,6 +172,9 @@ pub enum ErrorCode {
     Rcon,
     /// No answer in time.
     Timeout,
+    /// The agent is not connected, or its link dropped before it answered (set by the
+    /// controller, never sent by an agent).
+    HostOffline,
     /// Anything else.
     Internal,
 }

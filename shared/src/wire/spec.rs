@@ -38,8 +38,9 @@ pub enum GameSpec {
     Arma3(Box<Arma3Spec>),
 }
 
-/// Everything specific to an Arma 3 server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything specific to an Arma 3 server. `Debug` leaves out the RCon password
+/// (the server config's own `Debug` masks its passwords).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arma3Spec {
     /// Absolute path of `arma3server_x64` (or another allow-listed name).
     pub executable: String,
@@ -66,6 +67,23 @@ pub struct Arma3Spec {
     /// Launch parameters beyond the files.
     #[serde(default)]
     pub launch: Arma3Launch,
+}
+
+impl std::fmt::Debug for Arma3Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arma3Spec")
+            .field("executable", &self.executable)
+            .field("game_port", &self.game_port)
+            .field("rcon_port", &self.rcon_port)
+            .field("rcon_password", &"<redacted>")
+            .field("max_ping", &self.max_ping)
+            .field("restrict_rcon", &self.restrict_rcon)
+            .field("server", &self.server)
+            .field("basic", &self.basic)
+            .field("profile", &self.profile)
+            .field("launch", &self.launch)
+            .finish()
+    }
 }
 
 /// Arma 3 launch parameters the controller manages.

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::net::UdpSocket;
+use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use languard_agent::config::AgentConfig;
@@ -77,23 +78,33 @@ impl Drop for Host {
     }
 }
 
-/// A game port P with P..=P+4 free, and a free RCon port.
+/// Next block of 10 ports to hand out (see [`free_ports`]).
+static NEXT_BLOCK: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// A game port P with P..=P+4 free, and a free RCon port P+7. Blocks of 10 in
+/// 20000–29999 are handed out once per process by an atomic counter that starts at an
+/// offset from the pid (so concurrent test binaries rarely collide), and each block is
+/// checked to be free; the probes are dropped only when the block is returned, and no
+/// other test in this process can be given the same block.
 fn free_ports() -> (u16, u16) {
-    loop {
-        let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let game = probe.local_addr().unwrap().port();
-        drop(probe);
-        if !(1_100..=60_000).contains(&game) {
-            continue;
-        }
-        let block: Vec<_> = (game..=game + 4)
-            .chain([game - 50])
-            .map(|p| UdpSocket::bind(("0.0.0.0", p)))
-            .collect();
-        if block.iter().all(Result::is_ok) {
-            return (game, game - 50);
+    const BLOCKS: u32 = 1_000;
+    let _ = NEXT_BLOCK.compare_exchange(
+        u32::MAX,
+        std::process::id() % BLOCKS,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..BLOCKS {
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst) % BLOCKS;
+        let game = u16::try_from(20_000 + block * 10).unwrap();
+        let free = (game..game + 10).all(|p| {
+            UdpSocket::bind(("0.0.0.0", p)).is_ok() && TcpListener::bind(("0.0.0.0", p)).is_ok()
+        });
+        if free {
+            return (game, game + 7);
         }
     }
+    panic!("no free block of 10 ports in 20000-29999");
 }
 
 fn spec(id: &str, knobs: &[(&str, &str)]) -> ServerSpec {
@@ -540,6 +551,15 @@ async fn refusals_change_nothing() {
         !host.dir.path().join("servers/busy/server.cfg").exists(),
         "nothing written"
     );
+    // A refused start is not remembered as "should run" (it would be retried after an
+    // agent restart).
+    for server in ["shell", "busy"] {
+        let stored: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(host.dir.path().join(format!("agent/specs/{server}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(stored["desired_running"], false, "{server}");
+    }
 
     // A traversal file name.
     for path in ["../escape.txt", "/etc/languard-e2e", "mpmissions/../../x"] {
@@ -648,10 +668,20 @@ fn rss() -> u64 {
     kb * 1024
 }
 
+/// Child side of the flood test: runs in its own process (started by
+/// [`a_log_flood_keeps_memory_bounded`]) so the RSS it measures is the agent's alone,
+/// not that of other tests running in parallel in this binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_flood_keeps_memory_bounded() {
-    let host = Host::new();
-    let agent = Agent::start(host.config()).await.unwrap();
+async fn log_flood_child_process() {
+    let Ok(root) = std::env::var("E2E_FLOOD_CHILD_ROOT") else {
+        return; // only meaningful when started by the parent test
+    };
+    let config = AgentConfig {
+        data_dir: Path::new(&root).join("agent"),
+        servers_dir: Path::new(&root).join("servers"),
+        ..AgentConfig::default()
+    };
+    let agent = Agent::start(config).await.unwrap();
     apply(&agent, spec("spam", &[("RPT_SPAM", "50000")])).await;
     agent
         .handle(Request::Start { server: id("spam") })
@@ -684,6 +714,39 @@ async fn a_log_flood_keeps_memory_bounded() {
         peak = peak.max(rss());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    agent
+        .handle(Request::Kill { server: id("spam") })
+        .await
+        .unwrap();
+    agent.shutdown().await;
+    println!("FLOOD {lines} {baseline} {peak}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_keeps_memory_bounded() {
+    let host = Host::new();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "log_flood_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("E2E_FLOOD_CHILD_ROOT", host.dir.path())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "flood child failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = stdout
+        .lines()
+        .find_map(|l| l.split_once("FLOOD ").map(|(_, r)| r.to_owned()))
+        .unwrap_or_else(|| panic!("no report from the flood child: {stdout}"));
+    let numbers: Vec<u64> = report
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (lines, baseline, peak) = (numbers[0], numbers[1], numbers[2]);
     eprintln!(
         "log flood: {lines} lines in 6 s, RSS {} MiB -> peak {} MiB",
         baseline >> 20,
@@ -698,11 +761,6 @@ async fn a_log_flood_keeps_memory_bounded() {
         "memory grew by {} MiB",
         (peak - baseline) >> 20
     );
-    agent
-        .handle(Request::Kill { server: id("spam") })
-        .await
-        .unwrap();
-    agent.shutdown().await;
 }
 
 /// Child side of the SIGKILL test: runs an agent that starts a server, reports the
@@ -796,6 +854,20 @@ async fn after_sigkill_the_agent_adopts_the_running_game() {
         panic!("text");
     };
     assert!(admins.starts_with("Connected RCon admins:"), "{admins}");
+    // The log tail is re-attached: a line written after adoption arrives as an event.
+    agent
+        .handle(Request::Say {
+            server: id("keeper"),
+            player: None,
+            message: "after-adoption-marker".into(),
+        })
+        .await
+        .unwrap();
+    let mut after = 0;
+    wait_event(&agent, &mut after, Duration::from_secs(15), |e| {
+        log_contains(e, "after-adoption-marker")
+    })
+    .await;
     // And it stops as usual.
     agent
         .handle(Request::Stop {
@@ -804,5 +876,161 @@ async fn after_sigkill_the_agent_adopts_the_running_game() {
         .await
         .unwrap();
     assert!(host.games().is_empty());
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_requests_spare_secrets_and_remove_needs_a_stopped_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = Host::new();
+    let agent = Agent::start(host.config()).await.unwrap();
+    apply(&agent, spec("files", &[])).await;
+    agent
+        .handle(Request::Start {
+            server: id("files"),
+        })
+        .await
+        .unwrap();
+    wait_state(
+        &agent,
+        "files",
+        ServerState::Running,
+        Duration::from_secs(20),
+    )
+    .await;
+    let err = agent
+        .handle(Request::RemoveServer {
+            server: id("files"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::NotStopped);
+
+    // Secret files (server.cfg, battleye/) are off limits to every file request.
+    for path in ["server.cfg", "battleye/beserver_x64.cfg", "battleye"] {
+        let err = agent
+            .handle(Request::ReadFile {
+                server: id("files"),
+                path: path.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPath, "{path}");
+        assert!(err.message.contains("secrets"), "{path}: {err}");
+    }
+    let err = agent
+        .handle(Request::ListFiles {
+            server: id("files"),
+            dir: "battleye".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidPath);
+    for request in [
+        Request::WriteFile {
+            server: id("files"),
+            path: "battleye/bans.txt".into(),
+            data: b"x".to_vec(),
+        },
+        Request::DeleteFile {
+            server: id("files"),
+            path: "server.cfg".into(),
+        },
+    ] {
+        assert_eq!(
+            agent.handle(request).await.unwrap_err().code,
+            ErrorCode::InvalidPath
+        );
+    }
+    let be_dir = host.dir.path().join("servers/files/battleye");
+    assert_eq!(
+        std::fs::metadata(&be_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(host.dir.path().join("servers/files/server.cfg").exists());
+
+    // Ordinary files work.
+    agent
+        .handle(Request::WriteFile {
+            server: id("files"),
+            path: "mpmissions/e2e.txt".into(),
+            data: b"hello".to_vec(),
+        })
+        .await
+        .unwrap();
+    let Response::File(data) = agent
+        .handle(Request::ReadFile {
+            server: id("files"),
+            path: "mpmissions/e2e.txt".into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("file");
+    };
+    assert_eq!(data, b"hello");
+    let Response::Files(entries) = agent
+        .handle(Request::ListFiles {
+            server: id("files"),
+            dir: "mpmissions".into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("files");
+    };
+    assert!(entries.iter().any(|e| e.name == "e2e.txt"), "{entries:?}");
+    agent
+        .handle(Request::DeleteFile {
+            server: id("files"),
+            path: "mpmissions/e2e.txt".into(),
+        })
+        .await
+        .unwrap();
+
+    agent
+        .handle(Request::Stop {
+            server: id("files"),
+        })
+        .await
+        .unwrap();
+    // Remove and Start race: exactly one wins, and the loser gets a typed refusal.
+    let (removed, started) = tokio::join!(
+        agent.handle(Request::RemoveServer {
+            server: id("files"),
+        }),
+        agent.handle(Request::Start {
+            server: id("files"),
+        }),
+    );
+    match (&removed, &started) {
+        (Ok(_), Err(e)) => assert_eq!(e.code, ErrorCode::UnknownServer, "{e}"),
+        (Err(e), Ok(_)) => {
+            assert_eq!(e.code, ErrorCode::NotStopped, "{e}");
+            agent
+                .handle(Request::Kill {
+                    server: id("files"),
+                })
+                .await
+                .unwrap();
+            agent
+                .handle(Request::RemoveServer {
+                    server: id("files"),
+                })
+                .await
+                .unwrap();
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    assert!(!host.dir.path().join("agent/specs/files.json").exists());
+    let err = agent
+        .handle(Request::Start {
+            server: id("files"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownServer);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(host.games().is_empty(), "nothing left running");
     agent.shutdown().await;
 }

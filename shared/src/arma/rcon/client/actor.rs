@@ -317,7 +317,7 @@ impl Actor {
             reply,
             sent: 1,
             retry_at,
-            parts: Reassembly::new(),
+            parts: Reassembly::with_limit(self.session.opts.max_answer_bytes),
         });
         self.in_flight += 1;
     }
@@ -413,7 +413,7 @@ impl Actor {
                             let limit = if client_full {
                                 MAX_CLIENT_BUFFERED
                             } else {
-                                MAX_ANSWER_BYTES
+                                self.session.opts.max_answer_bytes
                             };
                             let _ = reply.send(Err(RconError::AnswerTooLarge { limit }));
                         }

@@ -132,6 +132,10 @@ pub struct ClientOptions {
     pub reconnect_min_delay: Duration,
     /// Cap of the reconnect delay.
     pub reconnect_max_delay: Duration,
+    /// Largest answer kept; a longer one is discarded with
+    /// [`RconError::AnswerTooLarge`] so a hostile server cannot make the client buffer
+    /// without bound. Real answers stay far below (at most 255 parts of ~1 KB).
+    pub max_answer_bytes: usize,
 }
 
 impl Default for ClientOptions {
@@ -149,6 +153,7 @@ impl Default for ClientOptions {
             reconnect: true,
             reconnect_min_delay: Duration::from_secs(1),
             reconnect_max_delay: Duration::from_secs(60),
+            max_answer_bytes: MAX_ANSWER_BYTES,
         }
     }
 }
