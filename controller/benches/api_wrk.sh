@@ -74,7 +74,7 @@ run_backend() {
     -d '{"name":"bench-host","os":"linux"}' "$url/hosts" | json '["id"]')
   for i in $(seq 0 $((SERVERS - 1))); do
     curl -fs -o /dev/null -H "authorization: Bearer $token" -H 'content-type: application/json' \
-      -d "{\"host_id\":\"$host\",\"name\":\"s$i\",\"game\":\"arma3\",\"game_port\":$((2302 + i * 10)),\"rcon_port\":$((2309 + i * 10)),\"executable_path\":\"arma3server_x64\"}" \
+      -d "{\"host_id\":\"$host\",\"name\":\"s$i\",\"game\":\"arma3\",\"game_port\":$((2302 + i * 10)),\"rcon_port\":$((2309 + i * 10)),\"executable_path\":\"/srv/arma3/arma3server_x64\"}" \
       "$url/servers"
   done
   local n

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Effective controller configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Effective controller configuration. `Debug` masks the database password.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Addresses the HTTP API listens on.
@@ -26,7 +26,8 @@ pub struct Config {
     pub refresh_token_ttl_secs: u64,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
-    /// Trust `X-Forwarded-For` / `X-Real-IP` for the client address (only behind a proxy).
+    /// Trust `X-Forwarded-For` (its right-most entry, the one the proxy appended) /
+    /// `X-Real-IP` for the client address (only behind one trusted proxy).
     pub trust_forwarded_for: bool,
     /// Retention settings.
     pub retention: Retention,
@@ -34,6 +35,27 @@ pub struct Config {
     pub cors: Cors,
     /// Login throttling.
     pub login_throttle: LoginThrottle,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(mask_url_password),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("retention", &self.retention)
+            .field("cors", &self.cors)
+            .field("login_throttle", &self.login_throttle)
+            .finish()
+    }
 }
 
 /// How long history is kept.
@@ -168,8 +190,15 @@ impl Config {
                     cfg.data_dir = PathBuf::from(v);
                     Ok(())
                 }
-                "DATABASE_URL" | "LANGUARD_DATABASE_URL" => {
+                // LANGUARD_DATABASE_URL wins over DATABASE_URL whatever the order.
+                "LANGUARD_DATABASE_URL" => {
                     cfg.database_url = Some(v.clone());
+                    Ok(())
+                }
+                "DATABASE_URL" => {
+                    if !env.iter().any(|(k, _)| k == "LANGUARD_DATABASE_URL") {
+                        cfg.database_url = Some(v.clone());
+                    }
                     Ok(())
                 }
                 "LANGUARD_MASTER_KEY_FILE" => {
@@ -274,13 +303,30 @@ impl Config {
 
 /// Replaces the password of `scheme://user:password@host` with `***`.
 pub fn mask_url_password(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((creds, host)) = rest.split_once('@')
-        && let Some((user, _)) = creds.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+    let mut out = url.to_owned();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        // The authority ends at the first '/', '?' or '#'; the credentials end at its last '@'.
+        let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(auth_end);
+        if let Some((creds, host)) = authority.rsplit_once('@')
+            && let Some((user, _)) = creds.split_once(':')
+        {
+            out = format!("{scheme}://{user}:***@{host}{tail}");
+        }
     }
-    url.to_owned()
+    // `?password=…` (libpq style) in the query string.
+    if let Some(q) = out.find('?') {
+        let (base, query) = out.split_at(q + 1);
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{base}{}", masked.join("&"));
+    }
+    out
 }
 
 fn parse_listen(v: &str) -> Result<Vec<SocketAddr>, String> {
@@ -310,6 +356,55 @@ fn boolean(v: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_masks_database_password() {
+        let c = Config {
+            database_url: Some("postgres://u:hunter2@h:5432/db?sslmode=require".into()),
+            ..Config::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(
+            d.contains("postgres://u:***@h:5432/db?sslmode=require"),
+            "{d}"
+        );
+        assert_eq!(
+            mask_url_password("postgres://u:p@ss@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            mask_url_password("postgres://h/db?user=u&password=hunter2"),
+            "postgres://h/db?user=u&password=***"
+        );
+        assert_eq!(mask_url_password("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+
+    #[test]
+    fn languard_database_url_wins_in_any_order() {
+        for env in [
+            vec![
+                ("DATABASE_URL".to_owned(), "postgres://other/db".to_owned()),
+                (
+                    "LANGUARD_DATABASE_URL".to_owned(),
+                    "postgres://mine/db".to_owned(),
+                ),
+            ],
+            vec![
+                (
+                    "LANGUARD_DATABASE_URL".to_owned(),
+                    "postgres://mine/db".to_owned(),
+                ),
+                ("DATABASE_URL".to_owned(), "postgres://other/db".to_owned()),
+            ],
+        ] {
+            let c = Config::load_from(None, &env, &Overrides::default()).unwrap();
+            assert_eq!(c.database_url.as_deref(), Some("postgres://mine/db"));
+        }
+        let env = vec![("DATABASE_URL".to_owned(), "postgres://other/db".to_owned())];
+        let c = Config::load_from(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://other/db"));
+    }
 
     #[test]
     fn layers_and_reports_all_problems() {

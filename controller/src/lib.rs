@@ -26,8 +26,10 @@ pub async fn open(config: Config) -> anyhow::Result<AppState> {
         .master_key_file
         .clone()
         .unwrap_or_else(|| config.data_dir.join("master.key"));
-    let master = MasterKey::load(env_key.as_deref(), &key_file)?;
     let store = store::connect(&config.effective_database_url()).await?;
+    // Users or servers (whose configs hold sealed secrets) mean a key existed before.
+    let existing_data = store.count_users().await? > 0 || store.count_servers(None).await? > 0;
+    let master = MasterKey::load(env_key.as_deref(), &key_file, existing_data)?;
     Ok(App::new(store, config, &master))
 }
 

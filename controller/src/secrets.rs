@@ -58,13 +58,27 @@ impl MasterKey {
         Self(crate::auth::random_bytes::<32>())
     }
 
-    /// Env value if given, else the file (created 0600 if missing).
-    pub fn load(env_value: Option<&str>, file: &Path) -> Result<Self, SecretError> {
+    /// Env value if given, else the file (created 0600 if missing). `existing_data` says the
+    /// database already holds users or sealed config data: a missing key file is then an
+    /// error, because a new key could not decrypt what the old one sealed.
+    pub fn load(
+        env_value: Option<&str>,
+        file: &Path,
+        existing_data: bool,
+    ) -> Result<Self, SecretError> {
         if let Some(v) = env_value {
             return Self::from_base64(v);
         }
         match std::fs::read_to_string(file) {
             Ok(text) => Self::from_base64(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && existing_data => {
+                Err(SecretError::Key(format!(
+                    "{} is missing but the database already has users or configs sealed with \
+                     a master key; refusing to create a new key (it could not decrypt them). \
+                     Restore the key file from a backup or set LANGUARD_MASTER_KEY.",
+                    file.display()
+                )))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = Self::generate();
                 write_private(file, format!("{}\n", STANDARD.encode(key.0)).as_bytes())
@@ -177,12 +191,25 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k/master.key");
-        let k1 = MasterKey::load(None, &p).unwrap();
+        let k1 = MasterKey::load(None, &p, false).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let k2 = MasterKey::load(None, &p).unwrap();
+        let k2 = MasterKey::load(None, &p, true).unwrap();
         assert_eq!(k1.0, k2.0);
         let env = STANDARD.encode([7u8; 32]);
-        assert_eq!(MasterKey::load(Some(&env), &p).unwrap().0, [7u8; 32]);
+        assert_eq!(MasterKey::load(Some(&env), &p, true).unwrap().0, [7u8; 32]);
+    }
+
+    #[test]
+    fn missing_key_with_existing_data_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("master.key");
+        let err = MasterKey::load(None, &p, true).unwrap_err().to_string();
+        assert!(err.contains("LANGUARD_MASTER_KEY"), "{err}");
+        assert!(err.contains("Restore"), "{err}");
+        assert!(!p.exists(), "no new key may be written");
+        // The environment still works without the file.
+        let env = STANDARD.encode([3u8; 32]);
+        assert_eq!(MasterKey::load(Some(&env), &p, true).unwrap().0, [3u8; 32]);
     }
 }

@@ -161,14 +161,26 @@ async fn servers_ports_and_concurrency() {
     let t = h.user("dave", Role::Admin).await;
     let (hid, sid) = h.server(&t, 2302).await;
     // 2304 overlaps 2302..=2306.
-    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "two", "game": "arma3", "game_port": 2304, "rcon_port": 2400, "executable_path": "arma3server_x64"})).await;
+    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "two", "game": "arma3", "game_port": 2304, "rcon_port": 2400, "executable_path": "/srv/arma3/arma3server_x64"})).await;
     assert_eq!(s, 409, "{v}");
-    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "three", "game": "arma3", "game_port": 2402, "rcon_port": 2312, "executable_path": "arma3server_x64"})).await;
+    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "three", "game": "arma3", "game_port": 2402, "rcon_port": 2312, "executable_path": "/srv/arma3/arma3server_x64"})).await;
     assert_eq!(s, 409, "rcon of the first server is 2312: {v}");
     let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "four", "game": "arma3", "game_port": 2402, "rcon_port": 2404, "executable_path": "/bin/sh"})).await;
     assert_eq!(s, 422, "{v}");
+    // The agent refuses relative executables and names outside its default allow-list.
+    for exe in [
+        "arma3server_x64",
+        "/srv/arma3/arma3serverprofiling_x64",
+        "C:/a3/arma3serverprofiling.exe",
+    ] {
+        let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "five", "game": "arma3", "game_port": 2502, "rcon_port": 2510, "executable_path": exe})).await;
+        assert_eq!(s, 422, "{exe}: {v}");
+        assert_eq!(v["errors"][0]["field"], "executable_path", "{v}");
+    }
+    let (s, v) = h.send("POST", "/api/v1/servers", &t, json!({"host_id": hid, "name": "six", "game": "arma3", "game_port": 2602, "rcon_port": 2610, "executable_path": "C:\\a3\\arma3server_x64.exe"})).await;
+    assert_eq!(s, 201, "{v}");
     let url = format!("/api/v1/servers/{sid}");
-    let body = json!({"name": "renamed", "game": "arma3", "game_port": 2302, "rcon_port": 2312, "executable_path": "arma3server_x64", "revision": 1});
+    let body = json!({"name": "renamed", "game": "arma3", "game_port": 2302, "rcon_port": 2312, "executable_path": "/srv/arma3/arma3server_x64", "revision": 1});
     let (s, v) = h.send("PUT", &url, &t, body.clone()).await;
     assert_eq!(s, 200, "{v}");
     let (s, _) = h.send("PUT", &url, &t, body.clone()).await;
@@ -184,6 +196,16 @@ async fn servers_ports_and_concurrency() {
         .send()
         .await;
     assert_eq!(r.0.status().as_u16(), 412);
+    // `If-Match: *` matches whatever revision is current.
+    let r = h
+        .cli
+        .put(&url)
+        .header("Authorization", format!("Bearer {t}"))
+        .header("If-Match", "*")
+        .body_json(&nb)
+        .send()
+        .await;
+    assert_eq!(r.0.status().as_u16(), 200);
     let (s, _) = h.send("PUT", &url, &t, nb).await;
     assert_eq!(s, 428);
 }
@@ -298,6 +320,15 @@ async fn config_sections_secrets_versions_diff_rollback_preview() {
     let (s, v) = h.send("POST", &format!("{base}/import"), &t, json!({"revision": 4, "server_cfg": "hostname = \"Imported\";\npassword = \"pw\";\nfooBar = 3;\n"})).await;
     assert_eq!(s, 200, "{v}");
     assert!(!v["warnings"].as_array().unwrap().is_empty());
+    // Secrets the file does not set keep their stored values; the file's own win.
+    assert!(v.to_string().contains("password_admin"), "{v}");
+    let (_, real) = h.get(&format!("{base}/files"), &t).await;
+    let real = real.to_string();
+    assert!(real.contains("s3cret-admin"), "{real}");
+    assert!(
+        real.contains("Imported") && !real.contains("joinme"),
+        "{real}"
+    );
     let (s, v) = h
         .send(
             "POST",
@@ -668,4 +699,155 @@ async fn retention_job_uses_the_configured_days() {
         .unwrap();
     assert_eq!(left.items.len(), 1);
     assert_eq!(left.items[0].ts, t - time::Duration::days(9));
+}
+
+#[tokio::test]
+async fn access_tokens_die_on_logout_role_change_disable_delete_and_password_change() {
+    let h = Harness::new().await;
+    let admin = h.user("boss", Role::Admin).await;
+    // Logout: the access token used for it is refused afterwards.
+    let t = h.user("lou", Role::Operator).await;
+    assert_eq!(h.get("/api/v1/auth/me", &t).await.0, 200);
+    let (s, _) = h.send("POST", "/api/v1/auth/logout", &t, json!({})).await;
+    assert_eq!(s, 204);
+    assert_eq!(h.get("/api/v1/auth/me", &t).await.0, 401);
+    // A fresh login works again.
+    let t = h.login("lou", PW).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(h.get("/api/v1/servers", &t).await.0, 200);
+    let (_, me) = h.get("/api/v1/auth/me", &t).await;
+    let id = me["id"].as_str().unwrap().to_owned();
+    // Role change.
+    let (s, v) = h
+        .send(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(h.get("/api/v1/servers", &t).await.0, 401);
+    // Disable.
+    let t = h.login("lou", PW).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(h.get("/api/v1/servers", &t).await.0, 200);
+    let (s, _) = h
+        .send(
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(h.get("/api/v1/servers", &t).await.0, 401);
+    // Password change: the old token dies, the returned one works.
+    let t = h.user("pat", Role::Viewer).await;
+    let (s, pair) = h
+        .send(
+            "POST",
+            "/api/v1/auth/password",
+            &t,
+            json!({"current_password": PW, "new_password": "another-long-password"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{pair}");
+    assert_eq!(h.get("/api/v1/auth/me", &t).await.0, 401);
+    let fresh = pair["access_token"].as_str().unwrap();
+    let (_, me) = h.get("/api/v1/auth/me", fresh).await;
+    let pat = me["id"].as_str().unwrap().to_owned();
+    // Delete.
+    let (s, _, _) = h
+        .call(
+            "DELETE",
+            &format!("/api/v1/users/{pat}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(h.get("/api/v1/auth/me", fresh).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_password_logins_are_throttled() {
+    let h = std::sync::Arc::new(
+        Harness::with_config(|c| {
+            c.login_throttle.per_account = 3;
+        })
+        .await,
+    );
+    h.user("vic", Role::Viewer).await;
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            h.call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": "vic", "password": "wrong-wrong-wrong"})),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    let verified = codes.iter().filter(|c| **c == 401).count();
+    let throttled = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!((verified, throttled), (3, 9), "{codes:?}");
+}
+
+#[tokio::test]
+async fn login_failed_audit_never_stores_an_unknown_username() {
+    let h = Harness::new().await;
+    let admin = h.user("auditor", Role::Admin).await;
+    for name in ["auditor", "my-secret-password-typed-as-name"] {
+        let (s, _, _) = h
+            .call(
+                "POST",
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": name, "password": "wrong-wrong-wrong"})),
+            )
+            .await;
+        assert_eq!(s, 401);
+    }
+    let (s, page) = h
+        .get("/api/v1/audit?action=auth.login_failed", &admin)
+        .await;
+    assert_eq!(s, 200);
+    let text = page.to_string();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2, "{text}");
+    assert!(!text.contains("my-secret-password-typed-as-name"), "{text}");
+    assert!(text.contains("unknown_user"), "{text}");
+    assert!(text.contains("auditor"), "{text}");
+}
+
+#[tokio::test]
+async fn missing_master_key_with_existing_users_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = languard_controller::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let app = languard_controller::open(cfg.clone()).await.unwrap();
+    assert!(app.bootstrap_admin().await.unwrap().is_some());
+    drop(app);
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let err = languard_controller::open(cfg)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("LANGUARD_MASTER_KEY"), "{err}");
+    assert!(!dir.path().join("master.key").exists());
 }

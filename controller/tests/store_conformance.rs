@@ -124,6 +124,9 @@ conformance!(
     server_port_race_one_wins,
     config_delete_and_replace_sections,
     retention_prunes_old_keeps_recent,
+    tokens_valid_after_bumps,
+    last_admin_guard,
+    last_admin_concurrent_demotions_one_fails,
 );
 
 #[tokio::test]
@@ -2272,5 +2275,210 @@ where
     .unwrap();
     if let Err(p) = res {
         std::panic::resume_unwind(p);
+    }
+}
+
+// ------------------------------------------------------------------ token revocation / admins
+
+async fn admin(s: &S, name: &str) -> User {
+    let u = user(s, name).await;
+    s.update_user(
+        u.id,
+        UserUpdate {
+            role: Some(Role::Admin),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn tokens_valid_after_bumps(s: S) {
+    let u = user(&s, "tva").await;
+    assert_eq!(s.tokens_valid_after(u.id).await.unwrap(), Some(0));
+    s.bump_tokens_valid_after(u.id, 1_700_000_000_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.tokens_valid_after(u.id).await.unwrap(),
+        Some(1_700_000_000_000_000)
+    );
+    // Never lowered.
+    s.bump_tokens_valid_after(u.id, 5).await.unwrap();
+    assert_eq!(
+        s.tokens_valid_after(u.id).await.unwrap(),
+        Some(1_700_000_000_000_000)
+    );
+    assert_eq!(s.tokens_valid_after(Uuid::new_v4()).await.unwrap(), None);
+    assert!(matches!(
+        s.bump_tokens_valid_after(Uuid::new_v4(), 1).await,
+        Err(StoreError::NotFound)
+    ));
+    // Other user fields are untouched by a bump.
+    let again = s.get_user_by_id(u.id).await.unwrap().unwrap();
+    assert_eq!(again, u);
+}
+
+async fn last_admin_guard(s: S) {
+    let a = admin(&s, "only-admin").await;
+    let op = user(&s, "op").await;
+    let last = |r: StoreResult<User>| matches!(r, Err(StoreError::Conflict(w)) if w == LAST_ADMIN);
+    assert!(last(
+        s.update_user(
+            a.id,
+            UserUpdate {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            }
+        )
+        .await
+    ));
+    assert!(last(
+        s.update_user(
+            a.id,
+            UserUpdate {
+                disabled: Some(true),
+                ..Default::default()
+            }
+        )
+        .await
+    ));
+    assert!(matches!(s.delete_user(a.id).await, Err(StoreError::Conflict(w)) if w == LAST_ADMIN));
+    // Other changes of the last admin and changes of non-admins pass.
+    s.update_user(
+        a.id,
+        UserUpdate {
+            must_change_password: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.update_user(
+        op.id,
+        UserUpdate {
+            disabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.update_user(
+            Uuid::new_v4(),
+            UserUpdate {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_user(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+    // With a second enabled admin, the first can go.
+    let b = admin(&s, "second-admin").await;
+    s.update_user(
+        a.id,
+        UserUpdate {
+            role: Some(Role::Operator),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(s.delete_user(b.id).await, Err(StoreError::Conflict(w)) if w == LAST_ADMIN));
+    // A disabled admin does not count as the remaining admin.
+    let c = admin(&s, "third-admin").await;
+    s.update_user(
+        c.id,
+        UserUpdate {
+            disabled: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(last(
+        s.update_user(
+            b.id,
+            UserUpdate {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            }
+        )
+        .await
+    ));
+}
+
+async fn last_admin_concurrent_demotions_one_fails(s: S) {
+    for round in 0..6 {
+        let a = admin(&s, &format!("a{round}")).await;
+        let b = admin(&s, &format!("b{round}")).await;
+        // Only a and b are enabled admins when the race starts.
+        for u in s.list_users().await.unwrap() {
+            if u.id != a.id && u.id != b.id && u.role == Role::Admin && !u.disabled {
+                s.update_user(
+                    u.id,
+                    UserUpdate {
+                        role: Some(Role::Viewer),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            }
+        }
+        let sa = s.clone();
+        let ta = tokio::spawn(async move {
+            sa.update_user(
+                a.id,
+                UserUpdate {
+                    role: Some(Role::Viewer),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ())
+        });
+        let sb = s.clone();
+        let tb = tokio::spawn(async move {
+            if round % 2 == 0 {
+                sb.update_user(
+                    b.id,
+                    UserUpdate {
+                        disabled: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|_| ())
+            } else {
+                sb.delete_user(b.id).await
+            }
+        });
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "exactly one demotion must win: {ra:?} / {rb:?}"
+        );
+        for r in [&ra, &rb] {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, StoreError::Conflict(w) if w == LAST_ADMIN),
+                    "{e:?}"
+                );
+            }
+        }
+        let admins = s
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin && !u.disabled)
+            .count();
+        assert_eq!(admins, 1);
     }
 }

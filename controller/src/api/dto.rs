@@ -129,7 +129,7 @@ impl From<store::User> for UserView {
 }
 
 /// Username and password.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct LoginRequest {
     /// Username (case-insensitive).
     #[oai(validator(max_length = 128))]
@@ -140,7 +140,7 @@ pub struct LoginRequest {
 }
 
 /// A refresh token to rotate.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh.
     pub refresh_token: String,
@@ -155,7 +155,7 @@ pub struct LogoutRequest {
 }
 
 /// A password change.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct ChangePasswordRequest {
     /// Current password.
     pub current_password: String,
@@ -164,7 +164,7 @@ pub struct ChangePasswordRequest {
 }
 
 /// Tokens after login/refresh/password change.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct TokenResponse {
     /// JWT access token (HS256).
     pub access_token: String,
@@ -191,7 +191,7 @@ impl From<crate::service::auth::TokenPair> for TokenResponse {
 }
 
 /// A new user.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct CreateUserRequest {
     /// Username.
     pub username: String,
@@ -218,7 +218,7 @@ pub struct UpdateUserRequest {
 }
 
 /// A password set by an admin.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct ResetPasswordRequest {
     /// New password.
     pub password: String,
@@ -434,7 +434,7 @@ pub struct ConfigView {
 }
 
 /// A section update.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct SectionUpdate {
     /// Full section content (shared model fields). Omitted or null secrets keep the stored value.
     pub content: Value,
@@ -499,7 +499,7 @@ pub struct RollbackRequest {
 }
 
 /// Files to import.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct ImportRequest {
     /// server.cfg text.
     pub server_cfg: Option<String>,
@@ -519,7 +519,7 @@ pub struct ImportResponse {
 }
 
 /// A rendered file.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct FileView {
     /// File name.
     pub name: String,
@@ -575,7 +575,7 @@ pub struct CreateApiTokenRequest {
 }
 
 /// The created token; `token` is shown only now.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct CreatedApiToken {
     /// The secret.
     pub token: String,
@@ -655,4 +655,262 @@ pub struct Status {
     pub servers: u64,
     /// Number of users.
     pub users: i64,
+}
+
+// ------------------------------------------------------------- redacting Debug impls
+//
+// Request and response bodies that carry passwords, tokens or secret config values print
+// `<redacted>` in their place, so a stray `{:?}` (logs, panics, tracing) never leaks them.
+
+const REDACTED: &str = "<redacted>";
+
+/// The keys of a JSON object with every value hidden (section content may hold secrets).
+fn redacted_object(v: &Value) -> std::collections::BTreeMap<&str, &str> {
+    v.as_object()
+        .map(|m| m.keys().map(|k| (k.as_str(), REDACTED)).collect())
+        .unwrap_or_default()
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRequest")
+            .field("refresh_token", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ChangePasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePasswordRequest")
+            .field("current_password", &REDACTED)
+            .field("new_password", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &REDACTED)
+            .field("refresh_token", &REDACTED)
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CreateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .field("role", &self.role)
+            .field("must_change_password", &self.must_change_password)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ResetPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetPasswordRequest")
+            .field("password", &REDACTED)
+            .field("must_change_password", &self.must_change_password)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SectionUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SectionUpdate")
+            .field("content", &redacted_object(&self.content))
+            .field("clear_secrets", &self.clear_secrets)
+            .field("revision", &self.revision)
+            .field("comment", &self.comment)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ImportRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportRequest")
+            .field("server_cfg", &self.server_cfg.as_ref().map(|_| REDACTED))
+            .field("basic_cfg", &self.basic_cfg.as_ref().map(|_| REDACTED))
+            .field("revision", &self.revision)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for FileView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileView")
+            .field("name", &self.name)
+            .field(
+                "content",
+                &format_args!("<{} bytes redacted>", self.content.len()),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CreatedApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiToken")
+            .field("token", &REDACTED)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    fn user() -> UserView {
+        UserView {
+            id: Uuid::nil(),
+            username: "alice".into(),
+            role: RoleDto::Admin,
+            must_change_password: false,
+            disabled: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn clean(d: String) {
+        assert!(!d.contains("SECRET"), "{d}");
+        assert!(d.contains("redacted"), "{d}");
+    }
+
+    #[test]
+    fn login_request() {
+        clean(format!(
+            "{:?}",
+            LoginRequest {
+                username: "alice".into(),
+                password: "SECRET".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn refresh_request() {
+        clean(format!(
+            "{:?}",
+            RefreshRequest {
+                refresh_token: "SECRET".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn change_password_request() {
+        clean(format!(
+            "{:?}",
+            ChangePasswordRequest {
+                current_password: "SECRET1".into(),
+                new_password: "SECRET2".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn token_response() {
+        clean(format!(
+            "{:?}",
+            TokenResponse {
+                access_token: "SECRETa".into(),
+                refresh_token: "SECRETr".into(),
+                token_type: "Bearer".into(),
+                expires_in: 60,
+                user: user(),
+            }
+        ));
+    }
+
+    #[test]
+    fn create_user_request() {
+        clean(format!(
+            "{:?}",
+            CreateUserRequest {
+                username: "bob".into(),
+                password: "SECRET".into(),
+                role: RoleDto::Viewer,
+                must_change_password: true,
+            }
+        ));
+    }
+
+    #[test]
+    fn reset_password_request() {
+        clean(format!(
+            "{:?}",
+            ResetPasswordRequest {
+                password: "SECRET".into(),
+                must_change_password: true
+            }
+        ));
+    }
+
+    #[test]
+    fn section_update() {
+        clean(format!(
+            "{:?}",
+            SectionUpdate {
+                content: serde_json::json!({"password_admin": "SECRET", "hostname": "x"}),
+                clear_secrets: vec![],
+                revision: None,
+                comment: None,
+            }
+        ));
+    }
+
+    #[test]
+    fn import_request_and_file_view() {
+        clean(format!(
+            "{:?}",
+            ImportRequest {
+                server_cfg: Some("password = \"SECRET\";".into()),
+                basic_cfg: None,
+                revision: None
+            }
+        ));
+        clean(format!(
+            "{:?}",
+            FileView {
+                name: "server.cfg".into(),
+                content: "passwordAdmin = \"SECRET\";".into()
+            }
+        ));
+    }
+
+    #[test]
+    fn created_api_token() {
+        clean(format!(
+            "{:?}",
+            CreatedApiToken {
+                token: "lgt_SECRET".into(),
+                info: ApiTokenView {
+                    id: Uuid::nil(),
+                    name: "ci".into(),
+                    prefix: "lgt_abc".into(),
+                    role: RoleDto::Viewer,
+                    created_at: OffsetDateTime::UNIX_EPOCH,
+                    last_used_at: None,
+                    expires_at: None,
+                    revoked_at: None,
+                },
+            }
+        ));
+    }
 }

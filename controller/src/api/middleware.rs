@@ -11,14 +11,36 @@ use super::error::{PROBLEM_JSON, Problem};
 use super::security::ClientIp;
 use crate::service::AppState;
 
+/// The client address behind one trusted proxy: the right-most `X-Forwarded-For` entry
+/// (the one the proxy appended; entries to its left come from the client and can be
+/// forged), else `X-Real-IP`. Only valid IP addresses count.
+fn forwarded_client<'a>(
+    xff: impl Iterator<Item = &'a str>,
+    real_ip: Option<&str>,
+) -> Option<String> {
+    let last = xff
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .last();
+    let candidate = match last {
+        Some(ip) => Some(ip),
+        None => real_ip.map(str::trim),
+    }?;
+    candidate
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
 fn client_ip(req: &Request, trust_forwarded: bool) -> Option<String> {
     if trust_forwarded {
-        let fwd = req
-            .header("x-forwarded-for")
-            .and_then(|v| v.split(',').next())
-            .or_else(|| req.header("x-real-ip"))
-            .map(|s| s.trim().to_owned());
-        if let Some(ip) = fwd.filter(|s| s.parse::<std::net::IpAddr>().is_ok()) {
+        let xff = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        if let Some(ip) = forwarded_client(xff, req.header("x-real-ip")) {
             return Some(ip);
         }
     }
@@ -38,9 +60,13 @@ fn problem_response(status: StatusCode, detail: String, instance: &str) -> Respo
         .body(body)
 }
 
+/// The health endpoint answers 503 with its documented `Health` JSON body (probes read
+/// `database`), not with problem+json.
+const HEALTH_PATH: &str = "/api/v1/system/health";
+
 async fn finish(resp: Response, path: &str) -> Response {
     let status = resp.status();
-    if status.as_u16() < 400 {
+    if status.as_u16() < 400 || (path == HEALTH_PATH && status == StatusCode::SERVICE_UNAVAILABLE) {
         return resp;
     }
     let is_problem = resp
@@ -118,4 +144,56 @@ pub async fn around<E: Endpoint>(ep: E, mut req: Request, app: AppState) -> poem
     };
     app.metrics.record(resp.status().as_u16(), t0.elapsed());
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_503_keeps_its_documented_body() {
+        let body = r#"{"status":"degraded","database":false}"#;
+        let resp = Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .content_type("application/json; charset=utf-8")
+            .body(body);
+        let out = finish(resp, HEALTH_PATH).await;
+        assert_eq!(out.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            out.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/json"))
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.into_body().into_bytes().await.unwrap()).unwrap();
+        assert_eq!(v["database"], false);
+        // Elsewhere a non-problem 503 still becomes problem+json.
+        let resp = Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .body("down");
+        let out = finish(resp, "/api/v1/servers").await;
+        assert!(
+            out.headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(PROBLEM_JSON))
+        );
+    }
+
+    #[test]
+    fn forwarded_for_takes_the_right_most_entry() {
+        let one = |h: &str| forwarded_client(std::iter::once(h), None);
+        assert_eq!(one("6.6.6.6, 10.0.0.7").as_deref(), Some("10.0.0.7"));
+        assert_eq!(one("1.2.3.4").as_deref(), Some("1.2.3.4"));
+        assert_eq!(one("1.2.3.4, not-an-ip"), None);
+        // Several header lines: the last line's last entry.
+        let many = forwarded_client(["6.6.6.6", "5.5.5.5, 9.9.9.9"].into_iter(), None);
+        assert_eq!(many.as_deref(), Some("9.9.9.9"));
+        assert_eq!(
+            forwarded_client(std::iter::empty(), Some(" 2001:db8::1 ")).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(forwarded_client(std::iter::empty(), None), None);
+    }
 }

@@ -38,6 +38,9 @@ async fn check(req: &Request, bearer: Bearer, need: Option<Role>) -> poem::Resul
     let Some(p) = principal else {
         return Err(problem(401, "invalid or expired token"));
     };
+    if !app.session_valid(&p).await {
+        return Err(problem(401, "token revoked"));
+    }
     if let Some(need) = need {
         if p.must_change_password {
             return Err(problem(403, "password change required"));

@@ -42,6 +42,10 @@ pub struct Claims {
     pub exp: u64,
     /// Refresh family the session belongs to.
     pub sid: String,
+    /// Issued at, microseconds since the Unix epoch (compared with the user's
+    /// `tokens_valid_after`; `iat` has only second resolution).
+    #[serde(default)]
+    pub iat_us: i64,
 }
 
 /// Signing/verification keys plus the verification cache.
@@ -66,6 +70,14 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 /// Seconds since the Unix epoch.
+/// Microseconds since the Unix epoch.
+pub fn unix_now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -118,6 +130,7 @@ impl JwtKeys {
             nbf: now,
             exp: now + self.ttl,
             sid: family.to_string(),
+            iat_us: unix_now_us(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
             .map_err(|e| format!("jwt: {e}"))
@@ -141,6 +154,7 @@ impl JwtKeys {
             must_change_password: c.mc,
             via: Via::Session,
             family: Uuid::parse_str(&c.sid).ok(),
+            issued_at_us: Some(c.iat_us),
         };
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= CACHE_MAX {
@@ -192,6 +206,7 @@ mod tests {
             nbf: now - 100,
             exp: now - 30,
             sid: id.to_string(),
+            iat_us: 0,
         };
         let old = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

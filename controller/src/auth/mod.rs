@@ -56,6 +56,8 @@ pub struct Principal {
     pub via: Via,
     /// Refresh-token family of the session (sessions only).
     pub family: Option<Uuid>,
+    /// When the access token was issued, microseconds since the Unix epoch (sessions only).
+    pub issued_at_us: Option<i64>,
 }
 
 /// `N` random bytes from the OS-seeded CSPRNG.

@@ -32,18 +32,29 @@ impl LoginThrottle {
         ]
     }
 
-    /// `Some(retry_after_secs)` when the caller must wait.
-    pub fn check(&self, ip: &str, account: &str) -> Option<u64> {
+    /// Reserves one attempt for `(ip, account)` atomically: `Err(retry_after_secs)` when the
+    /// failures plus the attempts still in flight already reach a limit; otherwise the
+    /// attempt is counted at once (so parallel requests cannot all pass the check before
+    /// any failure is recorded) and stays counted as a failure unless
+    /// [`LoginThrottle::succeed`] releases it.
+    pub fn reserve(&self, ip: &str, account: &str) -> Result<Attempt, u64> {
         let now = Instant::now();
-        let mut st = self.state.lock().ok()?;
+        let Ok(mut st) = self.state.lock() else {
+            return Err(1);
+        };
+        if st.len() > 100_000 {
+            let window = self.window;
+            st.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let keys = Self::keys(ip, account);
         let mut wait: Option<Duration> = None;
-        for (key, kind) in Self::keys(ip, account) {
-            let limit = if kind == 0 {
+        for (key, kind) in &keys {
+            let limit = if *kind == 0 {
                 self.per_ip
             } else {
                 self.per_account
             } as usize;
-            if let Some(q) = st.get_mut(&key) {
+            if let Some(q) = st.get_mut(key) {
                 while q
                     .front()
                     .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -58,29 +69,66 @@ impl LoginThrottle {
                 }
             }
         }
+        if let Some(w) = wait {
+            return Err(w.as_secs().max(1));
+        }
+        for (key, _) in &keys {
+            st.entry(key.clone()).or_default().push_back(now);
+        }
+        Ok(Attempt {
+            ip_key: keys[0].0.clone(),
+            at: now,
+        })
+    }
+
+    /// `Some(retry_after_secs)` when the caller must wait (read-only; see [`Self::reserve`]).
+    pub fn check(&self, ip: &str, account: &str) -> Option<u64> {
+        let now = Instant::now();
+        let st = self.state.lock().ok()?;
+        let mut wait: Option<Duration> = None;
+        for (key, kind) in Self::keys(ip, account) {
+            let limit = if kind == 0 {
+                self.per_ip
+            } else {
+                self.per_account
+            } as usize;
+            if let Some(q) = st.get(&key) {
+                let live: Vec<&Instant> = q
+                    .iter()
+                    .filter(|t| now.duration_since(**t) < self.window)
+                    .collect();
+                if live.len() >= limit
+                    && let Some(oldest) = live.first()
+                {
+                    let w = self.window.saturating_sub(now.duration_since(**oldest));
+                    wait = Some(wait.map_or(w, |x| x.max(w)));
+                }
+            }
+        }
         wait.map(|w| w.as_secs().max(1))
     }
 
-    /// Records a failure for both keys.
-    pub fn fail(&self, ip: &str, account: &str) {
-        let now = Instant::now();
+    /// A successful login: releases the reserved attempt from the IP's count and clears the
+    /// account's failures.
+    pub fn succeed(&self, attempt: Attempt, account: &str) {
         if let Ok(mut st) = self.state.lock() {
-            if st.len() > 100_000 {
-                let window = self.window;
-                st.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+            if let Some(q) = st.get_mut(&attempt.ip_key)
+                && let Some(pos) = q.iter().rposition(|t| *t == attempt.at)
+            {
+                q.remove(pos);
             }
-            for (key, _) in Self::keys(ip, account) {
-                st.entry(key).or_default().push_back(now);
-            }
-        }
-    }
-
-    /// Clears the account's failures after a successful login.
-    pub fn succeed(&self, account: &str) {
-        if let Ok(mut st) = self.state.lock() {
             st.remove(&format!("acct:{}", account.to_lowercase()));
         }
     }
+}
+
+/// One reserved login attempt (see [`LoginThrottle::reserve`]); dropping it without
+/// [`LoginThrottle::succeed`] leaves it counted as a failure.
+#[derive(Debug)]
+#[must_use]
+pub struct Attempt {
+    ip_key: String,
+    at: Instant,
 }
 
 #[cfg(test)]
@@ -91,18 +139,50 @@ mod tests {
     fn limits_per_account_and_ip() {
         let t = LoginThrottle::new(4, 2, Duration::from_secs(60));
         assert!(t.check("1.1.1.1", "bob").is_none());
-        t.fail("1.1.1.1", "bob");
-        t.fail("1.1.1.1", "bob");
+        let _ = t.reserve("1.1.1.1", "bob").unwrap();
+        let _ = t.reserve("1.1.1.1", "bob").unwrap();
         assert!(t.check("1.1.1.1", "bob").is_some());
         assert!(
-            t.check("2.2.2.2", "BOB").is_some(),
+            t.reserve("2.2.2.2", "BOB").is_err(),
             "account limit spans IPs"
         );
         assert!(t.check("1.1.1.1", "alice").is_none());
-        t.fail("1.1.1.1", "alice");
-        t.fail("1.1.1.1", "carol");
-        assert!(t.check("1.1.1.1", "dave").is_some(), "ip limit");
-        t.succeed("bob");
+        let _ = t.reserve("1.1.1.1", "alice").unwrap();
+        let _ = t.reserve("1.1.1.1", "carol").unwrap();
+        assert!(t.reserve("1.1.1.1", "dave").is_err(), "ip limit");
+        let ok = t.reserve("3.3.3.3", "erin").unwrap();
+        t.succeed(ok, "bob");
         assert!(t.check("3.3.3.3", "bob").is_none());
+    }
+
+    #[test]
+    fn reservations_count_in_flight_attempts_and_success_releases() {
+        let t = LoginThrottle::new(100, 3, Duration::from_secs(60));
+        // Three attempts in flight: the fourth is refused before any of them has failed.
+        let a: Vec<Attempt> = (0..3)
+            .map(|_| t.reserve("9.9.9.9", "zed").unwrap())
+            .collect();
+        assert!(t.reserve("9.9.9.9", "zed").is_err());
+        // A success releases its own attempt from the IP count and clears the account.
+        let mut a = a.into_iter();
+        t.succeed(a.next().unwrap(), "zed");
+        assert!(t.reserve("9.9.9.9", "zed").is_ok());
+    }
+
+    #[test]
+    fn parallel_reservations_never_exceed_the_limit() {
+        let t = std::sync::Arc::new(LoginThrottle::new(1000, 5, Duration::from_secs(60)));
+        let handles: Vec<_> = (0..32)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || t.reserve("1.2.3.4", "mallory").is_ok())
+            })
+            .collect();
+        let passed = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(passed, 5);
     }
 }

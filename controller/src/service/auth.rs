@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::store::{NewRefreshToken, NewUser, User, UserUpdate, new_id, now};
 
 /// What a successful login or refresh returns.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenPair {
     /// JWT access token.
     pub access_token: String,
@@ -21,6 +21,17 @@ pub struct TokenPair {
     pub expires_in: u64,
     /// The user.
     pub user: User,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("access_token", &"<redacted>")
+            .field("refresh_token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .field("user", &self.user)
+            .finish()
+    }
 }
 
 fn bad_credentials() -> Error {
@@ -108,12 +119,16 @@ impl App {
         ua: Option<String>,
     ) -> Result<TokenPair> {
         let ip = ctx.ip.clone().unwrap_or_default();
-        if let Some(wait) = self.throttle.check(&ip, username) {
-            self.metrics.inc_login("throttled");
-            return Err(Error::TooManyRequests(wait));
-        }
+        // Reserved before the lookup and argon2, so parallel attempts count at once; the
+        // attempt stays counted (as a failure) unless the login succeeds.
+        let attempt = match self.throttle.reserve(&ip, username) {
+            Ok(a) => a,
+            Err(wait) => {
+                self.metrics.inc_login("throttled");
+                return Err(Error::TooManyRequests(wait));
+            }
+        };
         if pw.len() > password::MAX_LEN || username.len() > 128 {
-            self.throttle.fail(&ip, username);
             return Err(bad_credentials());
         }
         let user = self.store.get_user_by_username(username).await?;
@@ -126,21 +141,23 @@ impl App {
         self.metrics.observe_argon2(t0.elapsed());
         let user = match user {
             Some(u) if ok && !u.disabled => u,
-            _ => {
-                self.throttle.fail(&ip, username);
+            other => {
                 self.metrics.inc_login("failure");
-                self.audit(
-                    ctx,
-                    "auth.login_failed",
-                    "user",
-                    Some(username.chars().take(64).collect()),
-                    json!({}),
-                )
-                .await;
+                // A typed username may be a mistyped password: record it only when it names
+                // an existing account, otherwise just that the user is unknown.
+                let (target, details) = match &other {
+                    Some(u) => (
+                        Some(u.id.to_string()),
+                        json!({"username": u.username, "reason": if u.disabled { "disabled" } else { "bad_password" }}),
+                    ),
+                    None => (None, json!({"reason": "unknown_user"})),
+                };
+                self.audit(ctx, "auth.login_failed", "user", target, details)
+                    .await;
                 return Err(bad_credentials());
             }
         };
-        self.throttle.succeed(username);
+        self.throttle.succeed(attempt, username);
         self.metrics.inc_login("success");
         let pair = self.issue_pair(user, new_id(), ctx, ua).await?;
         let c = Ctx {
@@ -218,6 +235,9 @@ impl App {
         } else if let Some(f) = p.family {
             self.store.revoke_refresh_family(f, t).await?;
         }
+        // The access token must not outlive the logout. JWTs carry no per-session state, so
+        // this ends the access tokens of the user's other sessions too; they refresh.
+        self.revoke_access_tokens(p.user_id).await?;
         self.audit(
             ctx,
             "auth.logout",
@@ -274,6 +294,7 @@ impl App {
         self.store
             .revoke_user_refresh_tokens(user.id, now())
             .await?;
+        self.revoke_access_tokens(user.id).await?;
         self.audit(
             ctx,
             "auth.password_change",
@@ -283,5 +304,34 @@ impl App {
         )
         .await;
         self.issue_pair(user, new_id(), ctx, ua).await
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn token_pair_debug_redacts_tokens() {
+        let p = TokenPair {
+            access_token: "ACCESS-SECRET".into(),
+            refresh_token: "REFRESH-SECRET".into(),
+            expires_in: 60,
+            user: User {
+                id: Uuid::nil(),
+                username: "u".into(),
+                password_hash: "HASH-SECRET".into(),
+                role: Role::Admin,
+                must_change_password: false,
+                disabled: false,
+                created_at: now(),
+                updated_at: now(),
+            },
+        };
+        let d = format!("{p:?}");
+        for s in ["ACCESS-SECRET", "REFRESH-SECRET", "HASH-SECRET"] {
+            assert!(!d.contains(s), "{d}");
+        }
+        assert!(d.contains("<redacted>"));
     }
 }

@@ -43,7 +43,7 @@ pub struct LaunchSection {
 }
 
 /// The `rcon` section: BattlEye's config minus the port (which is the server's `rcon_port`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RconSection {
     /// `RConPassword` (secret).
@@ -52,6 +52,16 @@ pub struct RconSection {
     pub max_ping: Option<u32>,
     /// `RestrictRCon`.
     pub restrict_rcon: Option<bool>,
+}
+
+impl std::fmt::Debug for RconSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RconSection")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("max_ping", &self.max_ping)
+            .field("restrict_rcon", &self.restrict_rcon)
+            .finish()
+    }
 }
 
 /// Secret fields of a section.
@@ -64,12 +74,26 @@ pub fn secret_fields(kind: Kind) -> &'static [&'static str] {
 }
 
 /// One section with its secrets in clear (in memory only).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Plain {
     /// Content without secrets.
     pub content: Map<String, Value>,
     /// Secret field -> value.
     pub secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secrets: BTreeMap<&str, &str> = self
+            .secrets
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("Plain")
+            .field("content", &self.content)
+            .field("secrets", &secrets)
+            .finish()
+    }
 }
 
 impl Plain {
@@ -115,12 +139,25 @@ pub struct ImportResult {
 }
 
 /// A rendered file.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RenderedFile {
     /// File name.
     pub name: String,
     /// Content.
     pub content: String,
+}
+
+/// The content holds secrets in clear; only its size is shown.
+impl std::fmt::Debug for RenderedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedFile")
+            .field("name", &self.name)
+            .field(
+                "content",
+                &format_args!("<{} bytes redacted>", self.content.len()),
+            )
+            .finish()
+    }
 }
 
 /// One difference between two versions.
@@ -387,9 +424,7 @@ impl App {
         comment: Option<String>,
     ) -> Result<ConfigVersion> {
         let (server, cur) = self.current_config(server_id).await?;
-        if cur.revision != expect.value() {
-            return Err(expect.stale(Some(cur.revision)));
-        }
+        let expect = expect.against(cur.revision)?;
         let Value::Object(mut input) = content else {
             return Err(Error::field(kind.as_str(), "must be an object"));
         };
@@ -520,9 +555,7 @@ impl App {
     ) -> Result<ConfigVersion> {
         let (old, _) = self.get_version(server_id, version).await?;
         let cur = self.store.get_config(server_id).await?;
-        if cur.revision != expect.value() {
-            return Err(expect.stale(Some(cur.revision)));
-        }
+        let expect = expect.against(cur.revision)?;
         let author = ctx.principal.as_ref().map(|p| p.user_id);
         let v = self
             .store
@@ -634,9 +667,7 @@ impl App {
         expect: Expect,
     ) -> Result<ImportResult> {
         let (server, cur) = self.current_config(server_id).await?;
-        if cur.revision != expect.value() {
-            return Err(expect.stale(Some(cur.revision)));
-        }
+        let expect = expect.against(cur.revision)?;
         if server_cfg.is_none() && basic_cfg.is_none() {
             return Err(Error::field(
                 "server_cfg",
@@ -658,14 +689,28 @@ impl App {
             warnings.extend(fmt_w("server.cfg", &w));
             let v = serde_json::to_value(&c).map_err(Error::internal)?;
             let canon = validate_section(Kind::Server, &v, &server).map_err(Error::Validation)?;
-            let mut secrets = BTreeMap::new();
+            // Like put_section: secrets the file does not set keep their stored value
+            // (an exported file carries no secrets, so importing it back must not wipe them).
+            let mut secrets = cur
+                .sections
+                .get(kind_key(Kind::Server))
+                .map(|(_, p)| p.secrets.clone())
+                .unwrap_or_default();
             let mut content = match canon {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
             for f in secret_fields(Kind::Server) {
-                if let Some(Value::String(s)) = content.remove(*f) {
-                    secrets.insert((*f).to_owned(), s);
+                match content.remove(*f) {
+                    Some(Value::String(s)) => {
+                        secrets.insert((*f).to_owned(), s);
+                    }
+                    _ if secrets.contains_key(*f) => {
+                        warnings.push(format!(
+                            "server.cfg: {f} not in the file; kept the stored value"
+                        ));
+                    }
+                    _ => {}
                 }
             }
             sections.push(ConfigSection {
@@ -791,5 +836,45 @@ pub fn diff_values(path: &str, a: &Value, b: &Value, out: &mut Vec<DiffEntry>) {
             });
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn rcon_section_debug_redacts_password() {
+        let r = RconSection {
+            password: Some("RCON-SECRET".into()),
+            max_ping: Some(200),
+            restrict_rcon: None,
+        };
+        let d = format!("{r:?}");
+        assert!(!d.contains("RCON-SECRET"), "{d}");
+        assert!(d.contains("<redacted>") && d.contains("200"));
+    }
+
+    #[test]
+    fn plain_debug_redacts_secrets() {
+        let mut p = Plain::default();
+        p.content
+            .insert("hostname".into(), Value::String("My server".into()));
+        p.secrets
+            .insert("password_admin".into(), "ADMIN-SECRET".into());
+        let d = format!("{p:?}");
+        assert!(!d.contains("ADMIN-SECRET"), "{d}");
+        assert!(d.contains("password_admin") && d.contains("My server"));
+    }
+
+    #[test]
+    fn rendered_file_debug_hides_content() {
+        let r = RenderedFile {
+            name: "server.cfg".into(),
+            content: "passwordAdmin = \"ADMIN-SECRET\";".into(),
+        };
+        let d = format!("{r:?}");
+        assert!(!d.contains("ADMIN-SECRET"), "{d}");
+        assert!(d.contains("server.cfg"));
     }
 }

@@ -16,11 +16,17 @@ pub enum Expect {
     Body(i64),
     /// `If-Match` header.
     IfMatch(i64),
+    /// `If-Match: *`: any current revision (resolved with [`Expect::against`]).
+    Any,
 }
 
 impl Expect {
     /// From body revision and an `If-Match` header value (`"<n>"`, `W/"<n>"` or `n`).
+    /// `*` matches whatever revision is current (RFC 9110 §13.1.1).
     pub fn from_parts(body: Option<i64>, if_match: Option<&str>) -> Result<Self> {
+        if if_match.is_some_and(|h| h.trim() == "*") {
+            return Ok(body.map_or(Self::Any, Self::Body));
+        }
         if let Some(h) = if_match {
             let v = h.trim().trim_start_matches("W/").trim_matches('"');
             let n = v.parse::<i64>().map_err(|_| {
@@ -42,10 +48,21 @@ impl Expect {
         })
     }
 
-    /// The expected revision.
+    /// The expected revision (`-1`, matching nothing, for an unresolved `Any`).
     pub fn value(self) -> i64 {
         match self {
             Self::Body(n) | Self::IfMatch(n) => n,
+            Self::Any => -1,
+        }
+    }
+
+    /// Checks against the current revision: `Any` becomes that revision, a mismatch is
+    /// the stale error (409 for a body revision, 412 for `If-Match`).
+    pub fn against(self, current: i64) -> Result<Self> {
+        match self {
+            Self::Any => Ok(Self::IfMatch(current)),
+            e if e.value() == current => Ok(e),
+            e => Err(e.stale(Some(current))),
         }
     }
 
@@ -58,7 +75,7 @@ impl Expect {
             Self::Body(_) => Error::Conflict(format!(
                 "the resource was changed by someone else{cur}; reload and retry"
             )),
-            Self::IfMatch(_) => {
+            Self::IfMatch(_) | Self::Any => {
                 Error::PreconditionFailed(format!("If-Match does not match the current ETag{cur}"))
             }
         }
@@ -148,6 +165,31 @@ fn conflict(what: &str) -> Error {
     }
 }
 
+/// The Arma 3 executables the agent starts by default (its `DEFAULT_ALLOWED_EXECUTABLES`,
+/// compared exactly with the file name); anything else it would refuse at launch.
+pub const ARMA3_EXECUTABLES: &[&str] = &[
+    "arma3server",
+    "arma3server_x64",
+    "arma3server.exe",
+    "arma3server_x64.exe",
+];
+
+/// Absolute on the agent's host, Unix (`/…`) or Windows (`C:\…`, `C:/…`, `\\server\…`).
+fn is_absolute_path(p: &str) -> bool {
+    let b = p.as_bytes();
+    p.starts_with('/')
+        || p.starts_with("\\\\")
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'/' | b'\\'))
+}
+
+/// The last path component, with `/` or `\` as separators.
+fn file_name(p: &str) -> &str {
+    p.rsplit(['/', '\\']).next().unwrap_or(p)
+}
+
 fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
     let mut errs = Vec::new();
     errs.extend(check_name("name", &spec.name, 64));
@@ -157,11 +199,21 @@ fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
             field: "executable_path".into(),
             message: "must be 1 to 1024 characters without control characters".into(),
         });
-    } else if spec.game == Game::Arma3 && ServerArch::from_executable(exe).is_none() {
+    } else if !is_absolute_path(exe) {
         errs.push(FieldError {
             field: "executable_path".into(),
-            message: "must name arma3server[_x64] or arma3serverprofiling[_x64] (.exe optional)"
-                .into(),
+            message: "must be an absolute path (the agent refuses relative executables)".into(),
+        });
+    } else if spec.game == Game::Arma3
+        && (!ARMA3_EXECUTABLES.contains(&file_name(exe))
+            || ServerArch::from_executable(exe).is_none())
+    {
+        errs.push(FieldError {
+            field: "executable_path".into(),
+            message: format!(
+                "the file name must be one of {}",
+                ARMA3_EXECUTABLES.join(", ")
+            ),
         });
     }
     let ports = match server_ports(spec.game, spec.game_port, spec.rcon_port) {
@@ -348,9 +400,7 @@ impl App {
         let ports = validate_spec(&spec)?;
         let _guard = self.fleet_lock.lock().await;
         let cur = self.get_server(id).await?;
-        if cur.revision != expect.value() {
-            return Err(expect.stale(Some(cur.revision)));
-        }
+        let expect = expect.against(cur.revision)?;
         self.check_port_conflicts(cur.host_id, Some(id), &spec, &ports)
             .await?;
         let s = self
@@ -387,5 +437,54 @@ impl App {
         )
         .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_star_matches_the_current_revision() {
+        let e = Expect::from_parts(None, Some("*")).unwrap();
+        assert!(matches!(e, Expect::Any));
+        assert_eq!(e.against(7).unwrap().value(), 7);
+        // With a body revision, the body decides.
+        let e = Expect::from_parts(Some(3), Some(" * ")).unwrap();
+        assert!(e.against(7).is_err());
+        assert_eq!(e.against(3).unwrap().value(), 3);
+        // A numbered If-Match still has to match.
+        let e = Expect::from_parts(None, Some("\"4\"")).unwrap();
+        assert!(matches!(e.against(5), Err(Error::PreconditionFailed(_))));
+        assert!(Expect::from_parts(None, Some("\"x\"")).is_err());
+    }
+
+    #[test]
+    fn executable_paths_match_the_agent() {
+        for ok in [
+            "/srv/arma3/arma3server_x64",
+            "/srv/arma3/arma3server",
+            "C:\\arma3\\arma3server_x64.exe",
+            "D:/arma3/arma3server.exe",
+        ] {
+            assert!(is_absolute_path(ok), "{ok}");
+            assert!(ARMA3_EXECUTABLES.contains(&file_name(ok)), "{ok}");
+        }
+        for bad in [
+            "arma3server_x64",
+            "./arma3server",
+            "srv/arma3server",
+            "C:arma3server.exe",
+        ] {
+            assert!(!is_absolute_path(bad), "{bad}");
+        }
+        for bad in [
+            "/srv/arma3serverprofiling_x64",
+            "/srv/arma3serverprofiling.exe",
+            "/srv/Arma3Server_x64",
+            "/srv/arma3server_x64.sh",
+        ] {
+            assert!(!ARMA3_EXECUTABLES.contains(&file_name(bad)), "{bad}");
+        }
     }
 }

@@ -13,6 +13,7 @@ use crate::store::*;
 #[derive(Default)]
 struct Inner {
     users: Vec<User>,
+    tokens_valid_after: std::collections::HashMap<Uuid, i64>,
     refresh: Vec<RefreshToken>,
     api: Vec<ApiToken>,
     hosts: Vec<Host>,
@@ -20,6 +21,16 @@ struct Inner {
     sections: Vec<(Uuid, StoredSection)>,
     versions: Vec<ConfigVersion>,
     audit: Vec<AuditEvent>,
+}
+
+/// Whether `id` is an enabled admin and no other enabled admin exists.
+fn last_enabled_admin(users: &[User], id: Uuid) -> bool {
+    users
+        .iter()
+        .any(|u| u.id == id && u.role == Role::Admin && !u.disabled)
+        && !users
+            .iter()
+            .any(|u| u.id != id && u.role == Role::Admin && !u.disabled)
 }
 
 /// The in-memory store.
@@ -99,6 +110,10 @@ impl Store for MemStore {
     }
     async fn update_user(&self, id: Uuid, up: UserUpdate) -> StoreResult<User> {
         let mut g = lock(&self.0)?;
+        let removes_admin = up.role.is_some_and(|r| r != Role::Admin) || up.disabled == Some(true);
+        if removes_admin && last_enabled_admin(&g.users, id) {
+            return Err(StoreError::Conflict(LAST_ADMIN.into()));
+        }
         let u = g
             .users
             .iter_mut()
@@ -121,6 +136,10 @@ impl Store for MemStore {
     }
     async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
         let mut g = lock(&self.0)?;
+        if last_enabled_admin(&g.users, id) {
+            return Err(StoreError::Conflict(LAST_ADMIN.into()));
+        }
+        g.tokens_valid_after.remove(&id);
         let n = g.users.len();
         g.users.retain(|u| u.id != id);
         if g.users.len() == n {
@@ -132,6 +151,22 @@ impl Store for MemStore {
     }
     async fn count_users(&self) -> StoreResult<i64> {
         Ok(lock(&self.0)?.users.len() as i64)
+    }
+    async fn tokens_valid_after(&self, id: Uuid) -> StoreResult<Option<i64>> {
+        let g = lock(&self.0)?;
+        Ok(g.users
+            .iter()
+            .any(|u| u.id == id)
+            .then(|| g.tokens_valid_after.get(&id).copied().unwrap_or(0)))
+    }
+    async fn bump_tokens_valid_after(&self, id: Uuid, at_us: i64) -> StoreResult<()> {
+        let mut g = lock(&self.0)?;
+        if !g.users.iter().any(|u| u.id == id) {
+            return Err(StoreError::NotFound);
+        }
+        let v = g.tokens_valid_after.entry(id).or_insert(0);
+        *v = (*v).max(at_us);
+        Ok(())
     }
     async fn insert_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken> {
         let t = RefreshToken {

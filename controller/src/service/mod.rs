@@ -5,6 +5,7 @@ pub mod configs;
 pub mod fleet;
 pub mod memstore;
 pub mod retention;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -39,6 +40,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Verified API tokens, briefly cached (hash -> principal, checked at).
     pub(crate) api_token_cache: RwLock<HashMap<String, (Principal, Instant)>>,
+    /// Per-user `tokens_valid_after` (µs), briefly cached (user -> value, fetched at).
+    pub(crate) session_cache: RwLock<HashMap<uuid::Uuid, (i64, Instant)>>,
     /// Start time.
     pub started: Instant,
     /// Serialises fleet mutations so port checks and writes are atomic per controller.
@@ -85,6 +88,7 @@ impl App {
             throttle,
             metrics: Metrics::default(),
             api_token_cache: RwLock::new(HashMap::new()),
+            session_cache: RwLock::new(HashMap::new()),
             started: Instant::now(),
             fleet_lock: tokio::sync::Mutex::new(()),
             config,

@@ -127,6 +127,7 @@ impl App {
             must_change_password: false,
             via: Via::ApiToken(row.id),
             family: None,
+            issued_at_us: None,
         };
         let _ = self.store.touch_api_token(row.id, t).await;
         if let Ok(mut c) = self.api_token_cache.write() {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{App, Ctx};
 use crate::auth::{Role, password};
 use crate::error::{Error, Result};
-use crate::store::{NewUser, StoreError, User, UserUpdate, now};
+use crate::store::{LAST_ADMIN, NewUser, StoreError, User, UserUpdate, now};
 
 /// Checks a username: 1..=64 chars of `[A-Za-z0-9_.-]`.
 pub fn check_username(name: &str) -> Result<()> {
@@ -92,27 +92,10 @@ impl App {
             .ok_or(Error::NotFound("user"))
     }
 
-    async fn admin_count_other_than(&self, id: Uuid) -> Result<usize> {
-        Ok(self
-            .store
-            .list_users()
-            .await?
-            .iter()
-            .filter(|u| u.id != id && u.role == Role::Admin && !u.disabled)
-            .count())
-    }
-
     /// Changes role / disabled. The last active admin cannot be demoted or disabled.
     pub async fn update_user(&self, ctx: &Ctx, id: Uuid, ch: UserChanges) -> Result<User> {
-        let user = self.get_user(id).await?;
-        let loses_admin = user.role == Role::Admin
-            && !user.disabled
-            && (ch.role.is_some_and(|r| r != Role::Admin) || ch.disabled == Some(true));
-        if loses_admin && self.admin_count_other_than(id).await? == 0 {
-            return Err(Error::Conflict(
-                "cannot demote or disable the last admin".into(),
-            ));
-        }
+        let before = self.get_user(id).await?;
+        // The store refuses atomically when this would leave no enabled admin.
         let updated = self
             .store
             .update_user(
@@ -123,9 +106,18 @@ impl App {
                     ..Default::default()
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(w) if w == LAST_ADMIN => {
+                    Error::Conflict("cannot demote or disable the last admin".into())
+                }
+                e => e.into(),
+            })?;
         if ch.disabled == Some(true) {
             self.store.revoke_user_refresh_tokens(id, now()).await?;
+        }
+        if updated.role != before.role || (updated.disabled && !before.disabled) {
+            self.revoke_access_tokens(id).await?;
         }
         self.audit(
             ctx,
@@ -145,10 +137,13 @@ impl App {
             return Err(Error::Conflict("cannot delete yourself".into()));
         }
         let user = self.get_user(id).await?;
-        if user.role == Role::Admin && self.admin_count_other_than(id).await? == 0 {
-            return Err(Error::Conflict("cannot delete the last admin".into()));
-        }
-        self.store.delete_user(id).await?;
+        self.store.delete_user(id).await.map_err(|e| match e {
+            StoreError::Conflict(w) if w == LAST_ADMIN => {
+                Error::Conflict("cannot delete the last admin".into())
+            }
+            e => e.into(),
+        })?;
+        self.forget_user_sessions(id);
         self.audit(
             ctx,
             "user.delete",
@@ -185,6 +180,7 @@ impl App {
             )
             .await?;
         self.store.revoke_user_refresh_tokens(id, now()).await?;
+        self.revoke_access_tokens(id).await?;
         self.audit(
             ctx,
             "user.reset_password",

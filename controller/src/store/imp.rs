@@ -45,6 +45,19 @@ macro_rules! claim_ports {
     }};
 }
 
+/// Serialises admin-removing user changes inside transaction `$tx` (PostgreSQL: a
+/// transaction-scoped advisory lock; SQLite already has a single writer).
+macro_rules! admin_guard_lock {
+    ($tx:ident) => {{
+        if matches!(Self::BACKEND, Backend::Postgres) {
+            sqlx::query("SELECT pg_advisory_xact_lock(7428301)")
+                .execute(&mut *$tx)
+                .await
+                .map_err(map_err)?;
+        }
+    }};
+}
+
 macro_rules! impl_store {
     ($ty:ty) => {
         #[async_trait::async_trait]
@@ -118,11 +131,22 @@ macro_rules! impl_store {
 
             async fn update_user(&self, id: Uuid, update: UserUpdate) -> StoreResult<User> {
                 check_opt(&[update.password_hash.as_deref()])?;
-                sqlx::query_as::<_, User>(
+                let guarded = update.role.is_some_and(|r| r != Role::Admin) || update.disabled == Some(true);
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                if guarded {
+                    admin_guard_lock!(tx);
+                }
+                // The last-admin guard is part of the statement: under the lock (PostgreSQL)
+                // or the single writer (SQLite) no other demotion can interleave.
+                let u = sqlx::query_as::<_, User>(
                     "UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled), \
                      must_change_password = COALESCE($4, must_change_password), \
                      password_hash = COALESCE($5, password_hash), updated_at = $6 \
-                     WHERE id = $1 RETURNING *",
+                     WHERE id = $1 AND NOT ( \
+                       role = 'admin' AND NOT disabled \
+                       AND (COALESCE($2, role) <> 'admin' OR COALESCE($3, disabled)) \
+                       AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id <> $1 AND o.role = 'admin' AND NOT o.disabled) \
+                     ) RETURNING *",
                 )
                 .bind(id)
                 .bind(update.role.map(|r| r.as_str()))
@@ -130,14 +154,69 @@ macro_rules! impl_store {
                 .bind(update.must_change_password)
                 .bind(update.password_hash)
                 .bind(ts(now()))
-                .fetch_optional(self.w())
+                .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_err)?
-                .ok_or(StoreError::NotFound)
+                .map_err(map_err)?;
+                let res = match u {
+                    Some(u) => Ok(u),
+                    None => {
+                        let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE id = $1")
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                        Err(if exists > 0 { StoreError::Conflict(LAST_ADMIN.into()) } else { StoreError::NotFound })
+                    }
+                };
+                tx.commit().await.map_err(map_err)?;
+                res
             }
 
             async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
-                let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                admin_guard_lock!(tx);
+                let r = sqlx::query(
+                    "DELETE FROM users WHERE id = $1 AND NOT ( \
+                       role = 'admin' AND NOT disabled \
+                       AND NOT EXISTS (SELECT 1 FROM users o WHERE o.id <> $1 AND o.role = 'admin' AND NOT o.disabled) \
+                     )",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let res = if r.rows_affected() > 0 {
+                    Ok(())
+                } else {
+                    let exists = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    Err(if exists > 0 { StoreError::Conflict(LAST_ADMIN.into()) } else { StoreError::NotFound })
+                };
+                tx.commit().await.map_err(map_err)?;
+                res
+            }
+
+            async fn tokens_valid_after(&self, id: Uuid) -> StoreResult<Option<i64>> {
+                sqlx::query_scalar::<_, i64>("SELECT tokens_valid_after FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn bump_tokens_valid_after(&self, id: Uuid, at_us: i64) -> StoreResult<()> {
+                let r = sqlx::query(
+                    "UPDATE users SET tokens_valid_after = CASE WHEN tokens_valid_after < $2 \
+                     THEN $2 ELSE tokens_valid_after END WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at_us)
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 

@@ -132,7 +132,11 @@ impl TryFrom<i16> for LogLevel {
 
 // ---------------------------------------------------------------- users & tokens
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// What [`Store::update_user`] / [`Store::delete_user`] report in `Conflict` when the change
+/// would leave no enabled admin.
+pub const LAST_ADMIN: &str = "last_admin";
+
+#[derive(Clone, PartialEq, sqlx::FromRow)]
 pub struct User {
     pub id: Uuid,
     /// As entered (case preserved); uniqueness is case-insensitive.
@@ -146,7 +150,22 @@ pub struct User {
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("role", &self.role)
+            .field("must_change_password", &self.must_change_password)
+            .field("disabled", &self.disabled)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 pub struct NewUser {
     pub username: String,
     pub password_hash: String,
@@ -154,13 +173,38 @@ pub struct NewUser {
     pub must_change_password: bool,
 }
 
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .field("role", &self.role)
+            .field("must_change_password", &self.must_change_password)
+            .finish()
+    }
+}
+
 /// Partial update; `None` leaves the field unchanged.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct UserUpdate {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub must_change_password: Option<bool>,
     pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for UserUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserUpdate")
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("must_change_password", &self.must_change_password)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -592,10 +636,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
     /// Ordered by username (case-insensitive).
     async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Atomically refuses (`Conflict(LAST_ADMIN)`) a change that would leave no enabled
+    /// admin (demoting or disabling the last one), also under concurrent calls.
     async fn update_user(&self, id: Uuid, update: UserUpdate) -> StoreResult<User>;
-    /// Also deletes the user's refresh and API tokens (cascade).
+    /// Also deletes the user's refresh and API tokens (cascade). Refuses
+    /// (`Conflict(LAST_ADMIN)`) to delete the last enabled admin, atomically.
     async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
     async fn count_users(&self) -> StoreResult<i64>;
+    /// Access tokens of the user issued before this instant (microseconds since the Unix
+    /// epoch) are invalid; `None` when the user does not exist.
+    async fn tokens_valid_after(&self, id: Uuid) -> StoreResult<Option<i64>>;
+    /// Raises `tokens_valid_after` to `at_us` (never lowers it). A missing user is `NotFound`.
+    async fn bump_tokens_valid_after(&self, id: Uuid, at_us: i64) -> StoreResult<()>;
 
     // refresh tokens
     async fn insert_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken>;
@@ -909,5 +961,39 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
         Err(StoreError::InvalidInput(format!(
             "unsupported database URL scheme {scheme:?}: use sqlite://<path> or postgres://…"
         )))
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn user_debug_redacts_password_hash() {
+        let u = User {
+            id: Uuid::nil(),
+            username: "alice".into(),
+            password_hash: "$argon2id$SECRETHASH".into(),
+            role: Role::Viewer,
+            must_change_password: false,
+            disabled: false,
+            created_at: now(),
+            updated_at: now(),
+        };
+        let d = format!("{u:?}");
+        assert!(!d.contains("SECRETHASH"), "{d}");
+        assert!(d.contains("alice") && d.contains("<redacted>"));
+        let n = NewUser {
+            username: "bob".into(),
+            password_hash: "SECRETHASH".into(),
+            role: Role::Viewer,
+            must_change_password: true,
+        };
+        assert!(!format!("{n:?}").contains("SECRETHASH"));
+        let up = UserUpdate {
+            password_hash: Some("SECRETHASH".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{up:?}").contains("SECRETHASH"));
     }
 }

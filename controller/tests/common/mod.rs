@@ -17,32 +17,88 @@ pub struct Harness {
     pub app: AppState,
     pub cli: TestClient<poem::endpoint::BoxEndpoint<'static, poem::Response>>,
     _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
 }
 
-async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
-    let url = if std::env::var("LANGUARD_TEST_DATABASE").as_deref() == Ok("postgres") {
-        let admin = std::env::var("LANGUARD_TEST_PG_ADMIN")
-            .unwrap_or_else(|_| "postgres://languard:languard@127.0.0.1:5432/postgres".into());
+/// The admin URL for the per-test PostgreSQL databases: `LANGUARD_TEST_PG_URL` (what `.ci/run`
+/// exports, with the detected port), then the older `LANGUARD_TEST_PG_ADMIN`, then the default.
+pub fn pg_admin_url() -> String {
+    std::env::var("LANGUARD_TEST_PG_URL")
+        .or_else(|_| std::env::var("LANGUARD_TEST_PG_ADMIN"))
+        .unwrap_or_else(|_| "postgres://languard:languard@127.0.0.1:5432/postgres".into())
+}
+
+/// A per-test PostgreSQL database, dropped (with `FORCE`, closing the pool's connections)
+/// when the harness goes away so CI does not accumulate them.
+pub struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop is synchronous and may run inside a runtime: use a private one on a thread.
+        let res = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok::<(), String>(())
+            })
+        })
+        .join();
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("dropping test database {}: {e}", self.name),
+            Err(_) => eprintln!(
+                "dropping test database {}: cleanup thread panicked",
+                self.name
+            ),
+        }
+    }
+}
+
+async fn open_store(dir: &std::path::Path) -> (Arc<dyn Store>, Option<PgDatabase>) {
+    if std::env::var("LANGUARD_TEST_DATABASE").as_deref() == Ok("postgres") {
+        let admin = pg_admin_url();
         let db = format!("languard_test_{}", uuid::Uuid::new_v4().simple());
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&admin)
             .await
-            .expect("postgres admin connection");
+            .unwrap_or_else(|e| panic!("postgres admin connection to {admin}: {e}"));
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
             .execute(&mut c)
             .await
             .expect("create db");
-        format!("{}/{db}", admin.rsplit_once('/').unwrap().0)
+        let guard = PgDatabase {
+            admin: admin.clone(),
+            name: db.clone(),
+        };
+        let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+        let store = store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("postgres store {db}: {e}"));
+        (store, Some(guard))
     } else {
-        format!("sqlite://{}", dir.join("test.db").display())
-    };
-    match store::connect(&url).await {
-        Ok(s) => s,
-        Err(store::StoreError::Unavailable(m)) if url.starts_with("sqlite") => {
-            eprintln!("store unavailable ({m}); using the in-memory store");
-            Arc::new(languard_controller::service::memstore::MemStore::default())
-        }
-        Err(e) => panic!("store: {e}"),
+        // Never fall back silently to another store: a broken SQLite must fail the test.
+        let url = format!("sqlite://{}", dir.join("test.db").display());
+        let store = store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("sqlite store at {url}: {e}"));
+        (store, None)
     }
 }
 
@@ -59,13 +115,14 @@ impl Harness {
         };
         cfg.login_throttle.per_ip = 1000;
         f(&mut cfg);
-        let store = open_store(dir.path()).await;
+        let (store, pg) = open_store(dir.path()).await;
         let app = languard_controller::with_store(store, cfg, &MasterKey::from_bytes([9u8; 32]));
         let ep = languard_controller::api::build(app.clone());
         Self {
             app,
             cli: TestClient::new(ep),
             _dir: dir,
+            _pg: pg,
         }
     }
 
