@@ -13,6 +13,7 @@
 pub mod config;
 pub mod games;
 pub mod host;
+pub mod link;
 pub mod outbox;
 pub mod supervisor;
 pub mod telemetry;

@@ -3,12 +3,15 @@
 # goal ≤ 12 MB RSS and ≤ 0.5 % of a core). The servers are given to the agent the way
 # it keeps them across restarts (stored specs with desired_running), so the release
 # agent binary starts them itself. Prints figures; asserts nothing.
-#   N=10 MEASURE_SECS=60 bash tests/e2e/benches/agent_idle.sh
+#   N=10 PLAYERS=0 MEASURE_SECS=60 bash tests/e2e/benches/agent_idle.sh
+# PLAYERS>0 makes each simulated server run that many chatting players (log lines,
+# player events), i.e. a lightly used fleet rather than an idle one.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 N=${N:-10}
 MEASURE_SECS=${MEASURE_SECS:-60}
 SETTLE_SECS=${SETTLE_SECS:-15}
+PLAYERS=${PLAYERS:-0}
 
 cargo build -q --release -p languard-agent -p languard-e2e
 AGENT=$PWD/target/release/languard-agent
@@ -37,7 +40,7 @@ for i in $(seq 1 "$N"); do
 {"spec": {"id": "$id", "name": "Idle $i",
   "game": {"kind": "arma3", "executable": "$SIM", "game_port": $game, "rcon_port": $rcon,
            "rcon_password": "IdleBench$i", "server": {"hostname": "Idle $i"}},
-  "environment": {"ARMA3SIM_PLAYERS": "2", "ARMA3SIM_SEED": "$i"}},
+  "environment": {"ARMA3SIM_PLAYERS": "$PLAYERS", "ARMA3SIM_SEED": "$i"}},
  "desired_running": true}
 JSON
 done
@@ -65,7 +68,7 @@ threads=$(awk '/Threads/ {print $2}' "/proc/$agent_pid/status")
 cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s0="$s0" -v s1="$s1" \
   'BEGIN { printf "%.3f", (b - a) / hz / (s1 - s0) * 100 }')
 outbox=$(du -sk "$root/agent/outbox" | cut -f1)
-echo "agent managing $games simulated servers, measured over ${MEASURE_SECS}s:"
+echo "agent managing $games simulated servers ($PLAYERS players each), measured over ${MEASURE_SECS}s:"
 echo "  RSS now ${rss} KiB ($((rss / 1024)) MiB), peak ${peak} KiB; threads $threads"
 echo "  CPU ${cpu} % of one core"
 echo "  outbox on disk ${outbox} KiB (no controller acknowledges events yet)"
