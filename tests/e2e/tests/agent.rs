@@ -1034,3 +1034,158 @@ async fn file_requests_spare_secrets_and_remove_needs_a_stopped_server() {
     assert!(host.games().is_empty(), "nothing left running");
     agent.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_operations_reach_the_game() {
+    use languard_shared::arma::rcon::parse::{BanExpiry, parse_bans};
+
+    let host = Host::new();
+    let agent = Agent::start(host.config()).await.unwrap();
+    apply(
+        &agent,
+        spec("ops", &[("PLAYERS", "3"), ("PLAYER_INTERVAL_MS", "200")]),
+    )
+    .await;
+    agent
+        .handle(Request::Start { server: id("ops") })
+        .await
+        .unwrap();
+    let first = wait_state(&agent, "ops", ServerState::Running, Duration::from_secs(20)).await;
+    let server = || id("ops");
+    let rcon = |command: &str| Request::Rcon {
+        server: server(),
+        command: command.into(),
+    };
+    let text = |r: Response| match r {
+        Response::Text(t) => t,
+        other => panic!("{other:?}"),
+    };
+
+    // Wait for two players online.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let players = loop {
+        let Response::Players(p) = agent
+            .handle(Request::Players { server: server() })
+            .await
+            .unwrap()
+        else {
+            panic!("players");
+        };
+        if p.len() >= 2 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "players did not join: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut after = 0;
+
+    // A private message to one player reaches the game's console log.
+    agent
+        .handle(Request::Say {
+            server: server(),
+            player: Some(players[0].number),
+            message: "just for you".into(),
+        })
+        .await
+        .unwrap();
+    wait_event(&agent, &mut after, Duration::from_secs(10), |e| {
+        log_contains(e, "just for you")
+    })
+    .await;
+
+    // An offline ban by GUID with a duration, listed by `bans`, then lifted.
+    let guid = "0123456789abcdef0123456789abcdef";
+    agent
+        .handle(Request::Ban {
+            server: server(),
+            target: BanTarget::Guid(guid.into()),
+            minutes: Some(30),
+            reason: "e2e offline ban".into(),
+        })
+        .await
+        .unwrap();
+    let bans = parse_bans(&text(agent.handle(rcon("bans")).await.unwrap()));
+    let ban = bans.iter().find(|b| b.target == guid).expect("ban listed");
+    assert_eq!(ban.reason, "e2e offline ban");
+    assert!(
+        matches!(ban.minutes_left, BanExpiry::Minutes(m) if (29..=30).contains(&m)),
+        "{ban:?}"
+    );
+    agent
+        .handle(Request::Unban {
+            server: server(),
+            index: ban.index,
+        })
+        .await
+        .unwrap();
+    let bans = parse_bans(&text(agent.handle(rcon("bans")).await.unwrap()));
+    assert!(bans.iter().all(|b| b.target != guid), "{bans:?}");
+
+    // Banning an online player kicks them with BattlEye's ban reason.
+    let victim = players[1].number;
+    agent
+        .handle(Request::Ban {
+            server: server(),
+            target: BanTarget::Player(victim),
+            minutes: Some(10),
+            reason: "e2e online ban".into(),
+        })
+        .await
+        .unwrap();
+    let kicked = wait_event(&agent, &mut after, Duration::from_secs(10), |e| {
+        matches!(&e.event, Event::Player { event: PlayerEvent::Kicked { number, .. }, .. } if *number == victim)
+    })
+    .await;
+    let Event::Player {
+        event: PlayerEvent::Kicked { reason, .. },
+        ..
+    } = kicked.event
+    else {
+        unreachable!()
+    };
+    assert!(reason.contains("e2e online ban"), "{reason}");
+
+    // Lock/unlock are accepted by the game (an unknown command would be an error).
+    for request in [
+        Request::Lock { server: server() },
+        Request::Unlock { server: server() },
+    ] {
+        assert_eq!(agent.handle(request).await.unwrap(), Response::Done);
+    }
+    // A mission change shows in the game's log.
+    agent
+        .handle(Request::Mission {
+            server: server(),
+            template: "co10_Escape.Altis".into(),
+            difficulty: Some("Veteran".into()),
+        })
+        .await
+        .unwrap();
+    wait_event(&agent, &mut after, Duration::from_secs(10), |e| {
+        log_contains(e, "co10_Escape")
+    })
+    .await;
+    let err = agent
+        .handle(Request::Mission {
+            server: server(),
+            template: "two words".into(),
+            difficulty: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidSpec);
+
+    // Restart replaces the process.
+    agent
+        .handle(Request::Restart { server: server() })
+        .await
+        .unwrap();
+    let again = wait_state(&agent, "ops", ServerState::Running, Duration::from_secs(20)).await;
+    assert_ne!(again.pid, first.pid);
+    assert_eq!(host.games(), vec![again.pid.unwrap()]);
+    agent
+        .handle(Request::Stop { server: server() })
+        .await
+        .unwrap();
+    agent.shutdown().await;
+}
