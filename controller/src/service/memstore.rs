@@ -295,6 +295,8 @@ impl Store for MemStore {
             last_seen_at: None,
             created_at: now(),
             revoked_at: None,
+            agent_version: None,
+            acked_seq: 0,
         };
         g.hosts.push(h.clone());
         Ok(h)

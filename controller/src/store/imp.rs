@@ -389,6 +389,8 @@ macro_rules! impl_store {
                     last_seen_at: None,
                     created_at: now(),
                     revoked_at: None,
+                    agent_version: None,
+                    acked_seq: 0,
                 };
                 sqlx::query("INSERT INTO hosts (id, name, agent_id, os, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(h.id)

@@ -24,10 +24,15 @@ use uuid::Uuid;
 mod common;
 #[macro_use]
 mod imp;
+mod link;
 mod postgres;
 mod sqlite;
 
 pub use common::{new_id, now};
+pub use link::{
+    Enrollment, IngestBatch, JoinTokenRow, MetricRollup, NewJoinToken, NewServerEvent,
+    ROLLUP_BUCKETS, RollupQuery, ServerEvent, ServerEventQuery, ServerStatusRow, SessionChange,
+};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -265,11 +270,16 @@ pub struct Host {
     pub name: String,
     pub agent_id: Option<String>,
     pub os: String,
-    /// Free text for now (e.g. "pending", "online", "offline").
+    /// `pending` (no agent enrolled yet), `online`, `offline` or `revoked`.
     pub status: String,
     pub last_seen_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The enrolled agent's build, as it reported at enrollment / last connect.
+    pub agent_version: Option<String>,
+    /// Highest agent event sequence number committed for this host (the link's ack).
+    /// Written only by [`Store::ingest`] and reset by [`Store::enroll_agent`].
+    pub acked_seq: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -882,6 +892,82 @@ pub trait Store: Send + Sync + 'static {
     /// (single process) takes no lock.
     async fn prune_retention(&self, cutoffs: RetentionCutoffs) -> StoreResult<Option<PruneReport>>;
 
+    // fleet link
+    async fn insert_join_token(&self, new: NewJoinToken) -> StoreResult<JoinTokenRow> {
+        let _ = new;
+        Err(unimplemented_store("insert_join_token"))
+    }
+    async fn get_join_token(&self, id: Uuid) -> StoreResult<Option<JoinTokenRow>> {
+        let _ = id;
+        Err(unimplemented_store("get_join_token"))
+    }
+    /// Newest first.
+    async fn list_join_tokens(&self, host_id: Uuid) -> StoreResult<Vec<JoinTokenRow>> {
+        let _ = host_id;
+        Err(unimplemented_store("list_join_tokens"))
+    }
+    /// In one transaction: marks the token used — only if it is unused, unexpired at
+    /// `e.at` and made for `e.host_id`, else `Conflict("join token")` and nothing changes —
+    /// and binds the host to the new agent: `agent_id`, `os`, `agent_version`, status
+    /// `offline`, `revoked_at` cleared, `acked_seq` 0 (a new agent numbers from 1).
+    /// Exactly one of any number of concurrent calls with one token succeeds.
+    async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host> {
+        let _ = e;
+        Err(unimplemented_store("enroll_agent"))
+    }
+    async fn get_host_by_agent_id(&self, agent_id: &str) -> StoreResult<Option<Host>> {
+        let _ = agent_id;
+        Err(unimplemented_store("get_host_by_agent_id"))
+    }
+    /// Link came up / went down: sets `status` (`online` / `offline`), `last_seen_at = at`
+    /// and, when given, `agent_version`. Leaves a revoked host's status alone.
+    async fn set_host_link(
+        &self,
+        host_id: Uuid,
+        status: &str,
+        agent_version: Option<&str>,
+        at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let _ = (host_id, status, agent_version, at);
+        Err(unimplemented_store("set_host_link"))
+    }
+    /// Controller start-up: every `online` host becomes `offline` (no link exists yet).
+    async fn reset_host_links(&self) -> StoreResult<u64> {
+        Err(unimplemented_store("reset_host_links"))
+    }
+    /// Sets `revoked_at = at` and status `revoked` (the agent's certificate is refused
+    /// from now on). A missing host is `NotFound`.
+    async fn revoke_host(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<Host> {
+        let _ = (id, at);
+        Err(unimplemented_store("revoke_host"))
+    }
+    /// Stores a batch of agent telemetry in ONE transaction: log lines, metric samples
+    /// (and their roll-ups for every [`ROLLUP_BUCKETS`] resolution), status upserts, server
+    /// events, session changes in order — and raises the host's `acked_seq` to
+    /// `batch.upto` (never lowers it). Returns the host's `acked_seq` after the commit.
+    /// Text is stored as given except NUL, which becomes U+FFFD (agent data must never make
+    /// a batch unstorable, or the agent would replay it forever).
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<i64> {
+        let _ = batch;
+        Err(unimplemented_store("ingest"))
+    }
+    /// Every stored status, for servers of `host_id` (or all).
+    async fn list_server_statuses(
+        &self,
+        host_id: Option<Uuid>,
+    ) -> StoreResult<Vec<ServerStatusRow>> {
+        let _ = host_id;
+        Err(unimplemented_store("list_server_statuses"))
+    }
+    async fn query_server_events(&self, query: ServerEventQuery) -> StoreResult<Vec<ServerEvent>> {
+        let _ = query;
+        Err(unimplemented_store("query_server_events"))
+    }
+    async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>> {
+        let _ = query;
+        Err(unimplemented_store("query_metric_rollups"))
+    }
+
     // schedules
     async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
     async fn get_schedule(&self, id: Uuid) -> StoreResult<Option<Schedule>>;
@@ -900,6 +986,10 @@ pub trait Store: Send + Sync + 'static {
         ran_at: OffsetDateTime,
         next_run_at: Option<OffsetDateTime>,
     ) -> StoreResult<bool>;
+}
+
+fn unimplemented_store(what: &str) -> StoreError {
+    StoreError::Internal(anyhow::anyhow!("{what} is not implemented by this store"))
 }
 
 /// Cut-off times for [`Store::prune_retention`]: rows older than these go.

@@ -87,6 +87,34 @@ pub enum AgentMessage {
         /// PEM-encoded PKCS#10 CSR; its key may be new.
         csr_pem: String,
     },
+    /// First and only message of an enrollment connection (one made without a client
+    /// certificate, by `languard-agent enroll`). The controller answers
+    /// [`ControllerMessage::Enrolled`] or [`ControllerMessage::Refused`] and closes.
+    Enroll {
+        /// The protocol version the agent speaks.
+        protocol_version: u32,
+        /// The agent's build.
+        agent_version: String,
+        /// The one-time join token (a secret: `Debug` hides it).
+        token: JoinTokenSecret,
+        /// PEM-encoded PKCS#10 CSR over the agent's new key (ECDSA P-256).
+        csr_pem: String,
+        /// The host's name as the agent sees it, for the console.
+        hostname: String,
+        /// `linux` or `windows`.
+        os: String,
+    },
+}
+
+/// A join token on the wire. Serialised as the plain string; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JoinTokenSecret(pub String);
+
+impl std::fmt::Debug for JoinTokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinTokenSecret(***)")
+    }
 }
 
 /// Controller → agent.
@@ -138,6 +166,18 @@ pub enum ControllerMessage {
         cert_pem: String,
         /// The issuing chain up to the controller's CA, PEM.
         chain_pem: String,
+    },
+    /// The answer to [`AgentMessage::Enroll`]: the agent's identity. The controller
+    /// closes the connection after it; the agent reconnects with its new certificate.
+    Enrolled {
+        /// The agent id the certificate names (a UUID).
+        agent_id: String,
+        /// The host record the token was made for (a UUID).
+        host_id: String,
+        /// The agent's certificate, PEM.
+        cert_pem: String,
+        /// The controller's CA certificate, PEM.
+        ca_pem: String,
     },
 }
 
@@ -439,10 +479,34 @@ mod tests {
             AgentMessage::RenewRequest {
                 csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n…".into(),
             },
+            AgentMessage::Enroll {
+                protocol_version: PROTOCOL_VERSION,
+                agent_version: "0.1.0".into(),
+                token: JoinTokenSecret("lgj_secret".into()),
+                csr_pem: "csr".into(),
+                hostname: "game-01".into(),
+                os: "linux".into(),
+            },
         ];
         for m in &messages {
             round_trip(m);
         }
+    }
+
+    #[test]
+    fn an_enroll_message_never_shows_its_token_in_debug() {
+        let m = AgentMessage::Enroll {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: "0.1.0".into(),
+            token: JoinTokenSecret("lgj_topsecret".into()),
+            csr_pem: "csr".into(),
+            hostname: "h".into(),
+            os: "linux".into(),
+        };
+        let debug = format!("{m:?}");
+        assert!(!debug.contains("topsecret"), "{debug}");
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["enroll"]["token"], "lgj_topsecret");
     }
 
     #[test]
@@ -469,6 +533,12 @@ mod tests {
             ControllerMessage::Renewed {
                 cert_pem: "cert".into(),
                 chain_pem: "chain".into(),
+            },
+            ControllerMessage::Enrolled {
+                agent_id: "a".into(),
+                host_id: "h".into(),
+                cert_pem: "cert".into(),
+                ca_pem: "ca".into(),
             },
         ];
         for m in &messages {

@@ -1,0 +1,176 @@
+//! Rows the fleet link reads and writes (DESIGN.md, "Controller <-> agent link"): join
+//! tokens, enrollment, the agent's committed sequence number, and the telemetry an agent
+//! streams in, which [`super::Store::ingest`] stores in one transaction together with the
+//! new acknowledgement mark (so an ack always means "committed").
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{NewLogLine, NewMetricSample};
+
+/// A join token as stored: never the secret itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct JoinTokenRow {
+    pub id: Uuid,
+    /// The host the token enrolls an agent for.
+    pub host_id: Uuid,
+    /// SHA-256 of the secret, lowercase hex.
+    pub secret_hash: String,
+    pub expires_at: OffsetDateTime,
+    /// Set (once, atomically) by [`super::Store::enroll_agent`].
+    pub used_at: Option<OffsetDateTime>,
+    pub created_by: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJoinToken {
+    /// Chosen by the caller: the id is part of the token string.
+    pub id: Uuid,
+    pub host_id: Uuid,
+    pub secret_hash: String,
+    pub expires_at: OffsetDateTime,
+    pub created_by: Option<Uuid>,
+}
+
+/// A successful enrollment, applied by [`super::Store::enroll_agent`].
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub token_id: Uuid,
+    pub host_id: Uuid,
+    /// The new agent id (named by the agent's certificate).
+    pub agent_id: Uuid,
+    /// `linux` or `windows`, as the agent reports.
+    pub os: String,
+    pub agent_version: String,
+    pub at: OffsetDateTime,
+}
+
+/// A server's actual state as last reported by its agent.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ServerStatusRow {
+    pub server_id: Uuid,
+    /// `stopped`, `starting`, `running`, `stopping`, `crashed`, `hung`, `error`.
+    pub state: String,
+    pub pid: Option<i64>,
+    /// When the agent entered the state.
+    pub since: OffsetDateTime,
+    pub detail: Option<String>,
+    pub exit_code: Option<i64>,
+    pub exit_signal: Option<i64>,
+    pub restarts: i64,
+    /// When the controller stored it.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Something that happened on a server (status change, player event, chat, kick,
+/// outbox gap, rejected report): the server's history.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ServerEvent {
+    pub id: i64,
+    /// `None` for host-wide events (an outbox gap).
+    pub server_id: Option<Uuid>,
+    pub host_id: Uuid,
+    /// The agent's sequence number of the event that carried it.
+    pub seq: i64,
+    pub ts: OffsetDateTime,
+    /// e.g. `status`, `player_joined`, `player_left`, `chat`, `kick`, `gap`.
+    pub kind: String,
+    #[sqlx(json)]
+    pub data: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewServerEvent {
+    pub server_id: Option<Uuid>,
+    pub host_id: Uuid,
+    pub seq: i64,
+    pub ts: OffsetDateTime,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// Newest first, paginated by `before` (an event id).
+#[derive(Debug, Clone, Default)]
+pub struct ServerEventQuery {
+    pub server_id: Option<Uuid>,
+    pub host_id: Option<Uuid>,
+    /// Empty = every kind.
+    pub kinds: Vec<String>,
+    pub before: Option<i64>,
+    /// Clamped to 1..=1000.
+    pub limit: i64,
+}
+
+/// A change to player sessions, applied in order inside [`super::Store::ingest`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionChange {
+    /// Upserts the player by GUID (name, last seen) and opens a session; an open session
+    /// of the same player on the same server is closed first.
+    Join {
+        server_id: Uuid,
+        guid: String,
+        name: String,
+        ip: Option<String>,
+        at: OffsetDateTime,
+    },
+    /// Closes the player's open session on the server (by GUID; by last name when the
+    /// GUID is unknown). Nothing open: nothing happens.
+    Leave {
+        server_id: Uuid,
+        guid: Option<String>,
+        name: String,
+        at: OffsetDateTime,
+    },
+    /// Closes every open session of the server (it stopped or crashed).
+    CloseAll { server_id: Uuid, at: OffsetDateTime },
+}
+
+/// Everything one batch of agent events turned into. Stored in one transaction that also
+/// raises the host's `acked_seq` to `upto`.
+#[derive(Debug, Clone, Default)]
+pub struct IngestBatch {
+    pub host_id: Uuid,
+    /// Highest agent sequence number covered by the batch.
+    pub upto: i64,
+    pub logs: Vec<NewLogLine>,
+    pub metrics: Vec<NewMetricSample>,
+    /// Upserted by server id (the last one per server wins).
+    pub statuses: Vec<ServerStatusRow>,
+    pub events: Vec<NewServerEvent>,
+    pub sessions: Vec<SessionChange>,
+}
+
+/// Roll-up resolutions kept for metrics.
+pub const ROLLUP_BUCKETS: [i64; 3] = [60, 300, 3600];
+
+/// One metrics roll-up bucket (maintained by [`super::Store::ingest`] for every
+/// resolution in [`ROLLUP_BUCKETS`]).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MetricRollup {
+    /// Start of the bucket.
+    pub ts: OffsetDateTime,
+    pub bucket_secs: i64,
+    /// Samples in the bucket.
+    pub samples: i64,
+    pub cpu_avg: Option<f64>,
+    pub cpu_max: Option<f64>,
+    pub rss_avg: Option<f64>,
+    pub rss_max: Option<i64>,
+    pub players_avg: Option<f64>,
+    pub players_max: Option<i64>,
+}
+
+/// Oldest first. Exactly one of `server_id` / `host_id` (host-wide samples).
+#[derive(Debug, Clone, Default)]
+pub struct RollupQuery {
+    pub server_id: Option<Uuid>,
+    pub host_id: Option<Uuid>,
+    /// One of [`ROLLUP_BUCKETS`].
+    pub bucket_secs: i64,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// Clamped to 1..=10000.
+    pub limit: i64,
+}
