@@ -35,6 +35,9 @@ pub enum Command {
         /// Listen address (repeatable).
         #[arg(long)]
         listen: Vec<SocketAddr>,
+        /// Address of the agent link listener (mutual TLS).
+        #[arg(long)]
+        link_listen: Option<SocketAddr>,
     },
     /// Administration.
     #[command(subcommand)]

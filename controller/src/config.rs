@@ -35,6 +35,49 @@ pub struct Config {
     pub cors: Cors,
     /// Login throttling.
     pub login_throttle: LoginThrottle,
+    /// The agent link.
+    pub link: Link,
+}
+
+/// The agent link listener (DESIGN.md, "Controller <-> agent link").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Link {
+    /// Address of the TLS listener agents dial (mutual TLS; enrollment on the same port).
+    /// `None` disables the link.
+    pub listen: Option<SocketAddr>,
+    /// DNS names and IP addresses agents use to reach the link: they go into the
+    /// listener's certificate, and an agent checks the name it dialled against them.
+    pub names: Vec<String>,
+    /// Heartbeat interval offered to agents, seconds; a silent link is dropped after
+    /// three intervals.
+    pub heartbeat_secs: u32,
+    /// How long an API request waits for the agent's answer, seconds.
+    pub request_timeout_secs: u64,
+    /// Lifetime of agent certificates, days (renewed over the link at two thirds).
+    pub cert_validity_days: u32,
+    /// Default lifetime of join tokens, seconds.
+    pub join_token_ttl_secs: u64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+            let h = h.trim();
+            if !h.is_empty() && h != "localhost" {
+                names.push(h.to_owned());
+            }
+        }
+        Self {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 7443))),
+            names,
+            heartbeat_secs: 15,
+            request_timeout_secs: 30,
+            cert_validity_days: 7,
+            join_token_ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -54,6 +97,7 @@ impl std::fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("cors", &self.cors)
             .field("login_throttle", &self.login_throttle)
+            .field("link", &self.link)
             .finish()
     }
 }
@@ -133,6 +177,7 @@ impl Default for Config {
             retention: Retention::default(),
             cors: Cors::default(),
             login_throttle: LoginThrottle::default(),
+            link: Link::default(),
         }
     }
 }
@@ -146,6 +191,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--database-url`.
     pub database_url: Option<String>,
+    /// `serve --link-listen`.
+    pub link_listen: Option<SocketAddr>,
 }
 
 /// Configuration problems, all of them.
@@ -186,6 +233,11 @@ impl Config {
         for (k, v) in env {
             let res: Result<(), String> = match k.as_str() {
                 "LANGUARD_LISTEN" => parse_listen(v).map(|l| cfg.listen = l),
+                "LANGUARD_LINK_LISTEN" => parse_link_listen(v).map(|l| cfg.link.listen = l),
+                "LANGUARD_LINK_NAMES" => {
+                    cfg.link.names = split_list(v);
+                    Ok(())
+                }
                 "LANGUARD_DATA_DIR" => {
                     cfg.data_dir = PathBuf::from(v);
                     Ok(())
@@ -245,6 +297,9 @@ impl Config {
         if let Some(u) = &over.database_url {
             cfg.database_url = Some(u.clone());
         }
+        if let Some(l) = over.link_listen {
+            cfg.link.listen = Some(l);
+        }
         problems.extend(cfg.validate());
         if problems.is_empty() {
             Ok(cfg)
@@ -267,6 +322,19 @@ impl Config {
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
             p.push("max_body_bytes: must be 1 KiB..=1 GiB".to_owned());
+        }
+        let l = &self.link;
+        if l.listen.is_some() && l.names.is_empty() {
+            p.push("link.names: at least one name agents use to reach the link".to_owned());
+        }
+        if l.heartbeat_secs == 0 || l.heartbeat_secs > 3600 {
+            p.push("link.heartbeat_secs: between 1 and 3600".to_owned());
+        }
+        if l.request_timeout_secs == 0 {
+            p.push("link.request_timeout_secs: at least 1".to_owned());
+        }
+        if l.cert_validity_days == 0 || l.cert_validity_days > 90 {
+            p.push("link.cert_validity_days: between 1 and 90".to_owned());
         }
         if self.login_throttle.per_ip == 0 || self.login_throttle.per_account == 0 {
             p.push("login_throttle: limits must be at least 1".to_owned());
@@ -334,6 +402,25 @@ fn parse_listen(v: &str) -> Result<Vec<SocketAddr>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<SocketAddr>().map_err(|e| format!("{s}: {e}")))
+        .collect()
+}
+
+/// `off` (or empty) disables the link; anything else is one socket address.
+fn parse_link_listen(v: &str) -> Result<Option<SocketAddr>, String> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| format!("{v:?} is not a socket address (or `off`)"))
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
         .collect()
 }
 

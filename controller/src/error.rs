@@ -45,6 +45,22 @@ pub enum Error {
     /// The database is unreachable.
     #[error("service unavailable")]
     Unavailable,
+    /// The server's host has no agent connected (or it dropped before answering).
+    #[error("host offline: its agent is not connected")]
+    HostOffline,
+    /// The agent did not answer in time; the operation may still happen.
+    #[error("the agent did not answer within {0} s; the operation may still complete")]
+    AgentTimeout(u64),
+    /// The agent carried out nothing and said why.
+    #[error("{message}")]
+    Agent {
+        /// HTTP status the code maps to.
+        status: u16,
+        /// The agent's machine-readable code (snake_case).
+        code: String,
+        /// The agent's explanation.
+        message: String,
+    },
     /// A bug or an unexpected failure (cause already logged).
     #[error("internal error")]
     Internal,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod live;
 pub mod secrets;
 pub mod service;
 pub mod store;
@@ -31,12 +32,16 @@ pub async fn open(config: Config) -> anyhow::Result<AppState> {
     // Users or servers (whose configs hold sealed secrets) mean a key existed before.
     let existing_data = store.count_users().await? > 0 || store.count_servers(None).await? > 0;
     let master = MasterKey::load(env_key.as_deref(), &key_file, existing_data)?;
-    Ok(App::new(store, config, &master))
+    Ok(App::new(store, config, &master)?)
 }
 
 /// Builds the state over an existing store (tests, benchmarks).
-pub fn with_store(store: Arc<dyn store::Store>, config: Config, master: &MasterKey) -> AppState {
-    App::new(store, config, master)
+pub fn with_store(
+    store: Arc<dyn store::Store>,
+    config: Config,
+    master: &MasterKey,
+) -> anyhow::Result<AppState> {
+    Ok(App::new(store, config, master)?)
 }
 
 /// Serves until Ctrl-C / SIGTERM on every configured address (and the given listener).
@@ -50,6 +55,10 @@ pub async fn serve(app: AppState) -> anyhow::Result<()> {
     for a in rest {
         listener = listener.combine(TcpListener::bind(*a)).boxed();
     }
+    app.init_fleet()
+        .await
+        .map_err(|e| anyhow::anyhow!("fleet start-up: {e}"))?;
+    let link = fleet::link::spawn(app.clone()).await?;
     let retention = service::retention::spawn(app.clone());
     tracing::info!(listen = ?addrs, "Controller listening.");
     poem::Server::new(listener)
@@ -61,6 +70,9 @@ pub async fn serve(app: AppState) -> anyhow::Result<()> {
         .await?;
     if let Some(job) = retention {
         job.abort();
+    }
+    if let Some((_, task)) = link {
+        task.abort();
     }
     Ok(())
 }

@@ -22,14 +22,18 @@ fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
 async fn main() -> anyhow::Result<()> {
     languard_controller::telemetry::init_tracing();
     let cli = Cli::parse();
-    let listen = match &cli.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => Vec::new(),
+    let (listen, link_listen) = match &cli.command {
+        Command::Serve {
+            listen,
+            link_listen,
+        } => (listen.clone(), *link_listen),
+        _ => (Vec::new(), None),
     };
     let over = Overrides {
         listen,
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
+        link_listen,
     };
     let config = Config::load(cli.config.as_deref(), &over)?;
     let sys = Ctx {
@@ -51,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
                 std::sync::Arc::new(languard_controller::service::memstore::MemStore::default()),
                 cfg,
                 &languard_controller::secrets::MasterKey::from_bytes([0u8; 32]),
-            );
+            )?;
             let printed = out(&languard_controller::api::spec_yaml(app));
             let _ = std::fs::remove_dir_all(&dir);
             printed?;

@@ -66,6 +66,12 @@ pub struct Metrics {
     login_success: AtomicU64,
     login_failure: AtomicU64,
     login_throttled: AtomicU64,
+    /// Agent events committed.
+    link_events: AtomicU64,
+    /// Log lines committed.
+    link_log_lines: AtomicU64,
+    /// Time of one ingest transaction.
+    pub ingest: Histogram,
 }
 
 impl Metrics {
@@ -84,6 +90,14 @@ impl Metrics {
             _ => &self.login_failure,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one committed ingest transaction.
+    pub fn ingested(&self, events: usize, log_lines: usize, d: Duration) {
+        self.link_events.fetch_add(events as u64, Ordering::Relaxed);
+        self.link_log_lines
+            .fetch_add(log_lines as u64, Ordering::Relaxed);
+        self.ingest.observe(d);
     }
 
     /// Records an argon2 verification.
@@ -120,6 +134,19 @@ impl Metrics {
         self.argon2.render(
             "languard_password_verify_seconds",
             "argon2id verification time.",
+            &mut out,
+        );
+        out.push_str(&format!(
+            "# HELP languard_link_events_total Agent events committed.\n# TYPE languard_link_events_total counter\nlanguard_link_events_total {}\n",
+            self.link_events.load(Ordering::Relaxed)
+        ));
+        out.push_str(&format!(
+            "# HELP languard_link_log_lines_total Log lines committed.\n# TYPE languard_link_log_lines_total counter\nlanguard_link_log_lines_total {}\n",
+            self.link_log_lines.load(Ordering::Relaxed)
+        ));
+        self.ingest.render(
+            "languard_link_ingest_seconds",
+            "Time of one agent-event ingest transaction.",
             &mut out,
         );
         out.push_str(&format!("# HELP languard_uptime_seconds Seconds since start.\n# TYPE languard_uptime_seconds gauge\nlanguard_uptime_seconds {}\n", uptime.as_secs()));

@@ -9,11 +9,16 @@ use languard_controller::service::memstore::MemStore;
 
 #[test]
 fn openapi_yaml_is_current() {
+    let dir = tempfile::tempdir().unwrap();
     let app = languard_controller::with_store(
         Arc::new(MemStore::default()),
-        Config::default(),
+        Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        },
         &MasterKey::from_bytes([0u8; 32]),
-    );
+    )
+    .unwrap();
     let spec = languard_controller::api::spec_yaml(app);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.yaml");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {

@@ -26,6 +26,10 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub instance: Option<String>,
+    /// Machine-readable reason from the agent (`port_in_use`, `not_running`, …).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<String>,
     /// Field-level problems (validation).
     #[oai(skip_serializing_if_is_empty)]
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -67,7 +71,9 @@ pub fn status_slug(status: u16) -> (&'static str, &'static str) {
         422 => ("validation", "Validation failed"),
         428 => ("precondition-required", "Precondition required"),
         429 => ("too-many-requests", "Too many requests"),
+        502 => ("agent-error", "The agent could not do it"),
         503 => ("unavailable", "Service unavailable"),
+        504 => ("agent-timeout", "The agent did not answer in time"),
         s if s >= 500 => ("internal", "Internal server error"),
         _ => ("error", "Error"),
     }
@@ -83,6 +89,7 @@ impl Problem {
             status,
             detail: detail.into(),
             instance: None,
+            code: None,
             errors: Vec::new(),
         }
     }
@@ -132,9 +139,15 @@ pub enum ApiError {
     /// Unexpected failure.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
-    /// The database is unavailable.
+    /// The agent failed in a way the caller cannot fix (I/O, RCon, internal).
+    #[oai(status = 502, content_type = "application/problem+json")]
+    BadGateway(Json<Problem>),
+    /// The database is unavailable, or the server's host is offline.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
+    /// The agent did not answer in time.
+    #[oai(status = 504, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
 }
 
 impl From<Error> for ApiError {
@@ -163,6 +176,26 @@ impl From<Error> for ApiError {
                 secs.to_string(),
             ),
             Error::Unavailable => Self::Unavailable(Json(Problem::new(503, msg))),
+            Error::HostOffline => {
+                let mut p = Problem::new(503, msg);
+                p.kind = format!("{TYPE_BASE}host-offline");
+                p.title = "Host offline".into();
+                Self::Unavailable(Json(p))
+            }
+            Error::AgentTimeout(_) => Self::GatewayTimeout(Json(Problem::new(504, msg))),
+            Error::Agent { status, code, .. } => {
+                let mut p = Problem::new(status, msg);
+                p.code = Some(code);
+                let p = Json(p);
+                match status {
+                    400 => Self::BadRequest(p),
+                    404 => Self::NotFound(p),
+                    409 => Self::Conflict(p),
+                    422 => Self::Unprocessable(p),
+                    504 => Self::GatewayTimeout(p),
+                    _ => Self::BadGateway(p),
+                }
+            }
             Error::Internal => Self::Internal(Json(Problem::new(500, msg))),
         }
     }

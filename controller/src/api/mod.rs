@@ -3,13 +3,16 @@
 pub mod auth;
 pub mod configs;
 pub mod dto;
+pub mod enrollment;
 pub mod error;
 pub mod fleet;
 pub mod middleware;
+pub mod operations;
 pub mod payload;
 pub mod security;
 pub mod system;
 pub mod tags;
+pub mod telemetry;
 pub mod users;
 
 use poem::http::StatusCode;
@@ -24,6 +27,9 @@ pub type Apis = (
     users::UsersApi,
     fleet::HostsApi,
     fleet::ServersApi,
+    enrollment::EnrollmentApi,
+    operations::OperationsApi,
+    telemetry::TelemetryApi,
     configs::ConfigsApi,
     system::TokensApi,
     system::AuditApi,
@@ -72,6 +78,26 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("getServer", Access::Viewer),
     ("updateServer", Access::Operator),
     ("deleteServer", Access::Admin),
+    ("createJoinToken", Access::Admin),
+    ("listJoinTokens", Access::Admin),
+    ("revokeHost", Access::Admin),
+    ("getServerStatus", Access::Viewer),
+    ("startServer", Access::Operator),
+    ("stopServer", Access::Operator),
+    ("restartServer", Access::Operator),
+    ("killServer", Access::Operator),
+    ("pushServerConfig", Access::Operator),
+    ("runRconCommand", Access::Admin),
+    ("sayToPlayers", Access::Operator),
+    ("kickPlayer", Access::Operator),
+    ("banPlayer", Access::Operator),
+    ("listOnlinePlayers", Access::Viewer),
+    ("queryServerLogs", Access::Viewer),
+    ("queryServerMetrics", Access::Viewer),
+    ("queryServerEvents", Access::Viewer),
+    ("listServerSessions", Access::Viewer),
+    ("listPlayers", Access::Viewer),
+    ("createLiveTicket", Access::Viewer),
     ("getConfig", Access::Viewer),
     ("putConfigSection", Access::Operator),
     ("listConfigVersions", Access::Viewer),
@@ -97,6 +123,9 @@ pub fn api_service(app: AppState) -> OpenApiService<Apis, ()> {
             users::UsersApi(app.clone()),
             fleet::HostsApi(app.clone()),
             fleet::ServersApi(app.clone(), Default::default()),
+            enrollment::EnrollmentApi(app.clone()),
+            operations::OperationsApi(app.clone()),
+            telemetry::TelemetryApi(app.clone()),
             configs::ConfigsApi(app.clone()),
             system::TokensApi(app.clone()),
             system::AuditApi(app.clone()),
@@ -130,6 +159,7 @@ fn metrics(req: &poem::Request) -> Response {
 pub fn build(app: AppState) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
     let api = api_service(app.clone());
     let route = Route::new()
+        .at("/api/v1/ws", poem::get(crate::live::ws::endpoint))
         .nest(BASE, api.into_endpoint())
         .at("/metrics", poem::get(metrics));
     let cors_cfg = app.config.cors.clone();

@@ -13,6 +13,10 @@ pub enum ApiTags {
     Hosts,
     /// Game servers.
     Servers,
+    /// Running servers: lifecycle, RCon, players.
+    Operations,
+    /// Logs, metrics, history, live events.
+    Telemetry,
     /// Server configuration, versions and files.
     Configs,
     /// API tokens for automation.

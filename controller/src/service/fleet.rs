@@ -312,11 +312,20 @@ impl App {
 
     /// Deletes a host without servers.
     pub async fn delete_host(&self, ctx: &Ctx, id: Uuid) -> Result<()> {
-        self.get_host(id).await?;
+        let host = self.get_host(id).await?;
         self.store.delete_host(id).await.map_err(|e| match e {
             StoreError::Conflict(_) => Error::Conflict("the host still has servers".into()),
             e => e.into(),
         })?;
+        // Its agent's certificate must not open a link any more.
+        if let Some(agent) = host
+            .agent_id
+            .as_deref()
+            .and_then(|a| Uuid::parse_str(a).ok())
+        {
+            self.fleet.revoke(agent);
+        }
+        self.fleet.disconnect(id);
         self.audit(ctx, "host.delete", "host", Some(id.to_string()), json!({}))
             .await;
         Ok(())
@@ -428,6 +437,27 @@ impl App {
     pub async fn delete_server(&self, ctx: &Ctx, id: Uuid) -> Result<()> {
         let s = self.get_server(id).await?;
         self.store.delete_server(id).await?;
+        // Best effort: an online agent stops and forgets it now; an offline one at its
+        // next connect (reconciliation).
+        if self.fleet.is_online(s.host_id) {
+            let app_host = s.host_id;
+            if let Ok(sid) = crate::service::lifecycle::wire_id(id) {
+                let _ = self
+                    .ask_agent(
+                        app_host,
+                        languard_shared::wire::request::Request::Stop {
+                            server: sid.clone(),
+                        },
+                    )
+                    .await;
+                let _ = self
+                    .ask_agent(
+                        app_host,
+                        languard_shared::wire::request::Request::RemoveServer { server: sid },
+                    )
+                    .await;
+            }
+        }
         self.audit(
             ctx,
             "server.delete",

@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod configs;
+pub mod enrollment;
 pub mod fleet;
+pub mod lifecycle;
 pub mod memstore;
 pub mod retention;
 pub mod sessions;
@@ -46,6 +48,19 @@ pub struct App {
     pub started: Instant,
     /// Serialises fleet mutations so port checks and writes are atomic per controller.
     pub(crate) fleet_lock: tokio::sync::Mutex<()>,
+    /// The internal CA (agent certificates, the link's server certificate).
+    pub ca: crate::fleet::ca::Ca,
+    /// Connected agents and request routing.
+    pub fleet: crate::fleet::registry::Registry,
+    /// Live events for consoles.
+    pub live: crate::live::LiveHub,
+    /// WebSocket tickets.
+    pub tickets: crate::live::tickets::Tickets,
+    /// Per-host ingest serialisation across reconnects.
+    pub(crate) ingest_locks: crate::fleet::link::IngestLocks,
+    /// Bumped whenever a server's reported state or a host's link changes (invalidates
+    /// the server list cache).
+    status_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Shared application state.
@@ -73,15 +88,21 @@ impl Ctx {
 pub const API_TOKEN_CACHE_TTL: Duration = Duration::from_secs(30);
 
 impl App {
-    /// Builds the state over an open store.
-    pub fn new(store: Arc<dyn Store>, config: Config, master: &MasterKey) -> AppState {
+    /// Builds the state over an open store; loads (or on first start creates) the CA in
+    /// the data folder.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Config,
+        master: &MasterKey,
+    ) -> Result<AppState, crate::fleet::ca::CaError> {
+        let ca = crate::fleet::ca::Ca::load_or_create(&config.data_dir, master)?;
         let jwt = JwtKeys::new(&master.derive("jwt-access"), config.access_token_ttl_secs);
         let throttle = LoginThrottle::new(
             config.login_throttle.per_ip,
             config.login_throttle.per_account,
             Duration::from_secs(config.login_throttle.window_secs),
         );
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             store,
             jwt,
             secrets: SecretBox::new(master),
@@ -91,8 +112,43 @@ impl App {
             session_cache: RwLock::new(HashMap::new()),
             started: Instant::now(),
             fleet_lock: tokio::sync::Mutex::new(()),
+            ca,
+            fleet: crate::fleet::registry::Registry::default(),
+            live: crate::live::LiveHub::default(),
+            tickets: crate::live::tickets::Tickets::default(),
+            ingest_locks: crate::fleet::link::IngestLocks::default(),
+            status_generation: std::sync::atomic::AtomicU64::new(0),
             config,
-        })
+        }))
+    }
+
+    /// Marks reported states changed.
+    pub fn bump_status_generation(&self) {
+        self.status_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The current status generation.
+    pub fn status_generation(&self) -> u64 {
+        self.status_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Start-up: no agent is connected yet; revoked agents are refused from the first
+    /// handshake on.
+    pub async fn init_fleet(&self) -> Result<()> {
+        self.store.reset_host_links().await?;
+        for h in self.store.list_hosts().await? {
+            if h.revoked_at.is_some()
+                && let Some(id) = h
+                    .agent_id
+                    .as_deref()
+                    .and_then(|a| uuid::Uuid::parse_str(a).ok())
+            {
+                self.fleet.revoke(id);
+            }
+        }
+        Ok(())
     }
 
     /// Records an audit event; failures are logged, never hidden from the caller's

@@ -116,7 +116,8 @@ impl Harness {
         cfg.login_throttle.per_ip = 1000;
         f(&mut cfg);
         let (store, pg) = open_store(dir.path()).await;
-        let app = languard_controller::with_store(store, cfg, &MasterKey::from_bytes([9u8; 32]));
+        let app =
+            languard_controller::with_store(store, cfg, &MasterKey::from_bytes([9u8; 32])).unwrap();
         let ep = languard_controller::api::build(app.clone());
         Self {
             app,

@@ -1,0 +1,530 @@
+//! The agent link server (DESIGN.md, "Controller <-> agent link").
+//!
+//! One TLS 1.3 listener. A connection with a client certificate (chained to our CA,
+//! naming an unrevoked agent — checked during the handshake) is an agent session:
+//! Hello → Welcome, then requests, events, acks and heartbeats until either side goes
+//! away. A connection without one may only enroll: one `Enroll`, one answer, closed.
+//!
+//! Events are committed before they are acknowledged: a per-connection ingest task
+//! stores each batch in one transaction that also raises the host's `acked_seq`, then
+//! sends the ack and publishes to consoles. On reconnect the session starts from the
+//! stored mark, after any ingest of the previous connection of that host has finished
+//! (the per-host ingest lock), so a replay is stored exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use languard_shared::wire::event::EventEnvelope;
+use languard_shared::wire::frame::{FrameReader, FramedLink, MAX_FRAME_LEN};
+use languard_shared::wire::link::{
+    AgentMessage, ControllerMessage, Correlator, Deduplicator, SUPPORTED_VERSIONS, host_offline,
+    negotiate,
+};
+use languard_shared::wire::{PROTOCOL_VERSION, now_millis};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use uuid::Uuid;
+
+use super::ca::{RevocationCheck, agent_id_from_cert, server_config};
+use super::enroll;
+use super::ingest::{self, Rejected};
+use super::registry::LinkHandle;
+use crate::live::Channel;
+use crate::service::AppState;
+use crate::store::{ActorKind, NewAuditEvent, Store};
+
+/// How long a TLS handshake plus the first message may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest frame of an enrollment connection (a CSR and a token).
+const ENROLL_FRAME_MAX: usize = 64 * 1024;
+/// Events coalesced into one database transaction at most.
+const INGEST_MAX_EVENTS: usize = 20_000;
+/// Foreign-server refusals audited one by one per connection; beyond, only counted.
+const AUDITED_REFUSALS: usize = 20;
+
+/// Per-host locks serialising ingest across connections of the same host.
+#[derive(Default)]
+pub struct IngestLocks(Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+
+impl IngestLocks {
+    fn get(&self, host: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        match self.0.lock() {
+            Ok(mut m) => m.entry(host).or_default().clone(),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+/// Binds the link listener (when configured) and serves it in the background. Returns
+/// the bound address.
+pub async fn spawn(app: AppState) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(addr) = app.config.link.listen else {
+        tracing::info!("Agent link disabled (link.listen = off).");
+        return Ok(None);
+    };
+    let names: Vec<&str> = app.config.link.names.iter().map(String::as_str).collect();
+    let cert = app.ca.server_cert(&names)?;
+    let registry = app.clone();
+    let revoked: RevocationCheck = Arc::new(move |id| registry.fleet.is_revoked(id));
+    let tls = server_config(&app.ca, &cert, revoked)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, names = ?app.config.link.names, "Agent link listening.");
+    let task = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let app = app.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move { connection(app, acceptor, tcp, peer).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Link accept failed.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    Ok(Some((bound, task)))
+}
+
+async fn connection(app: AppState, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "Link handshake refused.");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "Link handshake timed out.");
+            return;
+        }
+    };
+    let agent_id = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| agent_id_from_cert(c));
+    match agent_id {
+        None => enroll::serve(app, FramedLink::new(tls, ENROLL_FRAME_MAX), peer).await,
+        Some(id) => session(app, FramedLink::new(tls, MAX_FRAME_LEN), id, peer).await,
+    }
+}
+
+async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(link: &mut FramedLink<T>, reason: &str) {
+    let _ = link
+        .send(&ControllerMessage::Refused {
+            reason: reason.to_owned(),
+        })
+        .await;
+}
+
+async fn audit_agent(
+    store: &dyn Store,
+    action: &str,
+    target: (&str, String),
+    peer: SocketAddr,
+    details: serde_json::Value,
+) {
+    let ev = NewAuditEvent {
+        ts: None,
+        actor_user_id: None,
+        actor_kind: ActorKind::Agent,
+        action: action.to_owned(),
+        target_kind: Some(target.0.to_owned()),
+        target_id: Some(target.1),
+        ip: Some(peer.ip().to_string()),
+        details,
+    };
+    if let Err(e) = store.insert_audit(ev).await {
+        tracing::error!(error = %e, action, "Audit event could not be stored.");
+    }
+}
+
+async fn session<T>(app: AppState, mut link: FramedLink<T>, agent_id: Uuid, peer: SocketAddr)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let host = match app.store.get_host_by_agent_id(&agent_id.to_string()).await {
+        Ok(Some(h)) if h.revoked_at.is_none() => h,
+        Ok(_) => {
+            tracing::warn!(%peer, %agent_id, "Link refused: agent unknown, re-enrolled or revoked.");
+            refuse(&mut link, "agent unknown or revoked: enroll again").await;
+            audit_agent(
+                &*app.store,
+                "agent.refused",
+                ("agent", agent_id.to_string()),
+                peer,
+                json!({"reason": "unknown or revoked"}),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Link refused: store unavailable.");
+            refuse(&mut link, "controller storage unavailable; retry later").await;
+            return;
+        }
+    };
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, link.recv::<AgentMessage>()).await {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, host = %host.id, error = %e, "Link closed: bad first frame.");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, host = %host.id, "Link closed: no hello in time.");
+            return;
+        }
+    };
+    let AgentMessage::Hello {
+        protocol_version,
+        agent_version,
+        inventory,
+        last_acked_seq,
+    } = hello
+    else {
+        refuse(&mut link, "expected hello").await;
+        return;
+    };
+    let version = match negotiate(protocol_version, SUPPORTED_VERSIONS) {
+        Ok(v) => v,
+        Err(reason) => {
+            refuse(&mut link, &reason).await;
+            return;
+        }
+    };
+    let host_id = host.id;
+    let heartbeat = Duration::from_secs(u64::from(app.config.link.heartbeat_secs));
+    let (close_tx, mut close_rx) = watch::channel(false);
+    let (tx, rx) = mpsc::channel::<ControllerMessage>(1024);
+    let correlator = Arc::new(Correlator::new());
+    let conn_id = app.fleet.next_conn_id();
+    let handle = Arc::new(LinkHandle {
+        host_id,
+        agent_id,
+        conn_id,
+        tx: tx.clone(),
+        correlator: correlator.clone(),
+        close: close_tx,
+    });
+    // Replaces (and closes) an older connection of this host; then waits for its ingest
+    // to finish before reading the committed mark.
+    app.fleet.attach(handle.clone());
+    let ingest_lock = app.ingest_locks.get(host_id);
+    let acked = {
+        let _g = ingest_lock.lock().await;
+        match app.store.get_host(host_id).await {
+            Ok(Some(h)) => h.acked_seq,
+            _ => {
+                refuse(&mut link, "controller storage unavailable; retry later").await;
+                app.fleet.detach(host_id, conn_id);
+                return;
+            }
+        }
+    };
+    let acked_u = u64::try_from(acked).unwrap_or(0);
+    if last_acked_seq > acked_u {
+        tracing::warn!(host = %host_id, agent_acked = last_acked_seq, controller_acked = acked_u,
+            "The agent holds acks the controller has no record of (database restored?); events between are lost.");
+    }
+    let (reader, mut writer) = link.into_split();
+    if writer
+        .send(&ControllerMessage::Welcome {
+            protocol_version: version,
+            acked_seq: acked_u,
+            heartbeat_secs: app.config.link.heartbeat_secs,
+        })
+        .await
+        .is_err()
+    {
+        app.fleet.detach(host_id, conn_id);
+        return;
+    }
+    if let Err(e) = app
+        .store
+        .set_host_link(host_id, "online", Some(&agent_version), crate::store::now())
+        .await
+    {
+        tracing::warn!(host = %host_id, error = %e, "Host status not stored.");
+    }
+    app.bump_status_generation();
+    app.live.publish(
+        Channel::Status,
+        None,
+        Some(host_id),
+        &json!({"host": host_id, "online": true, "agent_version": agent_version}),
+    );
+    tracing::info!(%peer, host = %host_id, %agent_id, agent_version, protocol = version, acked = acked_u, "Agent connected.");
+
+    let writer_task = tokio::spawn(write_loop(writer, rx, heartbeat));
+    let (ingest_tx, ingest_rx) = mpsc::channel::<Vec<EventEnvelope>>(64);
+    let ingest_task = tokio::spawn(ingest_loop(
+        IngestCtx {
+            app: app.clone(),
+            host_id,
+            agent_id,
+            peer,
+            tx: tx.clone(),
+            lock: ingest_lock,
+            closed: handle.close.subscribe(),
+            dedup: Deduplicator::new(acked_u),
+        },
+        ingest_rx,
+    ));
+    let reconcile = {
+        let app = app.clone();
+        tokio::spawn(async move { app.reconcile(host_id, inventory).await })
+    };
+
+    let reason = read_loop(
+        &app,
+        reader,
+        &mut close_rx,
+        heartbeat,
+        &correlator,
+        &tx,
+        &ingest_tx,
+        agent_id,
+    )
+    .await;
+    tracing::info!(%peer, host = %host_id, reason, "Agent disconnected.");
+    drop(ingest_tx);
+    reconcile.abort();
+    writer_task.abort();
+    correlator.fail_all(host_offline());
+    // Let the ingest task finish what it already holds (it stops on `closed`).
+    let _ = handle.close.send(true);
+    let _ = ingest_task.await;
+    if app.fleet.detach(host_id, conn_id) {
+        if let Err(e) = app
+            .store
+            .set_host_link(host_id, "offline", None, crate::store::now())
+            .await
+        {
+            tracing::warn!(host = %host_id, error = %e, "Host status not stored.");
+        }
+        app.bump_status_generation();
+        app.live.publish(
+            Channel::Status,
+            None,
+            Some(host_id),
+            &json!({"host": host_id, "online": false}),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_loop<R: AsyncRead + Unpin>(
+    app: &AppState,
+    mut reader: FrameReader<ReadHalf<R>>,
+    close: &mut watch::Receiver<bool>,
+    heartbeat: Duration,
+    correlator: &Correlator,
+    tx: &mpsc::Sender<ControllerMessage>,
+    ingest: &mpsc::Sender<Vec<EventEnvelope>>,
+    agent_id: Uuid,
+) -> &'static str {
+    let silence = heartbeat * 3;
+    loop {
+        let msg = tokio::select! {
+            _ = close.changed() => return "closed by the controller",
+            r = tokio::time::timeout(silence, reader.recv::<AgentMessage>()) => r,
+        };
+        let msg = match msg {
+            Err(_) => return "silent for three heartbeat intervals",
+            Ok(Ok(None)) => return "closed by the agent",
+            Ok(Err(e)) => {
+                tracing::warn!(%agent_id, error = %e, "Bad frame from agent; closing its link.");
+                return "bad frame";
+            }
+            Ok(Ok(Some(m))) => m,
+        };
+        match msg {
+            AgentMessage::Response { id, result } => {
+                correlator.resolve(id, result);
+            }
+            AgentMessage::Events { events } => {
+                if !events.is_empty() && ingest.send(events).await.is_err() {
+                    return "ingest stopped";
+                }
+            }
+            AgentMessage::Heartbeat { .. } => {}
+            AgentMessage::RenewRequest { csr_pem } => {
+                let validity =
+                    Duration::from_secs(u64::from(app.config.link.cert_validity_days) * 86_400);
+                match app.ca.sign_agent_csr(&csr_pem, agent_id, validity) {
+                    Ok(cert) => {
+                        tracing::info!(%agent_id, not_after = %cert.not_after, "Agent certificate renewed.");
+                        let _ = tx
+                            .send(ControllerMessage::Renewed {
+                                cert_pem: cert.cert_pem,
+                                chain_pem: app.ca.cert_pem().to_owned(),
+                            })
+                            .await;
+                    }
+                    Err(e) => tracing::warn!(%agent_id, error = %e, "Renewal CSR refused."),
+                }
+            }
+            AgentMessage::Hello { .. } | AgentMessage::Enroll { .. } => {
+                return "protocol error: unexpected hello/enroll";
+            }
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: languard_shared::wire::frame::FrameWriter<W>,
+    mut rx: mpsc::Receiver<ControllerMessage>,
+    heartbeat: Duration,
+) {
+    loop {
+        let msg = match tokio::time::timeout(heartbeat, rx.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(_) => ControllerMessage::Heartbeat { at: now_millis() },
+        };
+        if let Err(e) = writer.send(&msg).await {
+            tracing::debug!(error = %e, "Link write failed.");
+            return;
+        }
+    }
+}
+
+struct IngestCtx {
+    app: AppState,
+    host_id: Uuid,
+    agent_id: Uuid,
+    peer: SocketAddr,
+    tx: mpsc::Sender<ControllerMessage>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    closed: watch::Receiver<bool>,
+    dedup: Deduplicator,
+}
+
+async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope>>) {
+    let mut owned = owned_servers(&*cx.app.store, cx.host_id).await;
+    let mut reloaded = Instant::now();
+    let mut refusals = 0usize;
+    while let Some(first) = rx.recv().await {
+        let mut events = first;
+        while events.len() < INGEST_MAX_EVENTS {
+            match rx.try_recv() {
+                Ok(more) => events.extend(more),
+                Err(_) => break,
+            }
+        }
+        let events = cx.dedup.filter(events);
+        let max_seen = events.iter().map(|e| e.seq).max();
+        let Some(max_seen) = max_seen else {
+            // Only duplicates: re-ack what is committed so the agent can trim.
+            let _ = cx
+                .tx
+                .send(ControllerMessage::Ack {
+                    upto: cx.dedup.committed(),
+                })
+                .await;
+            continue;
+        };
+        // A server created after the connect is not in the set yet: look again (at most
+        // once a second, so a misbehaving agent cannot make us hammer the database).
+        if names_unknown(&events, &owned) && reloaded.elapsed() > Duration::from_secs(1) {
+            owned = owned_servers(&*cx.app.store, cx.host_id).await;
+            reloaded = Instant::now();
+        }
+        let n_events = events.len();
+        let converted = ingest::convert(cx.host_id, &owned, events);
+        let n_lines = converted.batch.logs.len();
+        let _g = cx.lock.lock().await;
+        if *cx.closed.borrow() {
+            // A newer connection took over; it replays from the committed mark.
+            return;
+        }
+        let started = Instant::now();
+        match cx.app.store.ingest(converted.batch).await {
+            Ok(acked) => {
+                let upto = cx
+                    .dedup
+                    .commit(max_seen.max(u64::try_from(acked).unwrap_or(0)));
+                drop(_g);
+                let _ = cx.tx.send(ControllerMessage::Ack { upto }).await;
+                let has_status = converted.live.iter().any(|(c, _, _)| *c == Channel::Status);
+                if has_status {
+                    cx.app.bump_status_generation();
+                }
+                for (channel, server, data) in &converted.live {
+                    cx.app
+                        .live
+                        .publish(*channel, *server, Some(cx.host_id), data);
+                }
+                cx.app
+                    .metrics
+                    .ingested(n_events, n_lines, started.elapsed());
+                for r in converted.rejected {
+                    refusals += 1;
+                    if refusals <= AUDITED_REFUSALS {
+                        refuse_foreign(&cx, &r).await;
+                    }
+                }
+            }
+            Err(e) => {
+                drop(_g);
+                cx.dedup.release();
+                tracing::warn!(host = %cx.host_id, error = %e, "Storing agent events failed; closing the link so the agent replays them.");
+                cx.app.fleet.disconnect(cx.host_id);
+                return;
+            }
+        }
+    }
+}
+
+fn names_unknown(events: &[EventEnvelope], owned: &HashSet<Uuid>) -> bool {
+    use languard_shared::wire::event::Event;
+    events.iter().any(|e| {
+        let server = match &e.event {
+            Event::Status(s) => Some(&s.server),
+            Event::Log { server, .. } | Event::Player { server, .. } => Some(server),
+            Event::Metrics { server, .. } => server.as_ref(),
+            Event::Gap { .. } => None,
+        };
+        server.is_some_and(|s| Uuid::parse_str(s.as_str()).map_or(true, |id| !owned.contains(&id)))
+    })
+}
+
+async fn owned_servers(store: &dyn Store, host_id: Uuid) -> HashSet<Uuid> {
+    match store.list_servers_on_host(host_id).await {
+        Ok(list) => list.into_iter().map(|s| s.id).collect(),
+        Err(e) => {
+            tracing::warn!(host = %host_id, error = %e, "Cannot list the host's servers.");
+            HashSet::new()
+        }
+    }
+}
+
+async fn refuse_foreign(cx: &IngestCtx, r: &Rejected) {
+    tracing::warn!(host = %cx.host_id, agent = %cx.agent_id, server = %r.server, seq = r.seq, kind = r.kind,
+        "Agent reported for a server that is not its own; event rejected.");
+    audit_agent(
+        &*cx.app.store,
+        "agent.foreign_server",
+        ("server", r.server.clone()),
+        cx.peer,
+        json!({"host_id": cx.host_id, "agent_id": cx.agent_id, "seq": r.seq, "event": r.kind}),
+    )
+    .await;
+}
+
+/// The protocol version this controller speaks (for the status endpoint).
+pub const fn protocol_version() -> u32 {
+    PROTOCOL_VERSION
+}
