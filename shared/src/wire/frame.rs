@@ -318,6 +318,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> FramedLink<T> {
     pub fn get_ref(&self) -> &T {
         self.reader.get_ref()
     }
+
+    /// The underlying stream, for writing bytes that are not a frame (tests of how a
+    /// peer handles a broken stream).
+    pub fn get_mut_io(&mut self) -> &mut T {
+        &mut self.reader.inner
+    }
 }
 
 #[cfg(test)]

@@ -165,6 +165,11 @@ pub const SIM_KNOBS: &[(&str, &str, &str)] = &[
         "after a reply to a command that printed no console message, send 'Connected to BE Master' to that admin; NOT real-server behaviour, only for PyPI rcon 2.4.9 whose run() waits for a message after each reply",
     ),
     (
+        "rpt-spam-numbered",
+        "0",
+        "append ` [n]` (a per-process counter from 0) to every rpt-spam line, so tests can prove each line arrived exactly once; NOT real-server output",
+    ),
+    (
         "ascii-names",
         "0",
         "only ASCII player names (PyPI rcon 2.4.9 decodes ASCII and crashes on UTF-8)",
@@ -193,6 +198,7 @@ pub struct SimOptions {
     pub ignore_shutdown: bool,
     pub hang_after: Option<Duration>,
     pub rpt_spam: u32,
+    pub rpt_spam_numbered: bool,
     pub startup_delay: Duration,
     pub max_part: usize,
     pub drop_every: u32,
@@ -214,6 +220,7 @@ impl Default for SimOptions {
             ignore_shutdown: false,
             hang_after: None,
             rpt_spam: 0,
+            rpt_spam_numbered: false,
             startup_delay: Duration::from_millis(500),
             max_part: 1000,
             drop_every: 0,
@@ -349,6 +356,9 @@ impl SimOptions {
         }
         if let Some(n) = ranged("drop-every", false)? {
             o.drop_every = small(n);
+        }
+        if let Some(b) = boolean("rpt-spam-numbered")? {
+            o.rpt_spam_numbered = b;
         }
         if let Some(b) = boolean("followup")? {
             o.followup = b;

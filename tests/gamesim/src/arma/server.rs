@@ -435,7 +435,11 @@ async fn spam(s: Arc<Shared>) {
         }
         owed += per_tick;
         while owed >= 1.0 {
-            s.rpt.log(LINES[i % LINES.len()]);
+            if s.opts.rpt_spam_numbered {
+                s.rpt.log(&format!("{} [{i}]", LINES[i % LINES.len()]));
+            } else {
+                s.rpt.log(LINES[i % LINES.len()]);
+            }
             i += 1;
             owed -= 1.0;
         }
