@@ -2,5 +2,14 @@
 //!
 //! - [`identity`]: the agent's key pair, CSR, certificate and pinned CA, and the rustls
 //!   client configuration (TLS 1.3, `ring`, our CA as the only root, client certificate).
+//! - [`addr`]: the controller's link address (`host:port`) and dialling it.
+//! - [`pinned`]: trusting the controller on first contact by the join token's CA
+//!   fingerprint.
+//! - [`enroll`]: `languard-agent enroll`: join token in, identity installed.
 
+pub mod addr;
+pub mod enroll;
 pub mod identity;
+pub mod pinned;
+
+pub use addr::ControllerAddr;
