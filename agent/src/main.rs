@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use languard_agent::config::{AgentConfig, Overrides};
 use languard_agent::host::Agent;
-use languard_agent::link::ControllerAddr;
 use languard_agent::link::enroll::{DEFAULT_TIMEOUT, EnrollOptions, default_hostname, enroll};
+use languard_agent::link::{ControllerAddr, LinkOptions};
 use languard_shared::wire::link::JoinTokenSecret;
 use tracing::info;
 
@@ -128,7 +128,8 @@ fn init_tracing(config: &AgentConfig, stderr: bool) -> anyhow::Result<()> {
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     info!(data_dir = %config.data_dir.display(), servers_dir = %config.servers_dir.display(), "Agent starting.");
-    let agent = Agent::start(config).await?;
+    let agent = Agent::start(config.clone()).await?;
+    let link = languard_agent::link::start(&agent, &config, LinkOptions::default());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     tokio::select! {
@@ -136,6 +137,10 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     info!("Agent stopping; game servers keep running and are adopted at the next start.");
+    // The link first: running requests answer, then the connection closes cleanly.
+    if let Some(link) = link {
+        link.stop().await;
+    }
     agent.shutdown().await;
     Ok(())
 }

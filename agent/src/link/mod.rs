@@ -6,10 +6,17 @@
 //! - [`pinned`]: trusting the controller on first contact by the join token's CA
 //!   fingerprint.
 //! - [`enroll`]: `languard-agent enroll`: join token in, identity installed.
+//! - [`client`]: the link itself: hello/welcome, requests, event streaming with acks and
+//!   flow control, heartbeats, reconnects ([`backoff`]) and certificate renewal
+//!   ([`renewal`]).
 
 pub mod addr;
+pub mod backoff;
+pub mod client;
 pub mod enroll;
 pub mod identity;
 pub mod pinned;
+pub mod renewal;
 
 pub use addr::ControllerAddr;
+pub use client::{Link, LinkOptions, start};
