@@ -27,7 +27,8 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     /// Parent folder of the game servers' folders (one folder per server id).
     pub servers_dir: PathBuf,
-    /// Controller URL (used by enrollment and the link).
+    /// The controller's link address, `host:port` (default port 7443; `tls://` prefix
+    /// accepted). When unset, the link uses the address `enroll` stored.
     pub controller: Option<String>,
     /// File names of executables the agent may start.
     pub allowed_executables: Vec<String>,
@@ -226,10 +227,10 @@ impl AgentConfig {
                 ));
             }
         }
-        if let Some(url) = &self.controller
-            && !(url.starts_with("https://") || url.starts_with("http://"))
+        if let Some(addr) = &self.controller
+            && let Err(e) = crate::link::ControllerAddr::parse(addr)
         {
-            problems.push(format!("controller must be an http(s) URL, got {url:?}"));
+            problems.push(format!("controller: {e}"));
         }
         let limits = &self.limits;
         if limits.outbox_max_bytes < 1024 * 1024 {
@@ -346,7 +347,7 @@ mod tests {
         let c = AgentConfig {
             data_dir: "relative".into(),
             allowed_executables: vec!["/bin/sh".into()],
-            controller: Some("ftp://x".into()),
+            controller: Some("https://controller:7443".into()),
             ..AgentConfig::default()
         };
         let ConfigError::Invalid(problems) = c.validate().unwrap_err() else {

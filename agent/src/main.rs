@@ -8,6 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use languard_agent::config::{AgentConfig, Overrides};
 use languard_agent::host::Agent;
+use languard_agent::link::enroll::{DEFAULT_TIMEOUT, EnrollOptions, default_hostname, enroll};
+use languard_agent::link::{ControllerAddr, LinkOptions};
+use languard_shared::wire::link::JoinTokenSecret;
 use tracing::info;
 
 /// Languard agent: runs and supervises game servers on this host.
@@ -23,7 +26,7 @@ struct Cli {
     /// Parent folder of the game servers' folders.
     #[arg(long, env = "LANGUARD_AGENT_SERVERS_DIR", global = true)]
     servers_dir: Option<PathBuf>,
-    /// Controller URL.
+    /// The controller's link address, host:port (default port 7443).
     #[arg(long, env = "LANGUARD_AGENT_CONTROLLER", global = true)]
     controller: Option<String>,
     /// Executable file name the agent may start (repeatable; replaces the default list).
@@ -47,6 +50,17 @@ enum Command {
     Run,
     /// Print the effective configuration and exit.
     DumpConfig,
+    /// Enroll with a controller using a one-time join token (needs --controller), then
+    /// exit; `run` connects with the identity this creates.
+    Enroll {
+        /// The join token from the console (also read from the environment, which
+        /// keeps it out of the process list).
+        #[arg(long, env = "LANGUARD_AGENT_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The name the console shows for this host (default: the OS host name).
+        #[arg(long)]
+        hostname: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,32 +80,56 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => {
-            init_tracing(&config)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(run(config))
+            init_tracing(&config, false)?;
+            runtime()?.block_on(run(config))
+        }
+        Command::Enroll { token, hostname } => {
+            init_tracing(&config, true)?;
+            let Some(controller) = config.controller.as_deref() else {
+                anyhow::bail!("enroll needs the controller's address: --controller host:port");
+            };
+            let options = EnrollOptions {
+                controller: ControllerAddr::parse(controller)?,
+                token: JoinTokenSecret(token),
+                hostname: hostname.unwrap_or_else(default_hostname),
+                data_dir: config.data_dir.clone(),
+                timeout: DEFAULT_TIMEOUT,
+            };
+            let enrolled = runtime()?.block_on(enroll(options))?;
+            println!("Enrolled as agent {}.", enrolled.agent_id);
+            println!("Start (or restart) the agent to connect to the controller.");
+            Ok(())
         }
     }
 }
 
-fn init_tracing(config: &AgentConfig) -> anyhow::Result<()> {
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Logs go to stdout for `run` (a service's journal) and to stderr for one-shot
+/// commands, whose stdout is their result.
+fn init_tracing(config: &AgentConfig, stderr: bool) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid log_level {:?}", config.log_level))?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
+    match (config.log_json, stderr) {
+        (true, true) => builder.json().with_writer(std::io::stderr).init(),
+        (true, false) => builder.json().init(),
+        (false, true) => builder.with_writer(std::io::stderr).init(),
+        (false, false) => builder.init(),
     }
     Ok(())
 }
 
 async fn run(config: AgentConfig) -> anyhow::Result<()> {
     info!(data_dir = %config.data_dir.display(), servers_dir = %config.servers_dir.display(), "Agent starting.");
-    let agent = Agent::start(config).await?;
+    let agent = Agent::start(config.clone()).await?;
+    let link = languard_agent::link::start(&agent, &config, LinkOptions::default());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     tokio::select! {
@@ -99,6 +137,10 @@ async fn run(config: AgentConfig) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     info!("Agent stopping; game servers keep running and are adopted at the next start.");
+    // The link first: running requests answer, then the connection closes cleanly.
+    if let Some(link) = link {
+        link.stop().await;
+    }
     agent.shutdown().await;
     Ok(())
 }

@@ -476,10 +476,21 @@ impl Agent {
 
     /// Events with a sequence number above `after`, oldest first (at most `max`).
     pub async fn events(&self, after: u64, max: usize) -> Result<Vec<EventEnvelope>, AgentError> {
+        self.events_within(after, max, 16 * 1024 * 1024).await
+    }
+
+    /// Like [`Agent::events`], but also stops at about `max_bytes` of encoded events
+    /// (always at least one event if any is pending), so a batch fits one link frame.
+    pub async fn events_within(
+        &self,
+        after: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<EventEnvelope>, AgentError> {
         let records = self
             .inner
             .outbox
-            .pending(after, max, 16 * 1024 * 1024)
+            .pending(after, max, max_bytes)
             .await
             .map_err(io_err)?;
         Ok(records.iter().filter_map(events::decode).collect())
@@ -488,6 +499,28 @@ impl Agent {
     /// The controller has stored every event up to `upto`: they leave the outbox.
     pub async fn ack(&self, upto: u64) -> Result<(), AgentError> {
         self.inner.outbox.ack(upto).await.map_err(io_err)
+    }
+
+    /// The highest sequence number the controller has acknowledged (the outbox's mark);
+    /// the link reports it in its hello.
+    pub async fn acked_seq(&self) -> Result<u64, AgentError> {
+        let stats = self.inner.outbox.stats().await.map_err(io_err)?;
+        Ok(stats.acked)
+    }
+
+    /// The controller has committed events up to `seq` that this agent never numbered
+    /// (its state was wiped): new events continue at `seq + 1`, and pending ones are
+    /// renumbered above it, so the controller does not drop them as duplicates. Returns
+    /// how many were renumbered; nothing changes when `seq` is not above the newest.
+    pub async fn continue_after(&self, seq: u64) -> Result<u64, AgentError> {
+        self.inner.outbox.continue_after(seq).await.map_err(io_err)
+    }
+
+    /// Records an event as the agent's own parts do. For tests and tools that need
+    /// events without running game servers; not part of the controller's interface.
+    #[doc(hidden)]
+    pub async fn record_event(&self, event: Event) -> Option<u64> {
+        self.inner.emitter.emit(event).await
     }
 
     /// The newest event's sequence number; changes whenever events are added.

@@ -303,7 +303,7 @@ fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
 }
 
 /// Writes `data` to a temporary sibling (mode 0600), syncs it and renames it over `path`.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IdentityError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IdentityError> {
     use std::io::Write;
     let io = |source| IdentityError::Io {
         path: path.to_path_buf(),

@@ -43,6 +43,10 @@ enum Command {
     Stats {
         reply: oneshot::Sender<OutboxStats>,
     },
+    ContinueAfter {
+        seq: u64,
+        reply: oneshot::Sender<Result<u64>>,
+    },
     Sync {
         reply: oneshot::Sender<Result<()>>,
     },
@@ -119,6 +123,13 @@ impl OutboxHandle {
             reply,
         })
         .await?
+    }
+
+    /// See [`Outbox::continue_after`]. Runs on the worker, so no append can slip in
+    /// between the check and the renumbering.
+    pub async fn continue_after(&self, seq: u64) -> Result<u64> {
+        self.call(|reply| Command::ContinueAfter { seq, reply })
+            .await?
     }
 
     pub async fn stats(&self) -> Result<OutboxStats> {
@@ -207,6 +218,11 @@ fn worker(mut outbox: Outbox, rx: mpsc::Receiver<Command>, newest: watch::Sender
                         Command::Stats { reply } => {
                             let _ = reply.send(outbox.stats());
                         }
+                        Command::ContinueAfter { seq, reply } => {
+                            let result = outbox.continue_after(seq);
+                            publish_newest(&outbox, &newest);
+                            let _ = reply.send(result);
+                        }
                         Command::Sync { reply } => {
                             let _ = reply.send(outbox.sync());
                         }
@@ -245,11 +261,7 @@ fn commit(outbox: &mut Outbox, group: &mut Vec<QueuedAppend>, newest: &watch::Se
     let result = outbox.append_refs(&refs);
     drop(refs);
     // Watchers learn of new records before the appenders return.
-    newest.send_if_modified(|n| {
-        let changed = *n != outbox.newest_seq();
-        *n = outbox.newest_seq();
-        changed
-    });
+    publish_newest(outbox, newest);
     match result {
         Ok(range) => {
             let mut next = range.start;
@@ -265,4 +277,13 @@ fn commit(outbox: &mut Outbox, group: &mut Vec<QueuedAppend>, newest: &watch::Se
             }
         }
     }
+}
+
+/// Tells watchers the newest seq, if it changed.
+fn publish_newest(outbox: &Outbox, newest: &watch::Sender<u64>) {
+    newest.send_if_modified(|n| {
+        let changed = *n != outbox.newest_seq();
+        *n = outbox.newest_seq();
+        changed
+    });
 }

@@ -768,6 +768,51 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Continues numbering above `seq`, a sequence number the controller has committed
+    /// but this outbox never assigned: the agent's state was wiped (or restored from an
+    /// older backup) while the controller kept its own. Without this, the controller
+    /// would drop every new event up to `seq` as a duplicate of a different event it
+    /// already has.
+    ///
+    /// Records still pending carry such colliding seqs, so they are appended again above
+    /// `seq` (in order, with their class, log meta and payload; only the record time
+    /// becomes now), then everything up to `seq` is acknowledged. Returns how many
+    /// records moved. Does nothing when `seq` is not above the newest seq.
+    ///
+    /// A crash in the middle keeps the records moved so far (twice until the next
+    /// `continue_after` or ack drops the originals); records not yet moved are lost
+    /// once the controller's ack covers their old seqs. Moving happens in bounded
+    /// chunks so memory stays small however full the outbox is.
+    pub fn continue_after(&mut self, seq: u64) -> Result<u64> {
+        let old_newest = self.newest_seq();
+        if seq <= old_newest {
+            return Ok(0);
+        }
+        const CHUNK_RECORDS: usize = 1024;
+        const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+        self.next_seq = seq + 1;
+        let mut after = 0;
+        let mut moved = 0u64;
+        loop {
+            let mut chunk = self.pending(after, CHUNK_RECORDS, CHUNK_BYTES)?;
+            chunk.retain(|r| r.seq <= old_newest);
+            let Some(last) = chunk.last() else { break };
+            after = last.seq;
+            let items: Vec<_> = chunk
+                .iter()
+                .map(|r| (r.class, r.payload.as_slice(), r.log_meta))
+                .collect();
+            self.append_refs(&items)?;
+            moved += chunk.len() as u64;
+        }
+        self.ack(seq)?;
+        info!(
+            seq,
+            moved, "outbox numbering continues above the controller's acknowledged seq"
+        );
+        Ok(moved)
+    }
+
     /// Acknowledges every seq ≤ `upto`. Stale acks (≤ the watermark) are ignored; an ack
     /// beyond the newest seq is an error and changes nothing.
     pub fn ack(&mut self, upto: u64) -> Result<()> {

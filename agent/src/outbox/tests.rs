@@ -132,6 +132,54 @@ fn append_pending_ack_basics() {
 }
 
 #[test]
+fn continue_after_numbers_above_the_controllers_mark_and_keeps_pending_records() {
+    let tmp = TempDir::new().unwrap();
+    let cfg = config(tmp.path(), 1 << 20, 4096);
+    let mut ob = open(&cfg);
+    for i in 1..=40u64 {
+        let class = if i % 3 == 0 { CRIT } else { LOG };
+        let meta = (class == LOG).then(|| log_meta(i));
+        ob.append(class, &payload(i), meta).unwrap();
+    }
+    ob.ack(10).unwrap();
+    let before = all(&ob);
+
+    // At or below the newest seq: nothing to do.
+    assert_eq!(ob.continue_after(40).unwrap(), 0);
+    assert_eq!(ob.continue_after(3).unwrap(), 0);
+    assert_eq!((ob.newest_seq(), ob.acked()), (40, 10));
+
+    // The controller has committed up to 1000: pending records move above it, in order.
+    assert_eq!(ob.continue_after(1000).unwrap(), 30);
+    let after = all(&ob);
+    assert_eq!(seqs(&after), (1001..=1030).collect::<Vec<_>>());
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(
+            (&old.payload, old.class, old.log_meta),
+            (&new.payload, new.class, new.log_meta)
+        );
+    }
+    assert_eq!(ob.acked(), 1000);
+    assert_eq!(ob.append(CRIT, b"next", None).unwrap(), 1031);
+    drop(ob);
+
+    // Durable: the numbering and the moved records survive a reopen.
+    let mut ob = open(&cfg);
+    assert_eq!(seqs(&all(&ob)), (1001..=1031).collect::<Vec<_>>());
+    assert_eq!(ob.append(CRIT, b"later", None).unwrap(), 1032);
+
+    // An empty outbox just continues above the mark.
+    let tmp = TempDir::new().unwrap();
+    let cfg = config(tmp.path(), 1 << 20, 4096);
+    let mut ob = open(&cfg);
+    assert_eq!(ob.continue_after(50).unwrap(), 0);
+    assert!(all(&ob).is_empty());
+    drop(ob);
+    let mut ob = open(&cfg);
+    assert_eq!(ob.append(LOG, b"x", None).unwrap(), 51);
+}
+
+#[test]
 fn log_meta_and_batches_round_trip() {
     let tmp = TempDir::new().unwrap();
     let mut ob = open(&OutboxConfig::new(tmp.path()));
