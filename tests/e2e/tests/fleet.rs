@@ -408,10 +408,13 @@ async fn fleet_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_on_postgres() {
-    let Ok(admin) = std::env::var("LANGUARD_TEST_PG_URL") else {
-        eprintln!("LANGUARD_TEST_PG_URL not set: skipping the PostgreSQL run (CI sets it)");
+    // Same convention as the controller suites: PostgreSQL is expected unless skipped.
+    if std::env::var("LANGUARD_TEST_PG").as_deref() == Ok("skip") {
+        eprintln!("LANGUARD_TEST_PG=skip: skipping the PostgreSQL run");
         return;
-    };
+    }
+    let admin = std::env::var("LANGUARD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://languard:languard@127.0.0.1:5432/postgres".into());
     let db = PgDatabase::create(&admin);
     scenario(Some(db.url.clone())).await;
 }
