@@ -3,7 +3,6 @@
 pub mod auth;
 pub mod configs;
 pub mod fleet;
-pub mod memstore;
 pub mod retention;
 pub mod sessions;
 pub mod tokens;
