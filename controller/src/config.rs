@@ -114,8 +114,13 @@ pub struct Retention {
     pub metrics_days: u32,
     /// Closed player sessions, days (by join time).
     pub sessions_days: u32,
+    /// Server events (status changes, joins and leaves, chat, gaps), days.
+    pub events_days: u32,
+    /// 5-minute and 1-hour metric roll-ups, days (1-minute roll-ups follow
+    /// `metrics_days`): long charts outlive the raw samples.
+    pub rollups_days: u32,
     /// Minutes between pruning runs of `languard serve` (0 = never prune). Expired refresh
-    /// tokens are pruned by the same run.
+    /// tokens, and join tokens expired for more than a day, are pruned by the same run.
     pub interval_minutes: u32,
 }
 
@@ -148,6 +153,8 @@ impl Default for Retention {
             logs_days: 30,
             metrics_days: 30,
             sessions_days: 90,
+            events_days: 30,
+            rollups_days: 365,
             interval_minutes: 60,
         }
     }
@@ -269,6 +276,10 @@ impl Config {
                 "LANGUARD_RETENTION_SESSIONS_DAYS" => {
                     days(v).map(|n| cfg.retention.sessions_days = n)
                 }
+                "LANGUARD_RETENTION_EVENTS_DAYS" => days(v).map(|n| cfg.retention.events_days = n),
+                "LANGUARD_RETENTION_ROLLUPS_DAYS" => {
+                    days(v).map(|n| cfg.retention.rollups_days = n)
+                }
                 "LANGUARD_RETENTION_INTERVAL_MINUTES" => {
                     days(v).map(|n| cfg.retention.interval_minutes = n)
                 }
@@ -340,7 +351,16 @@ impl Config {
             p.push("login_throttle: limits must be at least 1".to_owned());
         }
         let r = &self.retention;
-        if [r.audit_days, r.logs_days, r.metrics_days, r.sessions_days].contains(&0) {
+        if [
+            r.audit_days,
+            r.logs_days,
+            r.metrics_days,
+            r.sessions_days,
+            r.events_days,
+            r.rollups_days,
+        ]
+        .contains(&0)
+        {
             p.push("retention: every *_days must be at least 1".to_owned());
         }
         if let Some(u) = &self.database_url
@@ -511,5 +531,35 @@ mod tests {
         ];
         let err = Config::load_from(None, &bad, &Overrides::default()).unwrap_err();
         assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn event_and_rollup_retention_from_file_env_and_dump() {
+        let d = Config::default().retention;
+        assert_eq!((d.events_days, d.rollups_days), (d.logs_days, 365));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[retention]\nevents_days = 7\nrollups_days = 100\n").unwrap();
+        let c = Config::load_from(Some(&file), &[], &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.retention.events_days, c.retention.rollups_days),
+            (7, 100)
+        );
+        assert!(c.dump().contains("events_days = 7"), "{}", c.dump());
+        assert!(c.dump().contains("rollups_days = 100"));
+        let env = vec![
+            ("LANGUARD_RETENTION_EVENTS_DAYS".to_owned(), "9".to_owned()),
+            (
+                "LANGUARD_RETENTION_ROLLUPS_DAYS".to_owned(),
+                "400".to_owned(),
+            ),
+        ];
+        let c = Config::load_from(Some(&file), &env, &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.retention.events_days, c.retention.rollups_days),
+            (9, 400)
+        );
+        let zero = vec![("LANGUARD_RETENTION_ROLLUPS_DAYS".to_owned(), "0".to_owned())];
+        assert!(Config::load_from(None, &zero, &Overrides::default()).is_err());
     }
 }

@@ -51,8 +51,10 @@ async fn main() -> anyhow::Result<()> {
                 database_url: Some("sqlite::memory:".into()),
                 ..config
             };
+            // The spec needs a store only to build the app: an empty in-memory SQLite.
+            let store = languard_controller::store::connect("sqlite::memory:").await?;
             let app = languard_controller::with_store(
-                std::sync::Arc::new(languard_controller::service::memstore::MemStore::default()),
+                store,
                 cfg,
                 &languard_controller::secrets::MasterKey::from_bytes([0u8; 32]),
             )?;

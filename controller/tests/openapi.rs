@@ -1,17 +1,17 @@
 //! Golden test: the committed openapi.yaml must match the code.
 //! `UPDATE_OPENAPI=1 cargo test -p languard-controller --test openapi` rewrites it.
 
-use std::sync::Arc;
-
 use languard_controller::config::Config;
 use languard_controller::secrets::MasterKey;
-use languard_controller::service::memstore::MemStore;
 
-#[test]
-fn openapi_yaml_is_current() {
+#[tokio::test]
+async fn openapi_yaml_is_current() {
     let dir = tempfile::tempdir().unwrap();
+    let store = languard_controller::store::connect("sqlite::memory:")
+        .await
+        .unwrap();
     let app = languard_controller::with_store(
-        Arc::new(MemStore::default()),
+        store,
         Config {
             data_dir: dir.path().to_path_buf(),
             ..Config::default()

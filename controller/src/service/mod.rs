@@ -5,7 +5,6 @@ pub mod configs;
 pub mod enrollment;
 pub mod fleet;
 pub mod lifecycle;
-pub mod memstore;
 pub mod retention;
 pub mod sessions;
 pub mod tokens;

@@ -25,6 +25,10 @@ impl App {
             audit_before: days(r.audit_days),
             sessions_before: days(r.sessions_days),
             refresh_tokens_before: now,
+            events_before: days(r.events_days),
+            rollups_before: days(r.rollups_days),
+            // A day's grace so an admin can still see why an enrollment failed.
+            join_tokens_before: days(1),
         }
     }
 
@@ -39,6 +43,9 @@ impl App {
                 audit = r.audit,
                 sessions = r.sessions,
                 refresh_tokens = r.refresh_tokens,
+                events = r.events,
+                rollups = r.rollups,
+                join_tokens = r.join_tokens,
                 "Retention run finished."
             ),
             None => tracing::debug!("Retention run skipped: another replica holds the lock."),

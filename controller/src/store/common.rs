@@ -556,3 +556,479 @@ impl ServerListCache {
         }
     }
 }
+
+// ------------------------------------------------------------------ batched inserts
+
+/// Most rows one multi-row INSERT carries (5 to 15 columns: far below the bind limits of
+/// both databases, SQLite 32766 and PostgreSQL 65535).
+pub(crate) const MAX_ROWS: usize = 512;
+const ROW_SIZES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
+
+/// Row counts of the statements that insert `n` rows: full [`MAX_ROWS`] chunks, then the
+/// remainder split into powers of two. So a table has at most ten distinct INSERT texts,
+/// which all stay in sqlx's per-connection statement cache (it caches by SQL text): no
+/// batch size ever makes the database parse a new statement.
+pub(crate) fn chunk_plan(n: usize) -> impl Iterator<Item = usize> {
+    let rem = n % MAX_ROWS;
+    std::iter::repeat_n(MAX_ROWS, n / MAX_ROWS).chain(
+        (0..ROW_SIZES)
+            .rev()
+            .map(|bit| 1usize << bit)
+            .filter(move |size| rem & size != 0),
+    )
+}
+
+/// `items` cut into the slices [`chunk_plan`] gives, one multi-row statement each.
+pub(crate) fn planned_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    chunk_plan(items.len()).map(move |rows| {
+        let (chunk, tail) = rest.split_at(rows);
+        rest = tail;
+        chunk
+    })
+}
+
+/// A multi-row `INSERT` of one table whose SQL text is built once per row count.
+pub(crate) struct MultiInsert {
+    head: &'static str,
+    cols: usize,
+    /// Appended after the VALUES list (e.g. an `ON CONFLICT` clause).
+    tail: &'static str,
+    texts: [std::sync::OnceLock<String>; ROW_SIZES],
+}
+
+impl MultiInsert {
+    pub(crate) const fn new(head: &'static str, cols: usize, tail: &'static str) -> Self {
+        Self {
+            head,
+            cols,
+            tail,
+            texts: [const { std::sync::OnceLock::new() }; ROW_SIZES],
+        }
+    }
+
+    /// The statement for `rows` rows (a count from [`chunk_plan`]; any other count is
+    /// built on the spot and not cached).
+    pub(crate) fn sql(&'static self, rows: usize) -> std::borrow::Cow<'static, str> {
+        let build = || {
+            let mut s = multi_insert(self.head, self.cols, rows);
+            s.push_str(self.tail);
+            s
+        };
+        match self.texts.get(rows.trailing_zeros() as usize) {
+            Some(slot) if rows.is_power_of_two() => {
+                std::borrow::Cow::Borrowed(slot.get_or_init(build).as_str())
+            }
+            _ => std::borrow::Cow::Owned(build()),
+        }
+    }
+}
+
+pub(crate) static LOGS_INSERT: MultiInsert =
+    MultiInsert::new("INSERT INTO logs (server_id, seq, ts, level, text)", 5, "");
+pub(crate) static METRICS_INSERT: MultiInsert = MultiInsert::new(
+    "INSERT INTO metrics (server_id, host_id, ts, cpu_percent, rss_bytes, players, fps)",
+    7,
+    "",
+);
+pub(crate) static EVENTS_INSERT: MultiInsert = MultiInsert::new(
+    "INSERT INTO server_events (server_id, host_id, seq, ts, kind, data)",
+    6,
+    "",
+);
+pub(crate) static STATUS_UPSERT: MultiInsert = MultiInsert::new(
+    "INSERT INTO server_status (server_id, state, pid, since, detail, exit_code, exit_signal, restarts, updated_at)",
+    9,
+    " ON CONFLICT (server_id) DO UPDATE SET state = excluded.state, pid = excluded.pid, \
+     since = excluded.since, detail = excluded.detail, exit_code = excluded.exit_code, \
+     exit_signal = excluded.exit_signal, restarts = excluded.restarts, updated_at = excluded.updated_at",
+);
+/// Adds a batch's per-bucket deltas to the stored buckets. A max takes the other side
+/// when one side is NULL (SQLite's two-argument `max()` would return NULL; PostgreSQL's
+/// `GREATEST` would not, so neither is used).
+pub(crate) static ROLLUP_UPSERT: MultiInsert = MultiInsert::new(
+    "INSERT INTO metric_rollups (scope, bucket_secs, ts, server_id, host_id, samples, \
+     cpu_n, cpu_sum, cpu_max, rss_n, rss_sum, rss_max, players_n, players_sum, players_max)",
+    15,
+    " ON CONFLICT (scope, bucket_secs, ts) DO UPDATE SET \
+     samples = metric_rollups.samples + excluded.samples, \
+     cpu_n = metric_rollups.cpu_n + excluded.cpu_n, \
+     cpu_sum = metric_rollups.cpu_sum + excluded.cpu_sum, \
+     cpu_max = CASE WHEN COALESCE(excluded.cpu_max > metric_rollups.cpu_max, metric_rollups.cpu_max IS NULL) \
+       THEN excluded.cpu_max ELSE metric_rollups.cpu_max END, \
+     rss_n = metric_rollups.rss_n + excluded.rss_n, \
+     rss_sum = metric_rollups.rss_sum + excluded.rss_sum, \
+     rss_max = CASE WHEN COALESCE(excluded.rss_max > metric_rollups.rss_max, metric_rollups.rss_max IS NULL) \
+       THEN excluded.rss_max ELSE metric_rollups.rss_max END, \
+     players_n = metric_rollups.players_n + excluded.players_n, \
+     players_sum = metric_rollups.players_sum + excluded.players_sum, \
+     players_max = CASE WHEN COALESCE(excluded.players_max > metric_rollups.players_max, metric_rollups.players_max IS NULL) \
+       THEN excluded.players_max ELSE metric_rollups.players_max END",
+);
+
+/// Upserts a player by GUID (shared by `upsert_player` and ingest's joins).
+pub(crate) const UPSERT_PLAYER_SQL: &str = "INSERT INTO players (id, guid, steam_id, last_name, first_seen, last_seen) \
+     VALUES ($1, $2, $3, $4, $5, $5) \
+     ON CONFLICT (guid) DO UPDATE SET steam_id = COALESCE(excluded.steam_id, players.steam_id), \
+     last_name = excluded.last_name, last_seen = excluded.last_seen RETURNING *";
+
+// ------------------------------------------------------------------ agent telemetry
+
+/// Agent text: NUL becomes U+FFFD (stored, never refused; see `Store::ingest`).
+pub(crate) fn scrub(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+fn scrub_opt(s: &mut Option<String>) {
+    if let Some(s) = s {
+        scrub(s);
+    }
+}
+
+/// [`scrub`] for every string and key of a JSON value.
+pub(crate) fn scrub_json(v: &mut Value) {
+    match v {
+        Value::String(s) => scrub(s),
+        Value::Array(a) => a.iter_mut().for_each(scrub_json),
+        Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                *o = std::mem::take(o)
+                    .into_iter()
+                    .map(|(mut k, mut v)| {
+                        scrub(&mut k);
+                        scrub_json(&mut v);
+                        (k, v)
+                    })
+                    .collect();
+            } else {
+                o.values_mut().for_each(scrub_json);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// NaN and infinities are no measurement (SQLite would store NULL, PostgreSQL the value).
+fn finite(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite())
+}
+
+/// Makes a batch storable on both backends as documented on `Store::ingest`: NUL in any
+/// text becomes U+FFFD, non-finite floats become missing, times are truncated to the
+/// microseconds both databases keep.
+pub(crate) fn sanitize_batch(b: &mut super::IngestBatch) {
+    for l in &mut b.logs {
+        scrub(&mut l.text);
+        l.ts = truncate(l.ts);
+    }
+    for m in &mut b.metrics {
+        m.cpu_percent = finite(m.cpu_percent);
+        m.fps = finite(m.fps);
+        m.ts = m.ts.map(truncate);
+    }
+    for s in &mut b.statuses {
+        scrub(&mut s.state);
+        scrub_opt(&mut s.detail);
+        s.since = truncate(s.since);
+    }
+    for e in &mut b.events {
+        scrub(&mut e.kind);
+        scrub_json(&mut e.data);
+        e.ts = truncate(e.ts);
+    }
+    for c in &mut b.sessions {
+        match c {
+            super::SessionChange::Join {
+                guid, name, ip, at, ..
+            } => {
+                scrub(guid);
+                scrub(name);
+                scrub_opt(ip);
+                *at = truncate(*at);
+            }
+            super::SessionChange::Leave { guid, name, at, .. } => {
+                scrub_opt(guid);
+                scrub(name);
+                *at = truncate(*at);
+            }
+            super::SessionChange::CloseAll { at, .. } => *at = truncate(*at),
+        }
+    }
+}
+
+/// The last status of each server in `statuses`, in order of those last reports (one
+/// multi-row upsert must not name a row twice: PostgreSQL refuses that).
+pub(crate) fn last_status_per_server(
+    statuses: Vec<super::ServerStatusRow>,
+) -> Vec<super::ServerStatusRow> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<_> = statuses
+        .into_iter()
+        .rev()
+        .filter(|s| seen.insert(s.server_id))
+        .collect();
+    out.reverse();
+    out
+}
+
+// ------------------------------------------------------------------ metric roll-ups
+
+/// The roll-up subject of a sample or query: `(scope, server_id, host_id)`. A server's
+/// samples roll up under its UUID; host-wide samples (no server) under `host:<uuid>`.
+pub(crate) fn rollup_scope(
+    server_id: Option<Uuid>,
+    host_id: Option<Uuid>,
+) -> Option<(String, Option<Uuid>, Option<Uuid>)> {
+    match (server_id, host_id) {
+        (Some(s), _) => Some((s.to_string(), Some(s), None)),
+        (None, Some(h)) => Some((format!("host:{h}"), None, Some(h))),
+        (None, None) => None,
+    }
+}
+
+/// Start of the `secs`-long bucket holding `t` (buckets are aligned to the Unix epoch).
+fn bucket_start(t: OffsetDateTime, secs: i64) -> Option<OffsetDateTime> {
+    let into = time::Duration::new(
+        t.unix_timestamp().rem_euclid(secs),
+        i32::try_from(t.nanosecond()).ok()?,
+    );
+    t.checked_sub(into)
+}
+
+/// Sums, counts and maxima of one roll-up bucket: what a batch adds to it, and what is
+/// stored.
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+pub(crate) struct RollupSums {
+    pub samples: i64,
+    pub cpu_n: i64,
+    pub cpu_sum: f64,
+    pub cpu_max: Option<f64>,
+    pub rss_n: i64,
+    pub rss_sum: f64,
+    pub rss_max: Option<i64>,
+    pub players_n: i64,
+    pub players_sum: f64,
+    pub players_max: Option<i64>,
+}
+
+impl RollupSums {
+    /// Counts one sample; a missing (or non-finite) field adds to neither sum nor count.
+    fn add(&mut self, m: &super::NewMetricSample) {
+        fn max_of<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(if y > x { y } else { x }),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        self.samples += 1;
+        if let Some(v) = finite(m.cpu_percent) {
+            self.cpu_n += 1;
+            self.cpu_sum += v;
+            self.cpu_max = max_of(self.cpu_max, Some(v));
+        }
+        if let Some(v) = m.rss_bytes {
+            self.rss_n += 1;
+            self.rss_sum += v as f64;
+            self.rss_max = max_of(self.rss_max, Some(v));
+        }
+        if let Some(v) = m.players {
+            self.players_n += 1;
+            self.players_sum += v as f64;
+            self.players_max = max_of(self.players_max, Some(v));
+        }
+    }
+}
+
+/// What one batch adds to one roll-up bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RollupDelta {
+    pub scope: String,
+    pub bucket_secs: i64,
+    pub ts: OffsetDateTime,
+    pub server_id: Option<Uuid>,
+    pub host_id: Option<Uuid>,
+    pub sums: RollupSums,
+}
+
+/// Folds samples into one delta per (subject, resolution, bucket), so the upsert names
+/// every row once. Samples without a subject are not rolled up; `default_ts` stands in
+/// for a missing sample time (as when the sample itself is stored).
+pub(crate) fn rollup_deltas(
+    samples: &[super::NewMetricSample],
+    default_ts: OffsetDateTime,
+) -> Vec<RollupDelta> {
+    let mut acc: std::collections::BTreeMap<(String, i64, i128), RollupDelta> =
+        std::collections::BTreeMap::new();
+    for m in samples {
+        let Some((scope, server_id, host_id)) = rollup_scope(m.server_id, m.host_id) else {
+            continue;
+        };
+        let t = m.ts.unwrap_or(default_ts);
+        for secs in super::ROLLUP_BUCKETS {
+            let Some(start) = bucket_start(t, secs) else {
+                continue;
+            };
+            acc.entry((scope.clone(), secs, start.unix_timestamp_nanos()))
+                .or_insert_with(|| RollupDelta {
+                    scope: scope.clone(),
+                    bucket_secs: secs,
+                    ts: start,
+                    server_id,
+                    host_id,
+                    sums: RollupSums::default(),
+                })
+                .sums
+                .add(m);
+        }
+    }
+    acc.into_values().collect()
+}
+
+/// A stored roll-up bucket; see [`super::MetricRollup`].
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RollupRow {
+    pub ts: OffsetDateTime,
+    pub bucket_secs: i64,
+    #[sqlx(flatten)]
+    pub sums: RollupSums,
+}
+
+impl From<RollupRow> for super::MetricRollup {
+    fn from(r: RollupRow) -> Self {
+        let avg = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
+        let s = r.sums;
+        Self {
+            ts: r.ts,
+            bucket_secs: r.bucket_secs,
+            samples: s.samples,
+            cpu_avg: avg(s.cpu_sum, s.cpu_n),
+            cpu_max: s.cpu_max,
+            rss_avg: avg(s.rss_sum, s.rss_n),
+            rss_max: s.rss_max,
+            players_avg: avg(s.players_sum, s.players_n),
+            players_max: s.players_max,
+        }
+    }
+}
+
+pub(crate) fn rollups_sql(q: &super::RollupQuery) -> StoreResult<Sql> {
+    if q.server_id.is_some() == q.host_id.is_some() {
+        return Err(StoreError::InvalidInput(
+            "metric roll-ups: give exactly one of server_id / host_id".into(),
+        ));
+    }
+    if !super::ROLLUP_BUCKETS.contains(&q.bucket_secs) {
+        return Err(StoreError::InvalidInput(format!(
+            "metric roll-ups: bucket_secs must be one of {:?}",
+            super::ROLLUP_BUCKETS
+        )));
+    }
+    let Some((scope, _, _)) = rollup_scope(q.server_id, q.host_id) else {
+        return Err(StoreError::InvalidInput(
+            "metric roll-ups: no subject".into(),
+        ));
+    };
+    let mut s = Sql::new(
+        "SELECT ts, bucket_secs, samples, cpu_n, cpu_sum, cpu_max, rss_n, rss_sum, rss_max, \
+         players_n, players_sum, players_max FROM metric_rollups WHERE scope = ",
+    );
+    s.bind(Arg::Text(scope))
+        .push(" AND bucket_secs = ")
+        .bind(Arg::I64(q.bucket_secs));
+    if let Some(v) = q.from {
+        s.push(" AND ts >= ").bind(Arg::Ts(v));
+    }
+    if let Some(v) = q.to {
+        s.push(" AND ts < ").bind(Arg::Ts(v));
+    }
+    s.push(" ORDER BY ts ASC LIMIT ")
+        .bind(Arg::I64(clamp_limit(q.limit, 10_000)));
+    Ok(s)
+}
+
+pub(crate) fn server_events_sql(q: &super::ServerEventQuery) -> Sql {
+    let mut s = Sql::new("SELECT * FROM server_events WHERE 1 = 1");
+    if let Some(v) = q.server_id {
+        s.push(" AND server_id = ").bind(Arg::Uuid(v));
+    }
+    if let Some(v) = q.host_id {
+        s.push(" AND host_id = ").bind(Arg::Uuid(v));
+    }
+    if !q.kinds.is_empty() {
+        s.push(" AND kind IN (");
+        for (i, k) in q.kinds.iter().enumerate() {
+            if i > 0 {
+                s.push(", ");
+            }
+            s.bind(Arg::Text(k.clone()));
+        }
+        s.push(")");
+    }
+    if let Some(v) = q.before {
+        s.push(" AND id < ").bind(Arg::I64(v));
+    }
+    s.push(" ORDER BY id DESC LIMIT ")
+        .bind(Arg::I64(clamp_limit(q.limit, 1000)));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_plan_uses_full_chunks_then_powers_of_two() {
+        let items: Vec<usize> = (0..1000).collect();
+        let chunks: Vec<&[usize]> = planned_chunks(&items).collect();
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 1000);
+        assert_eq!(chunks.concat(), items);
+        assert_eq!(chunk_plan(0).count(), 0);
+        assert_eq!(
+            chunk_plan(1000).collect::<Vec<_>>(),
+            [512, 256, 128, 64, 32, 8]
+        );
+        assert_eq!(chunk_plan(1024).collect::<Vec<_>>(), [512, 512]);
+        for n in [1, 7, 511, 512, 513, 5000] {
+            assert_eq!(chunk_plan(n).sum::<usize>(), n);
+            assert!(chunk_plan(n).all(|r| r.is_power_of_two() && r <= MAX_ROWS));
+        }
+    }
+
+    #[test]
+    fn multi_insert_texts_are_cached_per_row_count() {
+        static T: MultiInsert =
+            MultiInsert::new("INSERT INTO t (a, b)", 2, " ON CONFLICT DO NOTHING");
+        let two = T.sql(2);
+        assert_eq!(
+            two,
+            "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4) ON CONFLICT DO NOTHING"
+        );
+        assert!(matches!(two, std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(T.sql(3), std::borrow::Cow::Owned(_)));
+    }
+
+    #[test]
+    fn buckets_floor_to_the_epoch_grid() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_123).unwrap()
+            + time::Duration::milliseconds(456);
+        assert_eq!(bucket_start(t, 60).unwrap().unix_timestamp(), 1_700_000_100);
+        assert_eq!(
+            bucket_start(t, 3600).unwrap().unix_timestamp(),
+            1_699_999_200
+        );
+        assert_eq!(bucket_start(t, 60).unwrap().nanosecond(), 0);
+    }
+
+    #[test]
+    fn scrub_replaces_nul_everywhere_in_json() {
+        let mut v = serde_json::json!({"a\u{0}": ["x\u{0}y", {"k": "\u{0}"}]});
+        scrub_json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"a\u{FFFD}": ["x\u{FFFD}y", {"k": "\u{FFFD}"}]})
+        );
+    }
+}

@@ -786,11 +786,7 @@ macro_rules! impl_store {
             async fn upsert_player(&self, guid: &str, steam_id: Option<&str>, name: &str, seen_at: OffsetDateTime) -> StoreResult<Player> {
                 check_text(&[guid, name])?;
                 check_opt(&[steam_id])?;
-                sqlx::query_as::<_, Player>(
-                    "INSERT INTO players (id, guid, steam_id, last_name, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $5) \
-                     ON CONFLICT (guid) DO UPDATE SET steam_id = COALESCE(excluded.steam_id, players.steam_id), \
-                     last_name = excluded.last_name, last_seen = excluded.last_seen RETURNING *",
-                )
+                sqlx::query_as::<_, Player>(UPSERT_PLAYER_SQL)
                 .bind(new_id())
                 .bind(guid)
                 .bind(steam_id)
@@ -985,17 +981,8 @@ macro_rules! impl_store {
                 for l in &lines {
                     check_text(&[&l.text])?;
                 }
-                const CHUNK: usize = 500;
                 let mut tx = self.w().begin().await.map_err(map_err)?;
-                let mut n = 0;
-                for chunk in lines.chunks(CHUNK) {
-                    let sql = multi_insert("INSERT INTO logs (server_id, seq, ts, level, text)", 5, chunk.len());
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for l in chunk {
-                        q = q.bind(l.server_id).bind(l.seq).bind(ts(l.ts)).bind(l.level.as_i16()).bind(l.text.as_str());
-                    }
-                    n += q.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
-                }
+                let n = Self::insert_logs(&mut tx, &lines).await?;
                 tx.commit().await.map_err(map_err)?;
                 Ok(n)
             }
@@ -1020,29 +1007,8 @@ macro_rules! impl_store {
 
             // ---------------------------------------------------------- metrics
             async fn insert_metrics_batch(&self, samples: Vec<NewMetricSample>) -> StoreResult<u64> {
-                const CHUNK: usize = 500;
-                let t = now();
                 let mut tx = self.w().begin().await.map_err(map_err)?;
-                let mut n = 0;
-                for chunk in samples.chunks(CHUNK) {
-                    let sql = multi_insert(
-                        "INSERT INTO metrics (server_id, host_id, ts, cpu_percent, rss_bytes, players, fps)",
-                        7,
-                        chunk.len(),
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for m in chunk {
-                        q = q
-                            .bind(m.server_id)
-                            .bind(m.host_id)
-                            .bind(ts(m.ts.unwrap_or(t)))
-                            .bind(m.cpu_percent)
-                            .bind(m.rss_bytes)
-                            .bind(m.players)
-                            .bind(m.fps);
-                    }
-                    n += q.execute(&mut *tx).await.map_err(map_err)?.rows_affected();
-                }
+                let n = Self::insert_metrics(&mut tx, &samples, now()).await?;
                 tx.commit().await.map_err(map_err)?;
                 Ok(n)
             }
@@ -1082,11 +1048,218 @@ macro_rules! impl_store {
                     audit: self.prune_audit_before(c.audit_before).await?,
                     sessions: self.prune_player_sessions_before(c.sessions_before).await?,
                     refresh_tokens: self.prune_refresh_tokens_before(c.refresh_tokens_before).await?,
+                    events: self
+                        .prune_chunked("DELETE FROM server_events WHERE id IN (SELECT id FROM server_events WHERE ts < $1 LIMIT 5000)", c.events_before)
+                        .await?,
+                    // 1-minute buckets (ROLLUP_BUCKETS[0]) live as long as the raw samples.
+                    rollups: self
+                        .prune_chunked(
+                            "DELETE FROM metric_rollups WHERE (scope, bucket_secs, ts) IN \
+                             (SELECT scope, bucket_secs, ts FROM metric_rollups WHERE bucket_secs = 60 AND ts < $1 LIMIT 5000)",
+                            c.metrics_before,
+                        )
+                        .await?
+                        + self
+                            .prune_chunked(
+                                "DELETE FROM metric_rollups WHERE (scope, bucket_secs, ts) IN \
+                                 (SELECT scope, bucket_secs, ts FROM metric_rollups WHERE bucket_secs > 60 AND ts < $1 LIMIT 5000)",
+                                c.rollups_before,
+                            )
+                            .await?,
+                    join_tokens: self
+                        .prune_chunked("DELETE FROM join_tokens WHERE id IN (SELECT id FROM join_tokens WHERE expires_at < $1 LIMIT 5000)", c.join_tokens_before)
+                        .await?,
                 };
                 if let Some(tx) = lock {
                     tx.commit().await.map_err(map_err)?;
                 }
                 Ok(Some(report))
+            }
+
+            // ---------------------------------------------------------- fleet link
+            async fn insert_join_token(&self, new: NewJoinToken) -> StoreResult<JoinTokenRow> {
+                check_text(&[&new.secret_hash])?;
+                let t = JoinTokenRow {
+                    id: new.id,
+                    host_id: new.host_id,
+                    secret_hash: new.secret_hash,
+                    expires_at: truncate(new.expires_at),
+                    used_at: None,
+                    created_by: new.created_by,
+                    created_at: now(),
+                };
+                sqlx::query(
+                    "INSERT INTO join_tokens (id, host_id, secret_hash, expires_at, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(t.id)
+                .bind(t.host_id)
+                .bind(&t.secret_hash)
+                .bind(ts(t.expires_at))
+                .bind(t.created_by)
+                .bind(ts(t.created_at))
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                Ok(t)
+            }
+
+            async fn get_join_token(&self, id: Uuid) -> StoreResult<Option<JoinTokenRow>> {
+                sqlx::query_as::<_, JoinTokenRow>("SELECT * FROM join_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn list_join_tokens(&self, host_id: Uuid) -> StoreResult<Vec<JoinTokenRow>> {
+                sqlx::query_as::<_, JoinTokenRow>(
+                    "SELECT * FROM join_tokens WHERE host_id = $1 ORDER BY created_at DESC, id DESC",
+                )
+                .bind(host_id)
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host> {
+                check_text(&[&e.os, &e.agent_version])?;
+                let at = truncate(e.at);
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                // The claim is one conditional statement: concurrent callers serialise on
+                // the token row (PostgreSQL re-checks the WHERE after the winner commits;
+                // SQLite has one writer), so exactly one sees a row change.
+                let claimed = sqlx::query(
+                    "UPDATE join_tokens SET used_at = $3 \
+                     WHERE id = $1 AND host_id = $2 AND used_at IS NULL AND expires_at > $3",
+                )
+                .bind(e.token_id)
+                .bind(e.host_id)
+                .bind(ts(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if claimed.rows_affected() != 1 {
+                    return Err(StoreError::Conflict("join token".into()));
+                }
+                let host = sqlx::query_as::<_, Host>(
+                    "UPDATE hosts SET agent_id = $2, os = $3, agent_version = $4, status = 'offline', \
+                     revoked_at = NULL, acked_seq = 0 WHERE id = $1 RETURNING *",
+                )
+                .bind(e.host_id)
+                .bind(e.agent_id.to_string())
+                .bind(&e.os)
+                .bind(&e.agent_version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(host)
+            }
+
+            async fn get_host_by_agent_id(&self, agent_id: &str) -> StoreResult<Option<Host>> {
+                sqlx::query_as::<_, Host>("SELECT * FROM hosts WHERE agent_id = $1")
+                    .bind(agent_id)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(map_err)
+            }
+
+            async fn set_host_link(
+                &self,
+                host_id: Uuid,
+                status: &str,
+                agent_version: Option<&str>,
+                at: OffsetDateTime,
+            ) -> StoreResult<()> {
+                if !matches!(status, "online" | "offline") {
+                    return Err(StoreError::InvalidInput(format!("host link status {status:?}")));
+                }
+                check_opt(&[agent_version])?;
+                let r = sqlx::query(
+                    "UPDATE hosts SET status = CASE WHEN revoked_at IS NULL THEN $2 ELSE status END, \
+                     last_seen_at = $3, agent_version = COALESCE($4, agent_version) WHERE id = $1",
+                )
+                .bind(host_id)
+                .bind(status)
+                .bind(ts(at))
+                .bind(agent_version)
+                .execute(self.w())
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn reset_host_links(&self) -> StoreResult<u64> {
+                let r = sqlx::query("UPDATE hosts SET status = 'offline' WHERE status = 'online'")
+                    .execute(self.w())
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
+            }
+
+            async fn revoke_host(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<Host> {
+                sqlx::query_as::<_, Host>(
+                    "UPDATE hosts SET revoked_at = COALESCE(revoked_at, $2), status = 'revoked' WHERE id = $1 RETURNING *",
+                )
+                .bind(id)
+                .bind(ts(at))
+                .fetch_optional(self.w())
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)
+            }
+
+            async fn ingest(&self, mut batch: IngestBatch) -> StoreResult<i64> {
+                sanitize_batch(&mut batch);
+                let t = now();
+                let mut tx = self.w().begin().await.map_err(map_err)?;
+                // The host row first: it proves the host exists and (PostgreSQL) locks it, so
+                // two batches of one agent never interleave their upserts.
+                let acked = sqlx::query_scalar::<_, i64>(
+                    "UPDATE hosts SET acked_seq = CASE WHEN acked_seq < $2 THEN $2 ELSE acked_seq END \
+                     WHERE id = $1 RETURNING acked_seq",
+                )
+                .bind(batch.host_id)
+                .bind(batch.upto)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound)?;
+                Self::insert_logs(&mut tx, &batch.logs).await?;
+                Self::insert_metrics(&mut tx, &batch.metrics, t).await?;
+                Self::upsert_statuses(&mut tx, &last_status_per_server(batch.statuses), t).await?;
+                Self::insert_events(&mut tx, &batch.events).await?;
+                for change in &batch.sessions {
+                    Self::apply_session_change(&mut tx, change).await?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(acked)
+            }
+
+            async fn list_server_statuses(&self, host_id: Option<Uuid>) -> StoreResult<Vec<ServerStatusRow>> {
+                sqlx::query_as::<_, ServerStatusRow>(
+                    "SELECT st.* FROM server_status st JOIN servers s ON s.id = st.server_id \
+                     WHERE ($1 IS NULL OR s.host_id = $1) ORDER BY st.server_id",
+                )
+                .bind(host_id)
+                .fetch_all(self.r())
+                .await
+                .map_err(map_err)
+            }
+
+            async fn query_server_events(&self, query: ServerEventQuery) -> StoreResult<Vec<ServerEvent>> {
+                let s = server_events_sql(&query);
+                let q = sqlx::query_as::<_, ServerEvent>(sqlx::AssertSqlSafe(s.sql));
+                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)
+            }
+
+            async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>> {
+                let s = rollups_sql(&query)?;
+                let q = sqlx::query_as::<_, RollupRow>(sqlx::AssertSqlSafe(s.sql));
+                let rows = bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)?;
+                Ok(rows.into_iter().map(MetricRollup::from).collect())
             }
 
             // ---------------------------------------------------------- schedules
@@ -1192,6 +1365,179 @@ macro_rules! impl_store {
         }
 
         impl $ty {
+            /// Inserts log lines with multi-row statements ([`chunk_plan`]); the caller
+            /// checked or scrubbed the text.
+            async fn insert_logs(conn: &mut <Db as sqlx::Database>::Connection, lines: &[NewLogLine]) -> StoreResult<u64> {
+                let mut n = 0;
+                for chunk in planned_chunks(lines) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(LOGS_INSERT.sql(chunk.len())));
+                    for l in chunk {
+                        q = q.bind(l.server_id).bind(l.seq).bind(ts(l.ts)).bind(l.level.as_i16()).bind(l.text.as_str());
+                    }
+                    n += q.execute(&mut *conn).await.map_err(map_err)?.rows_affected();
+                }
+                Ok(n)
+            }
+
+            /// Inserts metric samples (a missing time is `t`) and adds them to their
+            /// roll-up buckets.
+            async fn insert_metrics(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                samples: &[NewMetricSample],
+                t: OffsetDateTime,
+            ) -> StoreResult<u64> {
+                let mut n = 0;
+                for chunk in planned_chunks(samples) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(METRICS_INSERT.sql(chunk.len())));
+                    for m in chunk {
+                        q = q
+                            .bind(m.server_id)
+                            .bind(m.host_id)
+                            .bind(ts(m.ts.unwrap_or(t)))
+                            .bind(m.cpu_percent)
+                            .bind(m.rss_bytes)
+                            .bind(m.players)
+                            .bind(m.fps);
+                    }
+                    n += q.execute(&mut *conn).await.map_err(map_err)?.rows_affected();
+                }
+                let deltas = rollup_deltas(samples, t);
+                for chunk in planned_chunks(deltas.as_slice()) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(ROLLUP_UPSERT.sql(chunk.len())));
+                    for d in chunk {
+                        let m = &d.sums;
+                        q = q
+                            .bind(d.scope.as_str())
+                            .bind(d.bucket_secs)
+                            .bind(ts(d.ts))
+                            .bind(d.server_id)
+                            .bind(d.host_id)
+                            .bind(m.samples)
+                            .bind(m.cpu_n)
+                            .bind(m.cpu_sum)
+                            .bind(m.cpu_max)
+                            .bind(m.rss_n)
+                            .bind(m.rss_sum)
+                            .bind(m.rss_max)
+                            .bind(m.players_n)
+                            .bind(m.players_sum)
+                            .bind(m.players_max);
+                    }
+                    q.execute(&mut *conn).await.map_err(map_err)?;
+                }
+                Ok(n)
+            }
+
+            /// Upserts statuses (at most one per server) with `updated_at = t`.
+            async fn upsert_statuses(
+                conn: &mut <Db as sqlx::Database>::Connection,
+                statuses: &[ServerStatusRow],
+                t: OffsetDateTime,
+            ) -> StoreResult<()> {
+                for chunk in planned_chunks(statuses) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(STATUS_UPSERT.sql(chunk.len())));
+                    for s in chunk {
+                        q = q
+                            .bind(s.server_id)
+                            .bind(s.state.as_str())
+                            .bind(s.pid)
+                            .bind(ts(s.since))
+                            .bind(s.detail.as_deref())
+                            .bind(s.exit_code)
+                            .bind(s.exit_signal)
+                            .bind(s.restarts)
+                            .bind(ts(t));
+                    }
+                    q.execute(&mut *conn).await.map_err(map_err)?;
+                }
+                Ok(())
+            }
+
+            async fn insert_events(conn: &mut <Db as sqlx::Database>::Connection, events: &[NewServerEvent]) -> StoreResult<()> {
+                for chunk in planned_chunks(events) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(EVENTS_INSERT.sql(chunk.len())));
+                    for e in chunk {
+                        q = q
+                            .bind(e.server_id)
+                            .bind(e.host_id)
+                            .bind(e.seq)
+                            .bind(ts(e.ts))
+                            .bind(e.kind.as_str())
+                            .bind(Json(&e.data));
+                    }
+                    q.execute(&mut *conn).await.map_err(map_err)?;
+                }
+                Ok(())
+            }
+
+            /// One [`SessionChange`], as documented there.
+            async fn apply_session_change(conn: &mut <Db as sqlx::Database>::Connection, change: &SessionChange) -> StoreResult<()> {
+                match change {
+                    SessionChange::Join { server_id, guid, name, ip, at } => {
+                        let player = sqlx::query_as::<_, Player>(UPSERT_PLAYER_SQL)
+                            .bind(new_id())
+                            .bind(guid.as_str())
+                            .bind(None::<&str>)
+                            .bind(name.as_str())
+                            .bind(ts(*at))
+                            .fetch_one(&mut *conn)
+                            .await
+                            .map_err(map_err)?;
+                        sqlx::query(
+                            "UPDATE player_sessions SET left_at = $3 WHERE server_id = $1 AND player_id = $2 AND left_at IS NULL",
+                        )
+                        .bind(server_id)
+                        .bind(player.id)
+                        .bind(ts(*at))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(map_err)?;
+                        sqlx::query("INSERT INTO player_sessions (id, server_id, player_id, joined_at, ip) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(new_id())
+                            .bind(server_id)
+                            .bind(player.id)
+                            .bind(ts(*at))
+                            .bind(ip.as_deref())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(map_err)?;
+                    }
+                    SessionChange::Leave { server_id, guid: Some(guid), at, .. } => {
+                        sqlx::query(
+                            "UPDATE player_sessions SET left_at = $3 WHERE server_id = $1 AND left_at IS NULL \
+                             AND player_id IN (SELECT id FROM players WHERE guid = $2)",
+                        )
+                        .bind(server_id)
+                        .bind(guid.as_str())
+                        .bind(ts(*at))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(map_err)?;
+                    }
+                    SessionChange::Leave { server_id, guid: None, name, at } => {
+                        sqlx::query(
+                            "UPDATE player_sessions SET left_at = $3 WHERE server_id = $1 AND left_at IS NULL \
+                             AND player_id IN (SELECT id FROM players WHERE last_name = $2)",
+                        )
+                        .bind(server_id)
+                        .bind(name.as_str())
+                        .bind(ts(*at))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(map_err)?;
+                    }
+                    SessionChange::CloseAll { server_id, at } => {
+                        sqlx::query("UPDATE player_sessions SET left_at = $2 WHERE server_id = $1 AND left_at IS NULL")
+                            .bind(server_id)
+                            .bind(ts(*at))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(map_err)?;
+                    }
+                }
+                Ok(())
+            }
+
             async fn exists(&self, sql: &'static str, id: Uuid) -> StoreResult<bool> {
                 let n = sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(self.w()).await.map_err(map_err)?;
                 Ok(n > 0)

@@ -136,23 +136,29 @@ pub struct IngestBatch {
     pub upto: i64,
     pub logs: Vec<NewLogLine>,
     pub metrics: Vec<NewMetricSample>,
-    /// Upserted by server id (the last one per server wins).
+    /// Upserted by server id (the last one per server wins). `updated_at` is ignored: the
+    /// store sets it to the time of storing.
     pub statuses: Vec<ServerStatusRow>,
     pub events: Vec<NewServerEvent>,
     pub sessions: Vec<SessionChange>,
 }
 
-/// Roll-up resolutions kept for metrics.
+/// Roll-up resolutions kept for metrics. The first (1 minute) is pruned with the raw
+/// samples, the others by `RetentionCutoffs::rollups_before`.
 pub const ROLLUP_BUCKETS: [i64; 3] = [60, 300, 3600];
+// Retention's SQL names the finest resolution literally.
+const _: () = assert!(ROLLUP_BUCKETS[0] == 60);
 
-/// One metrics roll-up bucket (maintained by [`super::Store::ingest`] for every
-/// resolution in [`ROLLUP_BUCKETS`]).
+/// One metrics roll-up bucket, maintained for every resolution in [`ROLLUP_BUCKETS`] by
+/// whatever stores samples ([`super::Store::ingest`], [`super::Store::insert_metrics_batch`]).
+/// A server's samples roll up under the server; samples without a server under the host.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct MetricRollup {
     /// Start of the bucket.
     pub ts: OffsetDateTime,
     pub bucket_secs: i64,
-    /// Samples in the bucket.
+    /// Samples in the bucket. Each average is over the samples that had that field
+    /// (`None` when none had it), so a missing value never counts as zero.
     pub samples: i64,
     pub cpu_avg: Option<f64>,
     pub cpu_max: Option<f64>,

@@ -11,6 +11,7 @@
 //!   missing row return [`StoreError::NotFound`].
 //! * Text or JSON containing NUL (U+0000) is refused with [`StoreError::InvalidInput`] on both
 //!   backends (PostgreSQL cannot store it); the API should reject it earlier with a 400.
+//!   The one exception is agent telemetry ([`Store::ingest`]), where NUL becomes U+FFFD.
 //! * Mission rotation is kept inside the `server` config section JSON (no table).
 
 use std::sync::Arc;
@@ -690,6 +691,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_host(&self, id: Uuid) -> StoreResult<Option<Host>>;
     async fn list_hosts(&self) -> StoreResult<Vec<Host>>;
     /// Writes every mutable field of `host` (name, agent_id, os, status, last_seen_at, revoked_at).
+    /// Never `agent_version` / `acked_seq`: those belong to the link (enrollment, ingest), and
+    /// a stale `Host` written back must not move the ack.
     async fn update_host(&self, host: &Host) -> StoreResult<Host>;
     /// Fails with Conflict while servers still reference the host.
     async fn delete_host(&self, id: Uuid) -> StoreResult<()>;
@@ -885,88 +888,70 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
     // retention
-    /// Prunes logs, metrics, audit events, closed player sessions and expired refresh
-    /// tokens older than the cut-offs. On PostgreSQL only one replica prunes at a time: the
-    /// run holds `pg_try_advisory_xact_lock(RETENTION_LOCK_KEY)` in an open transaction and
-    /// returns `Ok(None)` without touching anything when another session holds it. SQLite
-    /// (single process) takes no lock.
+    /// Prunes logs, metrics and their roll-ups, server events, audit events, closed player
+    /// sessions, expired refresh and join tokens older than the cut-offs. On PostgreSQL only
+    /// one replica prunes at a time: the run holds `pg_try_advisory_xact_lock(RETENTION_LOCK_KEY)`
+    /// in an open transaction and returns `Ok(None)` without touching anything when another
+    /// session holds it. SQLite (single process) takes no lock.
     async fn prune_retention(&self, cutoffs: RetentionCutoffs) -> StoreResult<Option<PruneReport>>;
 
     // fleet link
-    async fn insert_join_token(&self, new: NewJoinToken) -> StoreResult<JoinTokenRow> {
-        let _ = new;
-        Err(unimplemented_store("insert_join_token"))
-    }
-    async fn get_join_token(&self, id: Uuid) -> StoreResult<Option<JoinTokenRow>> {
-        let _ = id;
-        Err(unimplemented_store("get_join_token"))
-    }
-    /// Newest first.
-    async fn list_join_tokens(&self, host_id: Uuid) -> StoreResult<Vec<JoinTokenRow>> {
-        let _ = host_id;
-        Err(unimplemented_store("list_join_tokens"))
-    }
+    /// Stores a join token (the caller chose the id; `created_at` is now). A missing host
+    /// is `Conflict("foreign key: …")`.
+    async fn insert_join_token(&self, new: NewJoinToken) -> StoreResult<JoinTokenRow>;
+    async fn get_join_token(&self, id: Uuid) -> StoreResult<Option<JoinTokenRow>>;
+    /// The host's tokens, newest first.
+    async fn list_join_tokens(&self, host_id: Uuid) -> StoreResult<Vec<JoinTokenRow>>;
     /// In one transaction: marks the token used — only if it is unused, unexpired at
     /// `e.at` and made for `e.host_id`, else `Conflict("join token")` and nothing changes —
     /// and binds the host to the new agent: `agent_id`, `os`, `agent_version`, status
     /// `offline`, `revoked_at` cleared, `acked_seq` 0 (a new agent numbers from 1).
-    /// Exactly one of any number of concurrent calls with one token succeeds.
-    async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host> {
-        let _ = e;
-        Err(unimplemented_store("enroll_agent"))
-    }
-    async fn get_host_by_agent_id(&self, agent_id: &str) -> StoreResult<Option<Host>> {
-        let _ = agent_id;
-        Err(unimplemented_store("get_host_by_agent_id"))
-    }
-    /// Link came up / went down: sets `status` (`online` / `offline`), `last_seen_at = at`
-    /// and, when given, `agent_version`. Leaves a revoked host's status alone.
+    /// Exactly one of any number of concurrent calls with one token succeeds (the token
+    /// update is one conditional statement). An `agent_id` another host already has is a
+    /// `Conflict` from the unique index, and the token stays unused.
+    async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host>;
+    async fn get_host_by_agent_id(&self, agent_id: &str) -> StoreResult<Option<Host>>;
+    /// Link came up / went down: sets `status` (`online` / `offline`; anything else is
+    /// `InvalidInput`), `last_seen_at = at` and, when given, `agent_version`. Leaves a
+    /// revoked host's status alone (it stays `revoked`). A missing host is `NotFound`.
     async fn set_host_link(
         &self,
         host_id: Uuid,
         status: &str,
         agent_version: Option<&str>,
         at: OffsetDateTime,
-    ) -> StoreResult<()> {
-        let _ = (host_id, status, agent_version, at);
-        Err(unimplemented_store("set_host_link"))
-    }
+    ) -> StoreResult<()>;
     /// Controller start-up: every `online` host becomes `offline` (no link exists yet).
-    async fn reset_host_links(&self) -> StoreResult<u64> {
-        Err(unimplemented_store("reset_host_links"))
-    }
-    /// Sets `revoked_at = at` and status `revoked` (the agent's certificate is refused
-    /// from now on). A missing host is `NotFound`.
-    async fn revoke_host(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<Host> {
-        let _ = (id, at);
-        Err(unimplemented_store("revoke_host"))
-    }
+    /// Returns how many changed.
+    async fn reset_host_links(&self) -> StoreResult<u64>;
+    /// Sets `revoked_at = at` (an already revoked host keeps its first revocation time)
+    /// and status `revoked` (the agent's certificate is refused from now on). A missing
+    /// host is `NotFound`.
+    async fn revoke_host(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<Host>;
     /// Stores a batch of agent telemetry in ONE transaction: log lines, metric samples
     /// (and their roll-ups for every [`ROLLUP_BUCKETS`] resolution), status upserts, server
     /// events, session changes in order — and raises the host's `acked_seq` to
     /// `batch.upto` (never lowers it). Returns the host's `acked_seq` after the commit.
     /// Text is stored as given except NUL, which becomes U+FFFD (agent data must never make
     /// a batch unstorable, or the agent would replay it forever).
-    async fn ingest(&self, batch: IngestBatch) -> StoreResult<i64> {
-        let _ = batch;
-        Err(unimplemented_store("ingest"))
-    }
-    /// Every stored status, for servers of `host_id` (or all).
+    ///
+    /// Any failure (missing host: `NotFound`; a row naming a server that does not exist:
+    /// `Conflict("foreign key: …")`) stores nothing and leaves `acked_seq` unchanged.
+    /// Whether the servers belong to the host is the caller's check (the link knows the
+    /// agent's identity). Status rows get `updated_at` = now. Batches of one host are
+    /// serialised (the host row is updated first), so a replayed batch cannot interleave.
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<i64>;
+    /// Every stored status, for servers of `host_id` (or all), ordered by server id.
     async fn list_server_statuses(
         &self,
         host_id: Option<Uuid>,
-    ) -> StoreResult<Vec<ServerStatusRow>> {
-        let _ = host_id;
-        Err(unimplemented_store("list_server_statuses"))
-    }
-    async fn query_server_events(&self, query: ServerEventQuery) -> StoreResult<Vec<ServerEvent>> {
-        let _ = query;
-        Err(unimplemented_store("query_server_events"))
-    }
-    async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>> {
-        let _ = query;
-        Err(unimplemented_store("query_metric_rollups"))
-    }
+    ) -> StoreResult<Vec<ServerStatusRow>>;
+    /// Newest first (by id); see [`ServerEventQuery`].
+    async fn query_server_events(&self, query: ServerEventQuery) -> StoreResult<Vec<ServerEvent>>;
+    /// Oldest first; see [`RollupQuery`]. Not exactly one of `server_id` / `host_id`, or a
+    /// `bucket_secs` not in [`ROLLUP_BUCKETS`], is `InvalidInput`. Averages are over the
+    /// samples that had the field (`None` when none had it).
+    async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>>;
 
     // schedules
     async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
@@ -988,16 +973,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 }
 
-fn unimplemented_store(what: &str) -> StoreError {
-    StoreError::Internal(anyhow::anyhow!("{what} is not implemented by this store"))
-}
-
 /// Cut-off times for [`Store::prune_retention`]: rows older than these go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionCutoffs {
     /// Log lines with `ts` before this.
     pub logs_before: OffsetDateTime,
-    /// Metric samples with `ts` before this.
+    /// Metric samples with `ts` before this, and the 1-minute roll-ups that start before it.
     pub metrics_before: OffsetDateTime,
     /// Audit events with `ts` before this.
     pub audit_before: OffsetDateTime,
@@ -1005,6 +986,13 @@ pub struct RetentionCutoffs {
     pub sessions_before: OffsetDateTime,
     /// Refresh tokens that expired before this.
     pub refresh_tokens_before: OffsetDateTime,
+    /// Server events with `ts` before this.
+    pub events_before: OffsetDateTime,
+    /// Coarse (5-minute and 1-hour) metric roll-ups that start before this; kept longer
+    /// than raw samples so long charts stay cheap.
+    pub rollups_before: OffsetDateTime,
+    /// Join tokens (used or not) that expired before this.
+    pub join_tokens_before: OffsetDateTime,
 }
 
 /// Rows removed by one [`Store::prune_retention`] run.
@@ -1015,6 +1003,10 @@ pub struct PruneReport {
     pub audit: u64,
     pub sessions: u64,
     pub refresh_tokens: u64,
+    pub events: u64,
+    /// Roll-up rows of every resolution.
+    pub rollups: u64,
+    pub join_tokens: u64,
 }
 
 /// PostgreSQL advisory lock key held (transaction scope) while a replica prunes.

@@ -10,6 +10,9 @@ use uuid::Uuid;
 use super::common::*;
 use super::*;
 
+/// The sqlx database of this backend (named by the shared `impl_store!` code).
+type Db = sqlx::Postgres;
+
 pub(crate) struct PgStore {
     pool: PgPool,
     servers: ServerListCache,

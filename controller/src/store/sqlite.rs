@@ -13,6 +13,9 @@ use uuid::Uuid;
 use super::common::*;
 use super::*;
 
+/// The sqlx database of this backend (named by the shared `impl_store!` code).
+type Db = sqlx::Sqlite;
+
 pub(crate) struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,

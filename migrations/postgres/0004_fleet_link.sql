@@ -1,0 +1,76 @@
+-- Fleet link (DESIGN.md, "Controller <-> agent link"). Keep in step with
+-- ../sqlite/0004_fleet_link.sql. UUIDs, TIMESTAMPTZ and JSONB native; integers BIGINT.
+
+-- The enrolled agent's build and the highest agent sequence number committed for the
+-- host (the link's acknowledgement; written by ingest, reset by enrollment).
+ALTER TABLE hosts ADD COLUMN agent_version TEXT;
+ALTER TABLE hosts ADD COLUMN acked_seq BIGINT NOT NULL DEFAULT 0;
+
+-- One-time join tokens: only the SHA-256 of the secret is kept.
+CREATE TABLE join_tokens (
+    id          UUID PRIMARY KEY,
+    host_id     UUID NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+    secret_hash TEXT NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL,
+    used_at     TIMESTAMPTZ,
+    created_by  UUID REFERENCES users (id) ON DELETE SET NULL,
+    created_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX join_tokens_host ON join_tokens (host_id, created_at);
+CREATE INDEX join_tokens_expires ON join_tokens (expires_at);
+
+-- A server's actual state as last reported by its agent (one row per server).
+CREATE TABLE server_status (
+    server_id   UUID PRIMARY KEY REFERENCES servers (id) ON DELETE CASCADE,
+    state       TEXT NOT NULL,
+    pid         BIGINT,
+    since       TIMESTAMPTZ NOT NULL,
+    detail      TEXT,
+    exit_code   BIGINT,
+    exit_signal BIGINT,
+    restarts    BIGINT NOT NULL DEFAULT 0,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+
+-- A server's history (status changes, joins/leaves, chat, kicks, outbox gaps). Integer ids:
+-- newest-first paging by id. server_id NULL = host-wide event.
+CREATE TABLE server_events (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    server_id UUID REFERENCES servers (id) ON DELETE CASCADE,
+    host_id   UUID NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+    seq       BIGINT NOT NULL,
+    ts        TIMESTAMPTZ NOT NULL,
+    kind      TEXT NOT NULL,
+    data      JSONB NOT NULL
+);
+CREATE INDEX server_events_server ON server_events (server_id, id);
+CREATE INDEX server_events_host ON server_events (host_id, id);
+CREATE INDEX server_events_ts ON server_events (ts);
+
+-- Metric roll-ups, one row per (subject, resolution, bucket start). `scope` is the
+-- subject as a NOT NULL key (the server's UUID text, or 'host:<uuid>' for a host's
+-- host-wide samples) so the primary key works with ON CONFLICT on both databases;
+-- server_id / host_id are kept for the cascades. Averages are sum / n with a count per
+-- field, so a sample without e.g. cpu does not pull the cpu average down. Sums are
+-- floating point so that no value an agent sends can overflow them.
+CREATE TABLE metric_rollups (
+    scope       TEXT NOT NULL,
+    bucket_secs BIGINT NOT NULL,
+    ts          TIMESTAMPTZ NOT NULL,
+    server_id   UUID REFERENCES servers (id) ON DELETE CASCADE,
+    host_id     UUID REFERENCES hosts (id) ON DELETE CASCADE,
+    samples     BIGINT NOT NULL,
+    cpu_n       BIGINT NOT NULL,
+    cpu_sum     DOUBLE PRECISION NOT NULL,
+    cpu_max     DOUBLE PRECISION,
+    rss_n       BIGINT NOT NULL,
+    rss_sum     DOUBLE PRECISION NOT NULL,
+    rss_max     BIGINT,
+    players_n   BIGINT NOT NULL,
+    players_sum DOUBLE PRECISION NOT NULL,
+    players_max BIGINT,
+    PRIMARY KEY (scope, bucket_secs, ts)
+);
+CREATE INDEX metric_rollups_bucket_ts ON metric_rollups (bucket_secs, ts);
+CREATE INDEX metric_rollups_server ON metric_rollups (server_id);
+CREATE INDEX metric_rollups_host ON metric_rollups (host_id);
