@@ -344,6 +344,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let msg = match msg {
             Err(_) => return "silent for three heartbeat intervals",
             Ok(Ok(None)) => return "closed by the agent",
+            Ok(Err(languard_shared::wire::frame::FrameError::Io(e))) => {
+                tracing::debug!(%agent_id, error = %e, "Link I/O error.");
+                return "connection lost";
+            }
             Ok(Err(e)) => {
                 tracing::warn!(%agent_id, error = %e, "Bad frame from agent; closing its link.");
                 return "bad frame";
@@ -414,7 +418,8 @@ struct IngestCtx {
 
 async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope>>) {
     let mut owned = owned_servers(&*cx.app.store, cx.host_id).await;
-    let mut reloaded = Instant::now();
+    // Unknown server ids and when the store was last asked about them.
+    let mut checked: HashMap<String, Instant> = HashMap::new();
     let mut refusals = 0usize;
     while let Some(first) = rx.recv().await {
         let mut events = first;
@@ -436,11 +441,23 @@ async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope
                 .await;
             continue;
         };
-        // A server created after the connect is not in the set yet: look again (at most
-        // once a second, so a misbehaving agent cannot make us hammer the database).
-        if names_unknown(&events, &owned) && reloaded.elapsed() > Duration::from_secs(1) {
+        // A server created after the connect is not in the set yet: look again at once
+        // for an id not asked about in the last second (so an agent repeating a foreign
+        // id cannot make us hammer the database).
+        let unknown = unknown_servers(&events, &owned);
+        let now = Instant::now();
+        if unknown.iter().any(|id| {
+            checked
+                .get(id)
+                .is_none_or(|t| now.duration_since(*t) > Duration::from_secs(1))
+        }) {
             owned = owned_servers(&*cx.app.store, cx.host_id).await;
-            reloaded = Instant::now();
+            if checked.len() > 10_000 {
+                checked.clear();
+            }
+            for id in unknown {
+                checked.insert(id, now);
+            }
         }
         let n_events = events.len();
         let converted = ingest::convert(cx.host_id, &owned, events);
@@ -488,17 +505,20 @@ async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope
     }
 }
 
-fn names_unknown(events: &[EventEnvelope], owned: &HashSet<Uuid>) -> bool {
+/// Server ids named by `events` that are not in `owned`.
+fn unknown_servers(events: &[EventEnvelope], owned: &HashSet<Uuid>) -> HashSet<String> {
     use languard_shared::wire::event::Event;
-    events.iter().any(|e| {
-        let server = match &e.event {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
             Event::Status(s) => Some(&s.server),
             Event::Log { server, .. } | Event::Player { server, .. } => Some(server),
             Event::Metrics { server, .. } => server.as_ref(),
             Event::Gap { .. } => None,
-        };
-        server.is_some_and(|s| Uuid::parse_str(s.as_str()).map_or(true, |id| !owned.contains(&id)))
-    })
+        })
+        .filter(|s| Uuid::parse_str(s.as_str()).map_or(true, |id| !owned.contains(&id)))
+        .map(|s| s.as_str().to_owned())
+        .collect()
 }
 
 async fn owned_servers(store: &dyn Store, host_id: Uuid) -> HashSet<Uuid> {

@@ -286,7 +286,7 @@ impl Api {
             .call(
                 "PUT",
                 &format!("/servers/{id}/config/sections/rcon"),
-                Some(json!({"content": {"password": "e2e-rcon-secret"}})),
+                Some(json!({"content": {"password": "e2eRconSecret7"}})),
             )
             .await;
         assert_eq!(s, 200, "{v}");

@@ -23,11 +23,11 @@ use tokio::io::AsyncWriteExt;
 
 /// Simulator knobs: no players or chat, a numbered log line every 20 ms.
 const SPAM: &[&str] = &[
-    "-sim-players=0",
-    "-sim-chat-interval-ms=0",
-    "-sim-startup-delay-ms=100",
-    "-sim-rpt-spam=50",
-    "-sim-rpt-spam-numbered=1",
+    "-sim_players=0",
+    "-sim_chat_interval_ms=0",
+    "-sim_startup_delay_ms=100",
+    "-sim_rpt_spam=50",
+    "-sim_rpt_spam_numbered=1",
 ];
 
 fn outage() -> Duration {
@@ -155,21 +155,26 @@ async fn next_reply(link: &mut Link) -> Option<ControllerMessage> {
 }
 
 async fn scenario(database_url: Option<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut ctl = Controller::start(&dir.path().join("controller"), database_url.as_deref()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    // LANGUARD_E2E_KEEP=<folder> keeps the data and logs of the run there.
+    let root = std::env::var_os("LANGUARD_E2E_KEEP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = &root;
+    let mut ctl = Controller::start(&dir.join("controller"), database_url.as_deref()).await;
     let api = ctl.admin().await;
 
     // --- enrollment: two hosts, one agent each; a join token works once.
     let host_a = api.host("game-a").await;
     let host_b = api.host("game-b").await;
-    let mut agent_a = AgentProc::new(&dir.path().join("a"));
-    let mut agent_b = AgentProc::new(&dir.path().join("b"));
+    let mut agent_a = AgentProc::new(&dir.join("a"));
+    let mut agent_b = AgentProc::new(&dir.join("b"));
     let token_a = api.join_token(&host_a).await;
     agent_a.enroll(ctl.link, &token_a).unwrap();
     agent_b
         .enroll(ctl.link, &api.join_token(&host_b).await)
         .unwrap();
-    let again = AgentProc::new(&dir.path().join("again"));
+    let again = AgentProc::new(&dir.join("again"));
     let err = again.enroll(ctl.link, &token_a).unwrap_err();
     assert!(err.contains("used"), "{err}");
     for f in ["identity.key", "identity.crt", "ca.crt"] {
@@ -391,12 +396,12 @@ async fn scenario(database_url: Option<String>) {
     );
     let log = std::fs::read_to_string(&agent_b.log).unwrap_or_default();
     assert!(
-        !log.contains("e2e-rcon-secret") && !log.contains("lgj_"),
+        !log.contains("e2eRconSecret7") && !log.contains("lgj_"),
         "secrets in the agent log"
     );
     let clog = std::fs::read_to_string(&ctl.log).unwrap_or_default();
     assert!(
-        !clog.contains("e2e-rcon-secret") && !clog.contains("lgj_"),
+        !clog.contains("e2eRconSecret7") && !clog.contains("lgj_"),
         "secrets in the controller log"
     );
 }

@@ -10,7 +10,11 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "demo-data".into()));
+    let dir = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "demo-data".into()),
+    );
     if dir.exists() {
         eprintln!("{} exists: remove it or pass another folder", dir.display());
         std::process::exit(2);
@@ -24,7 +28,11 @@ async fn main() {
         std::process::exit(1);
     }
     agent.start();
-    let knobs = ["-sim-players=3", "-sim-chat-interval-ms=4000", "-sim-rpt-spam=2"];
+    let knobs = [
+        "-sim_players=3",
+        "-sim_chat_interval_ms=4000",
+        "-sim_rpt_spam=2",
+    ];
     for name in ["altis-1", "tanoa-1"] {
         let id = api.sim_server(&host, name, &knobs).await;
         let mut started = false;
@@ -36,7 +44,14 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        println!("server {name} ({id}) {}", if started { "started" } else { "not started (agent offline?)" });
+        println!(
+            "server {name} ({id}) {}",
+            if started {
+                "started"
+            } else {
+                "not started (agent offline?)"
+            }
+        );
     }
     println!(
         "\nLanguard is running.\n  API:   http://{}/api/v1  (user `e2e`, password `e2e-password-1`)\n  Link:  {}\n  Logs:  {} and {}\nCtrl-C stops it.",

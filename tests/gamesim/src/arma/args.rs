@@ -263,18 +263,17 @@ pub const KNOB_RANGES: &[(&str, u64, u64)] = &[
 ];
 
 impl SimOptions {
-    /// Reads knobs from `-sim-<name>=` flags, then `ARMA3SIM_<NAME>` variables.
+    /// Reads knobs from `-sim-<name>=` flags (also spelt `-sim_<name_with_underscores>=`,
+    /// the form a manager's "extra launch parameters" field accepts), then
+    /// `ARMA3SIM_<NAME>` variables.
     pub fn from_sources(
         launch: &LaunchArgs,
         env: &HashMap<String, String>,
     ) -> Result<Self, KnobError> {
         let get = |name: &str| -> Option<String> {
-            if let Some(a) = launch
-                .args
-                .iter()
-                .rev()
-                .find(|a| a.key == format!("sim-{name}"))
-            {
+            if let Some(a) = launch.args.iter().rev().find(|a| {
+                a.key == format!("sim-{name}") || a.key == format!("sim_{}", name.replace('-', "_"))
+            }) {
                 return Some(a.value.clone().unwrap_or_else(|| "1".into()));
             }
             let var = format!("ARMA3SIM_{}", name.to_ascii_uppercase().replace('-', "_"));
