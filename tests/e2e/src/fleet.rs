@@ -48,7 +48,7 @@ pub fn game_ports() -> (u16, u16) {
     for _ in 0..500 {
         let off = NEXT.fetch_add(10, Ordering::SeqCst) % 5000;
         let p = start.wrapping_add(off);
-        if p < 30_000 || p > 60_000 {
+        if !(30_000..=60_000).contains(&p) {
             continue;
         }
         let free = (p..p + 8).all(|q| {
