@@ -75,3 +75,9 @@ CREATE TABLE metric_rollups (
 CREATE INDEX metric_rollups_bucket_ts ON metric_rollups (bucket_secs, ts);
 CREATE INDEX metric_rollups_server ON metric_rollups (server_id);
 CREATE INDEX metric_rollups_host ON metric_rollups (host_id);
+
+-- Log ingest: the FTS5 trigram index is most of the cost of storing a log line, and much
+-- of that is merging the small segment each commit writes. Merging 16 segments of a level
+-- at a time instead of 4 writes each posting fewer times (measured: ~30k -> ~45k lines/s
+-- in batches of 1000) and did not slow substring search measurably.
+INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 16);

@@ -418,7 +418,13 @@ pub(crate) fn sessions_sql(q: &SessionQuery) -> Sql {
 }
 
 /// Multi-row INSERT text for `rows` rows of `cols` columns.
-pub(crate) fn multi_insert(head: &str, cols: usize, rows: usize) -> String {
+///
+/// SQLite gets anonymous `?` placeholders: sqlx looks up every parameter's name when it
+/// binds, and SQLite finds a name by scanning a list of all named parameters, so `$n`
+/// would make binding a statement quadratic in its parameter count (it was most of the
+/// time of a 512-row log insert). PostgreSQL needs `$n`.
+pub(crate) fn multi_insert(backend: Backend, head: &str, cols: usize, rows: usize) -> String {
+    use std::fmt::Write as _;
     let mut s = String::with_capacity(head.len() + rows * cols * 6);
     s.push_str(head);
     s.push_str(" VALUES ");
@@ -433,7 +439,12 @@ pub(crate) fn multi_insert(head: &str, cols: usize, rows: usize) -> String {
                 s.push(',');
             }
             n += 1;
-            s.push_str(&format!("${n}"));
+            match backend {
+                Backend::Sqlite => s.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(s, "${n}");
+                }
+            }
         }
         s.push(')');
     }
@@ -594,7 +605,8 @@ pub(crate) struct MultiInsert {
     cols: usize,
     /// Appended after the VALUES list (e.g. an `ON CONFLICT` clause).
     tail: &'static str,
-    texts: [std::sync::OnceLock<String>; ROW_SIZES],
+    /// Per backend (SQLite, PostgreSQL), per power-of-two row count.
+    texts: [[std::sync::OnceLock<String>; ROW_SIZES]; 2],
 }
 
 impl MultiInsert {
@@ -603,19 +615,24 @@ impl MultiInsert {
             head,
             cols,
             tail,
-            texts: [const { std::sync::OnceLock::new() }; ROW_SIZES],
+            texts: [const { [const { std::sync::OnceLock::new() }; ROW_SIZES] }; 2],
         }
     }
 
     /// The statement for `rows` rows (a count from [`chunk_plan`]; any other count is
     /// built on the spot and not cached).
-    pub(crate) fn sql(&'static self, rows: usize) -> std::borrow::Cow<'static, str> {
+    pub(crate) fn sql(
+        &'static self,
+        backend: Backend,
+        rows: usize,
+    ) -> std::borrow::Cow<'static, str> {
         let build = || {
-            let mut s = multi_insert(self.head, self.cols, rows);
+            let mut s = multi_insert(backend, self.head, self.cols, rows);
             s.push_str(self.tail);
             s
         };
-        match self.texts.get(rows.trailing_zeros() as usize) {
+        let texts = &self.texts[backend as usize];
+        match texts.get(rows.trailing_zeros() as usize) {
             Some(slot) if rows.is_power_of_two() => {
                 std::borrow::Cow::Borrowed(slot.get_or_init(build).as_str())
             }
@@ -1001,13 +1018,20 @@ mod tests {
     fn multi_insert_texts_are_cached_per_row_count() {
         static T: MultiInsert =
             MultiInsert::new("INSERT INTO t (a, b)", 2, " ON CONFLICT DO NOTHING");
-        let two = T.sql(2);
+        let two = T.sql(Backend::Postgres, 2);
         assert_eq!(
             two,
             "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4) ON CONFLICT DO NOTHING"
         );
         assert!(matches!(two, std::borrow::Cow::Borrowed(_)));
-        assert!(matches!(T.sql(3), std::borrow::Cow::Owned(_)));
+        assert_eq!(
+            T.sql(Backend::Sqlite, 2),
+            "INSERT INTO t (a, b) VALUES (?,?),(?,?) ON CONFLICT DO NOTHING"
+        );
+        assert!(matches!(
+            T.sql(Backend::Postgres, 3),
+            std::borrow::Cow::Owned(_)
+        ));
     }
 
     #[test]

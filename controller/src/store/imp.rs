@@ -1370,7 +1370,7 @@ macro_rules! impl_store {
             async fn insert_logs(conn: &mut <Db as sqlx::Database>::Connection, lines: &[NewLogLine]) -> StoreResult<u64> {
                 let mut n = 0;
                 for chunk in planned_chunks(lines) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(LOGS_INSERT.sql(chunk.len())));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(LOGS_INSERT.sql(Self::BACKEND, chunk.len())));
                     for l in chunk {
                         q = q.bind(l.server_id).bind(l.seq).bind(ts(l.ts)).bind(l.level.as_i16()).bind(l.text.as_str());
                     }
@@ -1388,7 +1388,7 @@ macro_rules! impl_store {
             ) -> StoreResult<u64> {
                 let mut n = 0;
                 for chunk in planned_chunks(samples) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(METRICS_INSERT.sql(chunk.len())));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(METRICS_INSERT.sql(Self::BACKEND, chunk.len())));
                     for m in chunk {
                         q = q
                             .bind(m.server_id)
@@ -1403,7 +1403,7 @@ macro_rules! impl_store {
                 }
                 let deltas = rollup_deltas(samples, t);
                 for chunk in planned_chunks(deltas.as_slice()) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(ROLLUP_UPSERT.sql(chunk.len())));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(ROLLUP_UPSERT.sql(Self::BACKEND, chunk.len())));
                     for d in chunk {
                         let m = &d.sums;
                         q = q
@@ -1435,7 +1435,7 @@ macro_rules! impl_store {
                 t: OffsetDateTime,
             ) -> StoreResult<()> {
                 for chunk in planned_chunks(statuses) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(STATUS_UPSERT.sql(chunk.len())));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(STATUS_UPSERT.sql(Self::BACKEND, chunk.len())));
                     for s in chunk {
                         q = q
                             .bind(s.server_id)
@@ -1455,7 +1455,7 @@ macro_rules! impl_store {
 
             async fn insert_events(conn: &mut <Db as sqlx::Database>::Connection, events: &[NewServerEvent]) -> StoreResult<()> {
                 for chunk in planned_chunks(events) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(EVENTS_INSERT.sql(chunk.len())));
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(EVENTS_INSERT.sql(Self::BACKEND, chunk.len())));
                     for e in chunk {
                         q = q
                             .bind(e.server_id)

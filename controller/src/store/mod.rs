@@ -938,8 +938,10 @@ pub trait Store: Send + Sync + 'static {
     /// Any failure (missing host: `NotFound`; a row naming a server that does not exist:
     /// `Conflict("foreign key: …")`) stores nothing and leaves `acked_seq` unchanged.
     /// Whether the servers belong to the host is the caller's check (the link knows the
-    /// agent's identity). Status rows get `updated_at` = now. Batches of one host are
-    /// serialised (the host row is updated first), so a replayed batch cannot interleave.
+    /// agent's identity); the caller must also drop rows of servers that no longer exist
+    /// (deleted meanwhile), or the batch would fail on every replay. Status rows get
+    /// `updated_at` = now. Batches of one host are serialised (the host row is updated
+    /// first), so a replayed batch cannot interleave.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<i64>;
     /// Every stored status, for servers of `host_id` (or all), ordered by server id.
     async fn list_server_statuses(
