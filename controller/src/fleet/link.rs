@@ -268,7 +268,9 @@ where
     tracing::info!(%peer, host = %host_id, %agent_id, agent_version, protocol = version, acked = acked_u, "Agent connected.");
 
     let writer_task = tokio::spawn(write_loop(writer, rx, heartbeat));
-    let (ingest_tx, ingest_rx) = mpsc::channel::<Vec<EventEnvelope>>(64);
+    // Bounded in batches (each ≤ 4 MiB from our agent): a slow database pushes back on
+    // the TCP stream instead of growing memory.
+    let (ingest_tx, ingest_rx) = mpsc::channel::<Vec<EventEnvelope>>(8);
     let ingest_task = tokio::spawn(ingest_loop(
         IngestCtx {
             app: app.clone(),

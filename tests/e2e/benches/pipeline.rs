@@ -60,7 +60,9 @@ async fn start_servers(api: &Api, host: &str, n: u64, rate: u64) -> Vec<String> 
             format!("-sim_rpt_spam={rate}"),
         ];
         let knobs: Vec<&str> = knobs.iter().map(String::as_str).collect();
-        let id = api.sim_server(host, &format!("bench-{i}"), &knobs).await;
+        let id = api
+            .sim_server(host, &format!("bench-{rate}-{i}"), &knobs)
+            .await;
         let (s, v) = api.post(&format!("/servers/{id}/start"), json!({})).await;
         assert_eq!(s, 200, "{v}");
         ids.push(id);
@@ -156,7 +158,20 @@ async fn main() {
     }
     drop(agent);
 
-    // 3. Controller footprint with many idle agents connected.
+    drop(ctl);
+
+    // 3. Controller footprint with many idle agents connected (a fresh controller, so
+    //    the backlog of the throughput run does not count).
+    let pg2 = (env("PG", 0) == 1).then(|| {
+        PgDatabase::create(&std::env::var("LANGUARD_TEST_PG_URL").expect("LANGUARD_TEST_PG_URL"))
+    });
+    let ctl = Controller::start(
+        &dir.path().join("controller2"),
+        pg2.as_ref().map(|p| p.url.as_str()),
+    )
+    .await;
+    let api = ctl.admin().await;
+    let pid = ctl.pid().unwrap();
     let agents = env("AGENTS", 10);
     let mut procs = Vec::new();
     for i in 0..agents {
