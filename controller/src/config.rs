@@ -534,6 +534,48 @@ mod tests {
     }
 
     #[test]
+    fn link_settings_from_env_flags_and_their_problems() {
+        let env = vec![
+            (
+                "LANGUARD_LINK_LISTEN".to_owned(),
+                "127.0.0.1:7000".to_owned(),
+            ),
+            (
+                "LANGUARD_LINK_NAMES".to_owned(),
+                " game.example , 10.0.0.5,".to_owned(),
+            ),
+        ];
+        let c = Config::load_from(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.link.listen.map(|a| a.port()), Some(7000));
+        assert_eq!(c.link.names, ["game.example", "10.0.0.5"]);
+        let over = Overrides {
+            link_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7001))),
+            ..Overrides::default()
+        };
+        let c = Config::load_from(None, &env, &over).unwrap();
+        assert_eq!(c.link.listen.map(|a| a.port()), Some(7001), "the flag wins");
+        let off = vec![("LANGUARD_LINK_LISTEN".to_owned(), "off".to_owned())];
+        assert_eq!(
+            Config::load_from(None, &off, &Overrides::default())
+                .unwrap()
+                .link
+                .listen,
+            None
+        );
+        let bad = vec![
+            ("LANGUARD_LINK_LISTEN".to_owned(), "port 7443".to_owned()),
+            ("LANGUARD_LINK_NAMES".to_owned(), ",".to_owned()),
+        ];
+        let err = Config::load_from(None, &bad, &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 2, "both problems reported at once: {err}");
+        let mut c = Config::default();
+        c.link.cert_validity_days = 0;
+        c.link.heartbeat_secs = 0;
+        c.link.names.clear();
+        assert_eq!(c.validate().len(), 3, "{:?}", c.validate());
+    }
+
+    #[test]
     fn event_and_rollup_retention_from_file_env_and_dump() {
         let d = Config::default().retention;
         assert_eq!((d.events_days, d.rollups_days), (d.logs_days, 365));

@@ -851,3 +851,243 @@ async fn missing_master_key_with_existing_users_is_refused() {
     assert!(err.contains("LANGUARD_MASTER_KEY"), "{err}");
     assert!(!dir.path().join("master.key").exists());
 }
+
+/// The fleet endpoints without a connected agent: join tokens, revocation, operations
+/// refused with clear errors, telemetry queries validated, WebSocket tickets single-use.
+#[tokio::test]
+async fn fleet_endpoints_validate_input_and_report_offline_hosts() {
+    let h = Harness::new().await;
+    let admin = h.user("root", Role::Admin).await;
+    let (host, server) = h.server(&admin, 2302).await;
+
+    // Join tokens: shown once, never listed; bad lifetimes refused.
+    let (s, t) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{host}/join-tokens"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let token = t["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("lgj_") && token.ends_with(t["ca_fingerprint"].as_str().unwrap()));
+    assert!(t["command"].as_str().unwrap().contains(&token));
+    let (s, list) = h
+        .get(&format!("/api/v1/hosts/{host}/join-tokens"), &admin)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(
+        !list.to_string().contains(&token[4..40]),
+        "a listed token has no secret"
+    );
+    for ttl in [0, 2_592_001u64] {
+        let (s, _) = h
+            .send(
+                "POST",
+                &format!("/api/v1/hosts/{host}/join-tokens"),
+                &admin,
+                json!({"ttl_secs": ttl}),
+            )
+            .await;
+        assert_eq!(s, 400, "ttl {ttl}");
+    }
+    let missing = uuid::Uuid::new_v4();
+    let (s, _) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{missing}/join-tokens"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = h
+        .get(&format!("/api/v1/hosts/{host}/join-tokens"), &admin)
+        .await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "refused requests stored nothing"
+    );
+
+    // Operations: the config must be complete, then the host must be online.
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/start"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["errors"][0]["field"], "rcon.password");
+    let (s, p) = h
+        .send(
+            "PUT",
+            &format!("/api/v1/servers/{server}/config/sections/rcon"),
+            &admin,
+            json!({"content": {"password": "Secret123"}, "revision": 0}),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/start"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 503, "{p}");
+    assert_eq!(p["type"], "https://languard.dev/problems/host-offline");
+    let (_, srv) = h.get(&format!("/api/v1/servers/{server}"), &admin).await;
+    assert_eq!(
+        srv["desired_running"], false,
+        "a refused start changes nothing"
+    );
+    let (s, st) = h
+        .get(&format!("/api/v1/servers/{server}/status"), &admin)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        (st["state"].as_str(), st["host_online"].as_bool()),
+        (Some("unknown"), Some(false))
+    );
+    for body in [
+        json!({"reason": "no target"}),
+        json!({"player": 1, "guid": "0123456789abcdef0123456789abcdef"}),
+    ] {
+        let (s, p) = h
+            .send(
+                "POST",
+                &format!("/api/v1/servers/{server}/ban"),
+                &admin,
+                body,
+            )
+            .await;
+        assert_eq!(s, 422, "{p}");
+    }
+    let (s, _) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/rcon"),
+            &admin,
+            json!({"command": ""}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/say"),
+            &admin,
+            json!({"message": "x".repeat(401)}),
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    // Telemetry queries: empty results, bad cursors and limits refused.
+    let (s, page) = h
+        .get(
+            &format!("/api/v1/servers/{server}/logs?q=abc&level=warn"),
+            &admin,
+        )
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["items"], json!([]));
+    for bad in [
+        "before=nonsense",
+        "before=1.x",
+        "limit=0",
+        "limit=5001",
+        "level=loud",
+    ] {
+        let (s, p) = h
+            .get(&format!("/api/v1/servers/{server}/logs?{bad}"), &admin)
+            .await;
+        assert!(s == 400 || s == 422, "{bad}: {s} {p}");
+    }
+    for res in ["raw", "1m", "5m", "1h"] {
+        let (s, v) = h
+            .get(
+                &format!("/api/v1/servers/{server}/metrics?resolution={res}"),
+                &admin,
+            )
+            .await;
+        assert_eq!((s, v), (200, json!([])), "{res}");
+    }
+    let (s, _) = h
+        .get(
+            &format!("/api/v1/servers/{server}/metrics?resolution=2m"),
+            &admin,
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, v) = h
+        .get(
+            &format!("/api/v1/servers/{server}/events?kind=chat,status"),
+            &admin,
+        )
+        .await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, v) = h
+        .get(
+            &format!("/api/v1/servers/{server}/sessions?open=true"),
+            &admin,
+        )
+        .await;
+    assert_eq!((s, v), (200, json!([])));
+    let (s, _) = h
+        .get(&format!("/api/v1/servers/{missing}/logs"), &admin)
+        .await;
+    assert_eq!(s, 404);
+
+    // WebSocket tickets: a bad ticket is refused before any upgrade; a ticket works once.
+    let ws = |ticket: String| {
+        h.cli
+            .get(format!("/api/v1/ws?ticket={ticket}"))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    assert_eq!(ws("lgw_forged".into()).await.0.status().as_u16(), 401);
+    let (s, t) = h
+        .send("POST", "/api/v1/live/tickets", &admin, json!({}))
+        .await;
+    assert_eq!(s, 200);
+    let ticket = t["ticket"].as_str().unwrap().to_owned();
+    let first = ws(ticket.clone()).await.0.status().as_u16();
+    assert_ne!(first, 401, "a fresh ticket is accepted");
+    assert_eq!(
+        ws(ticket).await.0.status().as_u16(),
+        401,
+        "a ticket works once"
+    );
+
+    // Revocation: the host reads revoked, and stays so.
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{host}/revoke"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "revoked");
+    let (s, _) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{missing}/revoke"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    let (_, audit) = h.get("/api/v1/audit?action=host.revoke", &admin).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+}

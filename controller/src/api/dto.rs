@@ -297,6 +297,18 @@ pub struct RestartPolicy {
     pub window_secs: u32,
 }
 
+impl RestartPolicy {
+    /// The stored JSON as a policy; a row written before the field existed (or damaged)
+    /// reads as the default: restart after a crash, 5 times in 10 minutes.
+    pub fn from_stored(v: &Value) -> Self {
+        serde_json::from_value(v.clone()).unwrap_or(RestartPolicy {
+            mode: RestartMode::OnFailure,
+            max_restarts: default_max(),
+            window_secs: default_window(),
+        })
+    }
+}
+
 fn default_max() -> u32 {
     5
 }
@@ -344,12 +356,7 @@ impl From<store::Server> for ServerView {
             .into_iter()
             .map(i64::from)
             .collect();
-        let restart_policy =
-            serde_json::from_value(s.restart_policy.clone()).unwrap_or(RestartPolicy {
-                mode: RestartMode::OnFailure,
-                max_restarts: 5,
-                window_secs: 600,
-            });
+        let restart_policy = RestartPolicy::from_stored(&s.restart_policy);
         Self {
             id: s.id,
             host_id: s.host_id,

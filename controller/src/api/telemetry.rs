@@ -190,7 +190,7 @@ fn decode_cursor(s: &str) -> Result<LogCursor, Error> {
     Ok(LogCursor { ts, id })
 }
 
-fn limit(v: Option<i64>, default: i64, max: i64) -> Result<i64, Error> {
+fn page_limit(v: Option<i64>, default: i64, max: i64) -> Result<i64, Error> {
     match v {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
@@ -238,7 +238,7 @@ impl TelemetryApi {
                 to: to.0,
                 contains,
                 before,
-                limit: self::limit(limit.0, 200, 5000)?,
+                limit: page_limit(limit.0, 200, 5000)?,
             })
             .await
             .map_err(Error::from)?;
@@ -274,7 +274,7 @@ impl TelemetryApi {
         limit: Query<Option<i64>>,
     ) -> ApiResult<Json<Vec<MetricPoint>>> {
         self.0.get_server(id.0).await?;
-        let limit = self::limit(limit.0, 1000, 10_000)?;
+        let limit = page_limit(limit.0, 1000, 10_000)?;
         let bucket = match resolution.0.unwrap_or(Resolution::Raw) {
             Resolution::Raw => None,
             Resolution::OneMinute => Some(60),
@@ -370,7 +370,7 @@ impl TelemetryApi {
                 host_id: None,
                 kinds,
                 before: before.0,
-                limit: self::limit(limit.0, 100, 1000)?,
+                limit: page_limit(limit.0, 100, 1000)?,
             })
             .await
             .map_err(Error::from)?;
@@ -409,7 +409,7 @@ impl TelemetryApi {
                 server_id: Some(id.0),
                 player_id: None,
                 open_only: open.0.unwrap_or(false),
-                limit: self::limit(limit.0, 100, 1000)?,
+                limit: page_limit(limit.0, 100, 1000)?,
             })
             .await
             .map_err(Error::from)?;
@@ -439,7 +439,7 @@ impl TelemetryApi {
         let list = self
             .0
             .store
-            .list_players(name.0.as_deref(), self::limit(limit.0, 100, 1000)?)
+            .list_players(name.0.as_deref(), page_limit(limit.0, 100, 1000)?)
             .await
             .map_err(Error::from)?;
         Ok(Json(

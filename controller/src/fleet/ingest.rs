@@ -76,7 +76,14 @@ fn state_str(s: ServerState) -> &'static str {
 }
 
 /// Converts `events` (already deduplicated) from `host_id`, whose servers are `owned`.
-pub fn convert(host_id: Uuid, owned: &HashSet<Uuid>, events: Vec<EventEnvelope>) -> Converted {
+/// `with_live`: also build the live messages (skipped when no console is connected: log
+/// lines are the hot path).
+pub fn convert(
+    host_id: Uuid,
+    owned: &HashSet<Uuid>,
+    events: Vec<EventEnvelope>,
+    with_live: bool,
+) -> Converted {
     let mut out = Converted::default();
     out.batch.host_id = host_id;
     let now = crate::store::now();
@@ -151,10 +158,12 @@ pub fn convert(host_id: Uuid, owned: &HashSet<Uuid>, events: Vec<EventEnvelope>)
                 let Some(sid) = own(&server, &mut out) else {
                     continue;
                 };
-                let mut live = Vec::with_capacity(lines.len());
+                let mut live = Vec::with_capacity(if with_live { lines.len() } else { 0 });
                 for l in lines {
                     let lv = level(l.level);
-                    live.push(json!({"at": l.at, "level": lv, "text": l.text}));
+                    if with_live {
+                        live.push(json!({"at": l.at, "level": lv, "text": l.text}));
+                    }
                     out.batch.logs.push(NewLogLine {
                         server_id: sid,
                         seq,
@@ -163,7 +172,9 @@ pub fn convert(host_id: Uuid, owned: &HashSet<Uuid>, events: Vec<EventEnvelope>)
                         text: l.text,
                     });
                 }
-                out.live.push((Channel::Log, Some(sid), Value::Array(live)));
+                if with_live {
+                    out.live.push((Channel::Log, Some(sid), Value::Array(live)));
+                }
             }
             Event::Metrics { server, sample } => {
                 let sid = match &server {
@@ -258,5 +269,177 @@ pub fn convert(host_id: Uuid, owned: &HashSet<Uuid>, events: Vec<EventEnvelope>)
             }
         }
     }
+    if !with_live {
+        out.live.clear();
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use languard_shared::wire::event::{ExitInfo, LogLine, MetricsSample, ServerStatus};
+
+    use super::*;
+
+    fn sid(id: Uuid) -> ServerId {
+        ServerId::new(id.to_string()).unwrap()
+    }
+
+    fn env(seq: u64, event: Event) -> EventEnvelope {
+        EventEnvelope {
+            seq,
+            at: 1_700_000_000_000,
+            event,
+        }
+    }
+
+    fn status(server: Uuid, state: ServerState) -> Event {
+        Event::Status(ServerStatus {
+            server: sid(server),
+            state,
+            pid: Some(7),
+            since: 1_700_000_000_000,
+            detail: None,
+            exit: Some(ExitInfo {
+                code: Some(139),
+                signal: None,
+            }),
+            restarts: 2,
+        })
+    }
+
+    fn log(server: ServerId, text: &str) -> Event {
+        Event::Log {
+            server,
+            lines: vec![LogLine {
+                at: 1_700_000_000_001,
+                level: Level::Warning,
+                text: text.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn own_servers_become_rows_and_foreign_ones_are_rejected() {
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let theirs = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let out = convert(
+            host,
+            &owned,
+            vec![
+                env(5, log(sid(mine), "ours")),
+                env(6, log(sid(theirs), "forged")),
+                env(7, log(ServerId::new("not-a-uuid").unwrap(), "junk")),
+                env(8, status(mine, ServerState::Crashed)),
+            ],
+            true,
+        );
+        assert_eq!(out.batch.host_id, host);
+        assert_eq!(
+            out.batch.upto, 8,
+            "rejected events are covered by the ack too"
+        );
+        assert_eq!(out.batch.logs.len(), 1);
+        assert_eq!(out.batch.logs[0].text, "ours");
+        assert_eq!(out.batch.logs[0].level, LogLevel::Warn);
+        assert_eq!(out.batch.logs[0].seq, 5);
+        let rejected: Vec<_> = out.rejected.iter().map(|r| (r.seq, r.kind)).collect();
+        assert_eq!(rejected, [(6, "log"), (7, "log")]);
+        assert_eq!(out.rejected[0].server, theirs.to_string());
+        // A crash closes the server's sessions and is a status row plus a history event.
+        let st = &out.batch.statuses[0];
+        assert_eq!(
+            (st.state.as_str(), st.exit_code, st.restarts),
+            ("crashed", Some(139), 2)
+        );
+        assert!(
+            matches!(out.batch.sessions[..], [SessionChange::CloseAll { server_id, .. }] if server_id == mine)
+        );
+        assert_eq!(out.batch.events[0].kind, "status");
+        assert!(
+            out.live
+                .iter()
+                .any(|(c, s, _)| *c == Channel::Log && *s == Some(mine))
+        );
+        assert!(!format!("{:?}", out.live).contains("forged"));
+    }
+
+    #[test]
+    fn players_open_and_close_sessions_and_metrics_keep_the_host() {
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let player = languard_shared::arma::rcon::parse::Player {
+            number: 0,
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 2304,
+            ping: None,
+            guid: Some("a".repeat(32)),
+            verified: true,
+            name: "Fritz".into(),
+            in_lobby: false,
+        };
+        let out = convert(
+            host,
+            &owned,
+            vec![
+                env(
+                    1,
+                    Event::Player {
+                        server: sid(mine),
+                        event: PlayerEvent::Joined { player },
+                    },
+                ),
+                env(
+                    2,
+                    Event::Player {
+                        server: sid(mine),
+                        event: PlayerEvent::Left {
+                            number: 0,
+                            name: "Fritz".into(),
+                            guid: None,
+                        },
+                    },
+                ),
+                env(
+                    3,
+                    Event::Metrics {
+                        server: None,
+                        sample: MetricsSample {
+                            cpu_percent: 12.5,
+                            memory_bytes: 1024,
+                            ..Default::default()
+                        },
+                    },
+                ),
+                env(
+                    4,
+                    Event::Gap {
+                        records: 1,
+                        lines: 10,
+                        first: 1,
+                        last: 2,
+                    },
+                ),
+            ],
+            false,
+        );
+        assert!(
+            matches!(&out.batch.sessions[0], SessionChange::Join { guid, ip: Some(ip), .. } if guid.len() == 32 && ip == "10.0.0.1")
+        );
+        assert!(
+            matches!(&out.batch.sessions[1], SessionChange::Leave { guid: None, name, .. } if name == "Fritz")
+        );
+        let m = &out.batch.metrics[0];
+        assert_eq!(
+            (m.server_id, m.host_id, m.rss_bytes),
+            (None, Some(host), Some(1024))
+        );
+        let kinds: Vec<&str> = out.batch.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["player_joined", "player_left", "gap"]);
+        assert!(out.live.is_empty(), "no consoles: no live messages built");
+        assert_eq!(out.batch.upto, 4);
+    }
 }

@@ -22,7 +22,7 @@ use languard_shared::wire::link::{
     AgentMessage, ControllerMessage, Correlator, Deduplicator, SUPPORTED_VERSIONS, host_offline,
     negotiate,
 };
-use languard_shared::wire::{PROTOCOL_VERSION, now_millis};
+use languard_shared::wire::now_millis;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -258,7 +258,6 @@ where
     {
         tracing::warn!(host = %host_id, error = %e, "Host status not stored.");
     }
-    app.bump_status_generation();
     app.live.publish(
         Channel::Status,
         None,
@@ -316,7 +315,6 @@ where
         {
             tracing::warn!(host = %host_id, error = %e, "Host status not stored.");
         }
-        app.bump_status_generation();
         app.live.publish(
             Channel::Status,
             None,
@@ -462,7 +460,7 @@ async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope
             }
         }
         let n_events = events.len();
-        let converted = ingest::convert(cx.host_id, &owned, events);
+        let converted = ingest::convert(cx.host_id, &owned, events, cx.app.live.consoles() > 0);
         let n_lines = converted.batch.logs.len();
         let _g = cx.lock.lock().await;
         if *cx.closed.borrow() {
@@ -477,10 +475,6 @@ async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope
                     .commit(max_seen.max(u64::try_from(acked).unwrap_or(0)));
                 drop(_g);
                 let _ = cx.tx.send(ControllerMessage::Ack { upto }).await;
-                let has_status = converted.live.iter().any(|(c, _, _)| *c == Channel::Status);
-                if has_status {
-                    cx.app.bump_status_generation();
-                }
                 for (channel, server, data) in &converted.live {
                     cx.app
                         .live
@@ -544,9 +538,4 @@ async fn refuse_foreign(cx: &IngestCtx, r: &Rejected) {
         json!({"host_id": cx.host_id, "agent_id": cx.agent_id, "seq": r.seq, "event": r.kind}),
     )
     .await;
-}
-
-/// The protocol version this controller speaks (for the status endpoint).
-pub const fn protocol_version() -> u32 {
-    PROTOCOL_VERSION
 }

@@ -160,3 +160,120 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use languard_shared::wire::link::host_offline;
+    use languard_shared::wire::request::ErrorCode;
+
+    use super::*;
+
+    fn link(
+        reg: &Registry,
+        host: Uuid,
+    ) -> (
+        Arc<LinkHandle>,
+        mpsc::Receiver<ControllerMessage>,
+        watch::Receiver<bool>,
+    ) {
+        let (tx, rx) = mpsc::channel(8);
+        let (close, closed) = watch::channel(false);
+        let h = Arc::new(LinkHandle {
+            host_id: host,
+            agent_id: Uuid::new_v4(),
+            conn_id: reg.next_conn_id(),
+            tx,
+            correlator: Arc::new(Correlator::new()),
+            close,
+        });
+        reg.attach(h.clone());
+        (h, rx, closed)
+    }
+
+    #[tokio::test]
+    async fn requests_get_the_agents_answer_or_a_clear_error() {
+        let reg = Registry::default();
+        let host = Uuid::new_v4();
+        let t = Duration::from_secs(5);
+        assert_eq!(
+            reg.request(host, Request::Inventory, t).await,
+            Err(FleetError::HostOffline)
+        );
+
+        let (h, mut rx, _closed) = link(&reg, host);
+        let agent = tokio::spawn({
+            let h = h.clone();
+            async move {
+                // Answer the first request, fail the second, ignore the third.
+                let mut n = 0;
+                while let Some(ControllerMessage::Request { id, .. }) = rx.recv().await {
+                    n += 1;
+                    match n {
+                        1 => h.correlator.resolve(id, Ok(Response::Done)),
+                        2 => h.correlator.resolve(
+                            id,
+                            Err(AgentError::new(ErrorCode::NotRunning, "not running")),
+                        ),
+                        _ => false,
+                    };
+                }
+            }
+        });
+        assert_eq!(
+            reg.request(host, Request::Inventory, t).await,
+            Ok(Response::Done)
+        );
+        match reg.request(host, Request::Inventory, t).await {
+            Err(FleetError::Agent(e)) => assert_eq!(e.code, ErrorCode::NotRunning),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            reg.request(host, Request::Inventory, Duration::from_millis(50))
+                .await,
+            Err(FleetError::Timeout(0))
+        );
+        assert_eq!(
+            h.correlator.pending(),
+            0,
+            "a timed-out request is forgotten"
+        );
+        // The link drops while a request waits.
+        let reg2 = Arc::new(Registry::default());
+        let (h2, _rx2, _c) = link(&reg2, host);
+        let waiting = tokio::spawn({
+            let reg2 = reg2.clone();
+            async move {
+                reg2.request(host, Request::Inventory, Duration::from_secs(5))
+                    .await
+            }
+        });
+        while h2.correlator.pending() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        h2.correlator.fail_all(host_offline());
+        assert_eq!(waiting.await.unwrap(), Err(FleetError::HostOffline));
+        agent.abort();
+    }
+
+    #[test]
+    fn a_newer_connection_replaces_and_closes_the_older() {
+        let reg = Registry::default();
+        let host = Uuid::new_v4();
+        let (old, _rx1, old_closed) = link(&reg, host);
+        let (new, _rx2, new_closed) = link(&reg, host);
+        assert!(
+            *old_closed.borrow(),
+            "the older connection is told to close"
+        );
+        assert!(!*new_closed.borrow());
+        // The old connection's cleanup must not unregister the new one.
+        assert!(!reg.detach(host, old.conn_id));
+        assert!(reg.is_online(host));
+        assert!(reg.detach(host, new.conn_id));
+        assert!(!reg.is_online(host));
+        let agent = Uuid::new_v4();
+        assert!(!reg.is_revoked(agent));
+        reg.revoke(agent);
+        assert!(reg.is_revoked(agent));
+    }
+}

@@ -80,9 +80,9 @@ fn problem(status: u16, detail: &str) -> Response {
         .body(body)
 }
 
-/// The upgrade: the ticket is checked (and used up) before the switch.
+/// The upgrade: the ticket is checked (and used up) first, then the upgrade.
 #[handler]
-pub async fn endpoint(req: &Request, ws: WebSocket) -> Response {
+pub async fn endpoint(req: &Request, ws: poem::Result<WebSocket>) -> Response {
     let Some(app) = req.data::<AppState>().cloned() else {
         return problem(500, "internal error");
     };
@@ -98,6 +98,9 @@ pub async fn endpoint(req: &Request, ws: WebSocket) -> Response {
             401,
             "a valid, unused ticket is required (POST /api/v1/live/tickets)",
         );
+    };
+    let Ok(ws) = ws else {
+        return problem(400, "a WebSocket upgrade request is required");
     };
     ws.on_upgrade(move |socket| session(app, who, socket))
         .into_response()

@@ -86,6 +86,12 @@ impl From<FleetError> for Error {
     }
 }
 
+/// A stored (already validated) section as its model; `None` when the section is absent.
+fn parse<T: serde::de::DeserializeOwned>(v: Option<serde_json::Value>) -> Result<Option<T>> {
+    v.map(|v| serde_json::from_value(v).map_err(Error::internal))
+        .transpose()
+}
+
 /// The wire id of a controller server: its UUID.
 pub fn wire_id(id: Uuid) -> Result<ServerId> {
     ServerId::new(id.to_string()).map_err(Error::internal)
@@ -103,31 +109,17 @@ impl App {
             )));
         }
         let (_, cur) = self.current_config(server.id).await?;
-        let merged = |k: Kind| cur.sections.get(k.as_str()).map(|(_, p)| p.merged());
-        let parse = |k: Kind| -> Result<Option<serde_json::Value>> { Ok(merged(k)) };
-        let server_cfg: ArmaServerConfig = match parse(Kind::Server)? {
-            Some(v) => serde_json::from_value(v).map_err(Error::internal)?,
-            None => ArmaServerConfig::default(),
+        let section = |k: Kind| -> Result<Option<serde_json::Value>> {
+            Ok(cur.sections.get(k.as_str()).map(|(_, p)| p.merged()))
         };
-        let basic: BasicConfig = match parse(Kind::Basic)? {
-            Some(v) => serde_json::from_value(v).map_err(Error::internal)?,
-            None => BasicConfig::default(),
-        };
-        let profile: Option<Arma3Profile> = match parse(Kind::Profile)? {
-            Some(v) => Some(serde_json::from_value(v).map_err(Error::internal)?),
-            None => None,
-        };
-        let launch: LaunchSection = match parse(Kind::Launch)? {
-            Some(v) => serde_json::from_value(v).map_err(Error::internal)?,
-            None => LaunchSection {
-                auto_init: true,
-                ..LaunchSection::default()
-            },
-        };
-        let rcon: RconSection = match parse(Kind::Rcon)? {
-            Some(v) => serde_json::from_value(v).map_err(Error::internal)?,
-            None => RconSection::default(),
-        };
+        let server_cfg: ArmaServerConfig = parse(section(Kind::Server)?)?.unwrap_or_default();
+        let basic: BasicConfig = parse(section(Kind::Basic)?)?.unwrap_or_default();
+        let profile: Option<Arma3Profile> = parse(section(Kind::Profile)?)?;
+        let launch: LaunchSection = parse(section(Kind::Launch)?)?.unwrap_or(LaunchSection {
+            auto_init: true,
+            ..LaunchSection::default()
+        });
+        let rcon: RconSection = parse(section(Kind::Rcon)?)?.unwrap_or_default();
         let Some(password) = rcon.password.clone().filter(|p| !p.is_empty()) else {
             return Err(Error::field(
                 "rcon.password",
@@ -137,14 +129,7 @@ impl App {
         let port = |v: i64, f: &str| {
             u16::try_from(v).map_err(|_| Error::field(f, "must be between 1 and 65535"))
         };
-        let stored: crate::api::dto::RestartPolicy = serde_json::from_value(
-            server.restart_policy.clone(),
-        )
-        .unwrap_or(crate::api::dto::RestartPolicy {
-            mode: crate::api::dto::RestartMode::OnFailure,
-            max_restarts: 5,
-            window_secs: 600,
-        });
+        let stored = crate::api::dto::RestartPolicy::from_stored(&server.restart_policy);
         let restart = RestartPolicy {
             mode: match stored.mode {
                 crate::api::dto::RestartMode::Never => RestartMode::Never,

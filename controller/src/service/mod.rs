@@ -57,9 +57,6 @@ pub struct App {
     pub tickets: crate::live::tickets::Tickets,
     /// Per-host ingest serialisation across reconnects.
     pub(crate) ingest_locks: crate::fleet::link::IngestLocks,
-    /// Bumped whenever a server's reported state or a host's link changes (invalidates
-    /// the server list cache).
-    status_generation: std::sync::atomic::AtomicU64,
 }
 
 /// Shared application state.
@@ -116,21 +113,8 @@ impl App {
             live: crate::live::LiveHub::default(),
             tickets: crate::live::tickets::Tickets::default(),
             ingest_locks: crate::fleet::link::IngestLocks::default(),
-            status_generation: std::sync::atomic::AtomicU64::new(0),
             config,
         }))
-    }
-
-    /// Marks reported states changed.
-    pub fn bump_status_generation(&self) {
-        self.status_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The current status generation.
-    pub fn status_generation(&self) -> u64 {
-        self.status_generation
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Start-up: no agent is connected yet; revoked agents are refused from the first

@@ -1,0 +1,177 @@
+//! The link port's enrollment side, in process over real TLS: every refusal is a clear
+//! `Refused` and leaves the token usable; only a good request consumes it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Harness;
+use languard_controller::store::Role;
+use languard_shared::wire::PROTOCOL_VERSION;
+use languard_shared::wire::frame::FramedLink;
+use languard_shared::wire::link::{AgentMessage, ControllerMessage, JoinTokenSecret};
+use rustls::pki_types::ServerName;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+type Conn = FramedLink<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn connect(h: &Harness, addr: std::net::SocketAddr) -> Conn {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(h.app.ca.root_store().unwrap())
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    FramedLink::new(tls, 64 * 1024)
+}
+
+async fn answer(c: &mut Conn) -> Option<ControllerMessage> {
+    tokio::time::timeout(Duration::from_secs(10), c.recv::<ControllerMessage>())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+}
+
+fn enroll(token: &str, csr: &str, os: &str) -> AgentMessage {
+    AgentMessage::Enroll {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: "test".into(),
+        token: JoinTokenSecret(token.into()),
+        csr_pem: csr.into(),
+        hostname: "h1".into(),
+        os: os.into(),
+    }
+}
+
+async fn refused(h: &Harness, addr: std::net::SocketAddr, msg: AgentMessage) -> String {
+    let mut c = connect(h, addr).await;
+    c.send(&msg).await.unwrap();
+    match answer(&mut c).await {
+        Some(ControllerMessage::Refused { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn enrollment_refuses_bad_requests_and_consumes_the_token_once() {
+    let h = Harness::with_config(|c| c.link.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (addr, _task) = languard_controller::fleet::link::spawn(h.app.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = h.user("root", Role::Admin).await;
+    let (host, _) = h.server(&admin, 2302).await;
+    let (_, t) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{host}/join-tokens"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    let token = t["token"].as_str().unwrap().to_owned();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+
+    // A garbage frame ends the connection without an answer.
+    let mut c = connect(&h, addr).await;
+    c.send(&json!({"enroll": "nonsense"})).await.unwrap();
+    assert!(answer(&mut c).await.is_none());
+    // An oversized frame too.
+    let mut c = connect(&h, addr).await;
+    c.get_mut_io()
+        .write_all(&u32::MAX.to_be_bytes())
+        .await
+        .unwrap();
+    c.get_mut_io().flush().await.unwrap();
+    assert!(answer(&mut c).await.is_none());
+
+    let hello = AgentMessage::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: "x".into(),
+        inventory: vec![],
+        last_acked_seq: 0,
+    };
+    assert!(refused(&h, addr, hello).await.contains("only enroll"));
+    assert_eq!(
+        refused(&h, addr, enroll("lgj_garbage", &csr, "linux")).await,
+        "malformed join token"
+    );
+    let (_, other) = languard_controller::fleet::join::new_token(
+        &h.app.ca.fingerprint(),
+        Duration::from_secs(60),
+    );
+    let forged = format!(
+        "lgj_{}.{}.{}.{}",
+        other.id.simple(),
+        "0".repeat(64),
+        4_000_000_000u64,
+        h.app.ca.fingerprint()
+    );
+    assert_eq!(
+        refused(&h, addr, enroll(&forged, &csr, "linux")).await,
+        "invalid join token"
+    );
+    assert!(
+        refused(&h, addr, enroll(&token, "not a csr", "linux"))
+            .await
+            .contains("certificate request")
+    );
+    assert!(
+        refused(&h, addr, enroll(&token, &csr, "beos"))
+            .await
+            .contains("os must be")
+    );
+    let mut future = enroll(&token, &csr, "linux");
+    if let AgentMessage::Enroll {
+        protocol_version, ..
+    } = &mut future
+    {
+        *protocol_version = PROTOCOL_VERSION + 1;
+    }
+    assert!(refused(&h, addr, future).await.contains("protocol"));
+    // None of that used the token or touched the host.
+    let (_, hv) = h.get(&format!("/api/v1/hosts/{host}"), &admin).await;
+    assert_eq!(
+        (hv["status"].as_str(), hv["agent_id"].as_str()),
+        (Some("pending"), None)
+    );
+
+    let mut c = connect(&h, addr).await;
+    c.send(&enroll(&token, &csr, "linux")).await.unwrap();
+    let Some(ControllerMessage::Enrolled {
+        agent_id,
+        host_id,
+        cert_pem,
+        ca_pem,
+    }) = answer(&mut c).await
+    else {
+        panic!("expected Enrolled");
+    };
+    assert_eq!(host_id, host);
+    assert_eq!(ca_pem, h.app.ca.cert_pem());
+    assert!(cert_pem.contains("BEGIN CERTIFICATE"));
+    let (_, hv) = h.get(&format!("/api/v1/hosts/{host}"), &admin).await;
+    assert_eq!(
+        (hv["status"].as_str(), hv["agent_id"].as_str()),
+        (Some("offline"), Some(agent_id.as_str()))
+    );
+    assert_eq!(
+        refused(&h, addr, enroll(&token, &csr, "linux")).await,
+        "join token already used"
+    );
+}
