@@ -135,7 +135,7 @@ fn report(what: &str, d: Duration, lines: usize, bytes: usize) {
 fn level_code(l: Level) -> u64 {
     match l {
         Level::Info => 1,
-        Level::Warning => 2,
+        Level::Warn => 2,
         Level::Error => 3,
     }
 }

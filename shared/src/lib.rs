@@ -3,4 +3,5 @@
 //! definition of wire formats, game config files and log formats.
 
 pub mod arma;
+pub mod games;
 pub mod wire;

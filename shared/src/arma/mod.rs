@@ -4,5 +4,7 @@
 pub mod config;
 pub mod guid;
 pub mod launch;
+pub mod plan;
 pub mod rcon;
 pub mod rpt;
+pub mod spec;

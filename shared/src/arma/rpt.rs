@@ -53,23 +53,17 @@ pub struct RptDateTime {
     pub second: u8,
 }
 
-/// Severity guessed from the message text; the RPT itself has no level field.
+/// Severity guessed from the message text; the RPT itself has no level field. The
+/// game-neutral level of the wire protocol, under the name the RPT code uses.
 ///
 /// Heuristic (case-sensitive, after skipping leading spaces/tabs of the message so
 /// indented continuation lines such as ` Error position: <…>` count too):
 /// - starts with `Error` or `ERROR` → [`Level::Error`] (covers `Error:`,
 ///   `ErrorMessage:`, `Error in expression`, `Error Undefined variable…`);
-/// - starts with `Warning` or `WARNING` → [`Level::Warning`] (covers
+/// - starts with `Warning` or `WARNING` → [`Level::Warn`] (covers
 ///   `Warning Message:` and `Warning: Could not parse squad.xml…`);
-/// - everything else → [`Level::Info`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    #[default]
-    Info,
-    Warning,
-    Error,
-}
+/// - everything else → [`Level::Info`]. (RPT lines are never [`Level::Debug`].)
+pub use crate::wire::LogLevel as Level;
 
 /// One parsed RPT line.
 ///
@@ -161,7 +155,7 @@ pub fn classify(message: &str) -> Level {
     if t.starts_with("Error") || t.starts_with("ERROR") {
         Level::Error
     } else if t.starts_with("Warning") || t.starts_with("WARNING") {
-        Level::Warning
+        Level::Warn
     } else {
         Level::Info
     }
@@ -670,13 +664,13 @@ mod tests {
         let cases = [
             (
                 "12:00:00 Warning: Could not parse squad.xml for Player[...]",
-                Level::Warning,
+                Level::Warn,
             ),
             (
                 "12:00:00 Warning Message: No entry 'bin\\config.bin/CfgX'",
-                Level::Warning,
+                Level::Warn,
             ),
-            ("12:00:00 WARNING: something", Level::Warning),
+            ("12:00:00 WARNING: something", Level::Warn),
             (
                 "ErrorMessage: Cannot open file '/arma3/@RHSUSF\\addons\\x'",
                 Level::Error,

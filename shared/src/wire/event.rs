@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
 use super::ids::ServerId;
-use crate::arma::rcon::parse::{ChatChannel, Player};
-use crate::arma::rpt::Level;
+pub use super::player::PlayerEvent;
 
 /// An event with its sequence number and the time the agent recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +51,7 @@ pub enum Event {
 }
 
 /// A server's state as the agent sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerState {
     /// Not running, as asked.
@@ -69,6 +68,46 @@ pub enum ServerState {
     Hung,
     /// Cannot run (refused, config write failed, crash loop); `detail` says why.
     Error,
+}
+
+impl ServerState {
+    /// The snake_case name used on the wire, in the store and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Crashed => "crashed",
+            Self::Hung => "hung",
+            Self::Error => "error",
+        }
+    }
+
+    /// Parses [`ServerState::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Stopped,
+            Self::Starting,
+            Self::Running,
+            Self::Stopping,
+            Self::Crashed,
+            Self::Hung,
+            Self::Error,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+
+    /// No process exists: the server may be reconfigured or removed freely.
+    pub fn is_down(self) -> bool {
+        matches!(self, Self::Stopped | Self::Crashed | Self::Error)
+    }
+
+    /// A process exists and is meant to keep running.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Starting | Self::Running | Self::Hung)
+    }
 }
 
 /// A server's status: state plus what explains it.
@@ -99,13 +138,42 @@ pub struct ExitInfo {
     pub signal: Option<i32>,
 }
 
+/// How severe a log line is. Games rarely write a level field; each adapter's line
+/// parser decides (Arma 3: the RPT message's first word).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Chatter below info, where a game marks it.
+    Debug,
+    /// Everything without a level.
+    #[default]
+    Info,
+    /// Warnings. (`warning` is read too: version 1 of the protocol spelled it so.)
+    #[serde(alias = "warning")]
+    Warn,
+    /// Errors.
+    Error,
+}
+
+impl LogLevel {
+    /// The snake_case name used on the wire, in the store and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     /// When the agent read it.
     pub at: UnixMillis,
-    /// Severity from the text.
-    pub level: Level,
+    /// Severity, as the game's log line parser read it.
+    pub level: LogLevel,
     /// The text (without the game's timestamp prefix).
     pub text: String,
 }
@@ -131,39 +199,4 @@ pub struct MetricsSample {
     pub net_tx_bytes_per_s: Option<u64>,
     /// Players online (server only).
     pub players: Option<u32>,
-}
-
-/// Player activity on one server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PlayerEvent {
-    /// A player joined.
-    Joined { player: Player },
-    /// A player left.
-    Left {
-        number: u32,
-        name: String,
-        guid: Option<String>,
-    },
-    /// A player was kicked (or banned) by BattlEye or an admin.
-    Kicked {
-        number: u32,
-        name: String,
-        guid: Option<String>,
-        reason: String,
-    },
-    /// BattlEye verified a player's GUID.
-    GuidVerified {
-        number: u32,
-        name: String,
-        guid: String,
-    },
-    /// A chat message.
-    Chat {
-        channel: ChatChannel,
-        name: String,
-        text: String,
-    },
-    /// An RCon admin logged in.
-    AdminLogin { admin_id: u32, ip: String },
 }

@@ -54,6 +54,10 @@ pub enum AgentMessage {
         /// Every server the agent knows and what its process is doing, so the
         /// controller can reconcile desired and actual state right away.
         inventory: Vec<ServerStatus>,
+        /// The games this agent has adapters for (empty from agents before protocol
+        /// version 2); the controller refuses to run a server of another game there.
+        #[serde(default)]
+        games: Vec<crate::games::GameKind>,
         /// The highest sequence number the agent believes the controller has
         /// committed (its last received ack). When it is *above* the controller's own
         /// value, events were acked and then lost on the controller (e.g. a database
@@ -457,6 +461,7 @@ mod tests {
                 protocol_version: PROTOCOL_VERSION,
                 agent_version: "0.1.0".into(),
                 inventory: vec![status(ServerState::Running), status(ServerState::Crashed)],
+                games: vec![crate::games::GameKind::Arma3],
                 last_acked_seq: u64::MAX,
             },
             AgentMessage::Response {
@@ -522,7 +527,10 @@ mod tests {
             },
             ControllerMessage::Request {
                 id: u64::MAX,
-                request: Request::Start { server: sid() },
+                request: Request::Start {
+                server: sid(),
+                spec: None,
+            },
             },
             ControllerMessage::Request {
                 id: 2,
@@ -755,6 +763,7 @@ mod tests {
                 protocol_version: PROTOCOL_VERSION,
                 agent_version: "test".into(),
                 inventory: vec![status(ServerState::Stopped)],
+                games: Vec::new(),
                 last_acked_seq: 2,
             })
             .await
@@ -772,7 +781,10 @@ mod tests {
             else {
                 panic!("expected request");
             };
-            assert_eq!(request, Request::Start { server: sid() });
+            assert_eq!(request, Request::Start {
+                server: sid(),
+                spec: None,
+            });
             link.send(&AgentMessage::Response {
                 id,
                 result: Ok(Response::Status(status(ServerState::Starting))),
@@ -805,7 +817,10 @@ mod tests {
         let (req_id, answer) = correlator.begin();
         link.send(&ControllerMessage::Request {
             id: req_id,
-            request: Request::Start { server: sid() },
+            request: Request::Start {
+                server: sid(),
+                spec: None,
+            },
         })
         .await
         .unwrap();

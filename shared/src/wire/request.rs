@@ -1,15 +1,14 @@
 //! Controller → agent requests. Each request carries a correlation id on the link and
 //! gets exactly one [`Response`] or one [`AgentError`].
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::event::ServerStatus;
 use super::ids::ServerId;
 use super::spec::ServerSpec;
-use crate::arma::rcon::parse::Player;
+use super::operation::Operation;
+use super::player::Player;
 
 /// What the controller asks an agent to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,57 +16,36 @@ use crate::arma::rcon::parse::Player;
 pub enum Request {
     /// The status of every server the agent knows.
     Inventory,
-    /// Store (or replace) a server's spec. Files are rendered at the next start; a
-    /// running server keeps running with its old files until restarted.
+    /// Store (or replace) a server's spec. A stopped server's files are rendered at
+    /// its next start; a running server keeps its old files until it is restarted.
     ApplySpec { spec: Box<ServerSpec> },
     /// Forget a server (it must be stopped). Its folder stays on disk.
     RemoveServer { server: ServerId },
     /// The status of one server.
     Status { server: ServerId },
-    /// Render files and launch.
-    Start { server: ServerId },
-    /// Graceful stop: `#shutdown`, then signals after the stop timeout.
+    /// Render files and launch. With `spec`, that spec is applied first, so a start
+    /// with the current configuration is one round trip.
+    Start {
+        server: ServerId,
+        #[serde(default)]
+        spec: Option<Box<ServerSpec>>,
+    },
+    /// Graceful stop through the game's admin interface, then signals after the stop
+    /// timeout.
     Stop { server: ServerId },
-    /// Stop, then start.
-    Restart { server: ServerId },
+    /// Stop, then start (applying `spec` first, as [`Request::Start`]).
+    Restart {
+        server: ServerId,
+        #[serde(default)]
+        spec: Option<Box<ServerSpec>>,
+    },
     /// Kill at once.
     Kill { server: ServerId },
-    /// A raw RCon command; the answer text is returned.
-    Rcon { server: ServerId, command: String },
-    /// Global chat (`player: None`) or a message to one player.
-    Say {
+    /// An admin operation on the running game.
+    Operate {
         server: ServerId,
-        player: Option<u32>,
-        message: String,
+        operation: Operation,
     },
-    /// Kick a player by number.
-    Kick {
-        server: ServerId,
-        player: u32,
-        reason: String,
-    },
-    /// Ban a player (online by number, or offline by GUID or IP). `minutes: None` is
-    /// permanent.
-    Ban {
-        server: ServerId,
-        target: BanTarget,
-        minutes: Option<u32>,
-        reason: String,
-    },
-    /// Remove the ban with this index (as listed by `bans`).
-    Unban { server: ServerId, index: u32 },
-    /// Lock the server: no new players.
-    Lock { server: ServerId },
-    /// Unlock the server.
-    Unlock { server: ServerId },
-    /// Switch to a mission (`#mission`).
-    Mission {
-        server: ServerId,
-        template: String,
-        difficulty: Option<String>,
-    },
-    /// The players online now.
-    Players { server: ServerId },
     /// List a folder inside the server's folder (`""` is the folder itself).
     ListFiles { server: ServerId, dir: String },
     /// Read a file inside the server's folder.
@@ -82,16 +60,25 @@ pub enum Request {
     DeleteFile { server: ServerId, path: String },
 }
 
-/// Who a ban is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum BanTarget {
-    /// An online player by number.
-    Player(u32),
-    /// A BattlEye GUID (32 hex digits).
-    Guid(String),
-    /// An IP address.
-    Ip(IpAddr),
+impl Request {
+    /// The server the request is about (`None` for the host-wide ones).
+    pub fn server(&self) -> Option<&ServerId> {
+        match self {
+            Self::Inventory => None,
+            Self::ApplySpec { spec } => Some(&spec.id),
+            Self::RemoveServer { server }
+            | Self::Status { server }
+            | Self::Start { server, .. }
+            | Self::Stop { server }
+            | Self::Restart { server, .. }
+            | Self::Kill { server }
+            | Self::Operate { server, .. }
+            | Self::ListFiles { server, .. }
+            | Self::ReadFile { server, .. }
+            | Self::WriteFile { server, .. }
+            | Self::DeleteFile { server, .. } => Some(server),
+        }
+    }
 }
 
 /// A successful answer.
@@ -100,7 +87,7 @@ pub enum BanTarget {
 pub enum Response {
     /// Done; nothing to report.
     Done,
-    /// Text, e.g. an RCon answer.
+    /// Text, e.g. the game's answer to a console command.
     Text(String),
     /// One server's status.
     Status(ServerStatus),
@@ -168,8 +155,10 @@ pub enum ErrorCode {
     NotRunning,
     /// The request needs a stopped server.
     NotStopped,
-    /// The game refused or did not answer an RCon command.
-    Rcon,
+    /// The game refused or did not answer an admin command.
+    Game,
+    /// The server's game does not have this operation.
+    Unsupported,
     /// No answer in time.
     Timeout,
     /// The agent is not connected, or its link dropped before it answered (set by the

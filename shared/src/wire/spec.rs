@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ids::ServerId;
-use crate::arma::config::{Arma3Profile, BasicConfig, ServerConfig};
+pub use crate::games::GameSpec;
 
 /// One game server as the controller wants it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,110 +30,6 @@ pub struct ServerSpec {
     pub environment: BTreeMap<String, String>,
 }
 
-/// Game-specific part of a spec; one variant per game adapter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum GameSpec {
-    /// Arma 3 dedicated server.
-    Arma3(Box<Arma3Spec>),
-}
-
-/// Everything specific to an Arma 3 server. `Debug` leaves out the RCon password
-/// (the server config's own `Debug` masks its passwords).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct Arma3Spec {
-    /// Absolute path of `arma3server_x64` (or another allow-listed name).
-    pub executable: String,
-    /// Game port P; the server also uses P+1 .. P+4.
-    pub game_port: u16,
-    /// BattlEye RCon port, outside P .. P+4.
-    pub rcon_port: u16,
-    /// RCon password (a secret: never logged; the agent writes it with mode 0600).
-    pub rcon_password: String,
-    /// `MaxPing` in the BattlEye config.
-    #[serde(default)]
-    pub max_ping: Option<u32>,
-    /// `RestrictRCon` in the BattlEye config.
-    #[serde(default)]
-    pub restrict_rcon: Option<bool>,
-    /// server.cfg.
-    pub server: ServerConfig,
-    /// basic.cfg.
-    #[serde(default)]
-    pub basic: BasicConfig,
-    /// Custom difficulty; `None` leaves the profile file alone.
-    #[serde(default)]
-    pub profile: Option<Arma3Profile>,
-    /// Launch parameters beyond the files.
-    #[serde(default)]
-    pub launch: Arma3Launch,
-}
-
-impl std::fmt::Debug for Arma3Spec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Arma3Spec")
-            .field("executable", &self.executable)
-            .field("game_port", &self.game_port)
-            .field("rcon_port", &self.rcon_port)
-            .field("rcon_password", &"<redacted>")
-            .field("max_ping", &self.max_ping)
-            .field("restrict_rcon", &self.restrict_rcon)
-            .field("server", &self.server)
-            .field("basic", &self.basic)
-            .field("profile", &self.profile)
-            .field("launch", &self.launch)
-            .finish()
-    }
-}
-
-/// Arma 3 launch parameters the controller manages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Arma3Launch {
-    /// `-name=`: the profile name (folder under `-profiles`).
-    pub profile_name: String,
-    /// `-mod=` entries, relative to the server folder or absolute.
-    pub mods: Vec<String>,
-    /// `-serverMod=` entries.
-    pub server_mods: Vec<String>,
-    /// `-limitFPS=`.
-    pub limit_fps: Option<u32>,
-    /// `-autoInit`: start the rotation's first mission without an admin.
-    pub auto_init: bool,
-    /// `-loadMissionToMemory`.
-    pub load_mission_to_memory: bool,
-    /// Further parameters, validated by the launch builder.
-    pub extra: Vec<String>,
-    /// Where the log comes from; `None` picks the host OS's way (Linux: the console,
-    /// Windows: the newest `.rpt` in the profiles folder).
-    pub log_source: Option<LogSource>,
-}
-
-impl Default for Arma3Launch {
-    fn default() -> Self {
-        Self {
-            profile_name: "server".into(),
-            mods: Vec::new(),
-            server_mods: Vec::new(),
-            limit_fps: None,
-            auto_init: true,
-            load_mission_to_memory: false,
-            extra: Vec::new(),
-            log_source: None,
-        }
-    }
-}
-
-/// Where a game's log lines are read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogSource {
-    /// The process's stdout/stderr, captured by the agent.
-    Console,
-    /// The newest `.rpt` file the game writes into its profiles folder.
-    RptFile,
-}
-
 /// Restart behaviour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -145,8 +41,10 @@ pub struct RestartPolicy {
     /// Upper bound of the backoff delay.
     pub backoff_max_ms: u64,
     /// This many crashes within `crash_loop_window_secs` stop retrying (state error).
+    #[serde(alias = "max_restarts")]
     pub crash_loop_max: u32,
     /// Window for counting crashes.
+    #[serde(alias = "window_secs")]
     pub crash_loop_window_secs: u64,
 }
 
@@ -162,7 +60,8 @@ impl Default for RestartPolicy {
     }
 }
 
-/// When the agent restarts a server by itself.
+/// When the agent restarts a server by itself. The one spelling on every layer
+/// (`on_failure`, the API's name before version 2, is read as `on_crash`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartMode {
@@ -170,6 +69,7 @@ pub enum RestartMode {
     Never,
     /// After a crash or a hang, not after a clean exit.
     #[default]
+    #[serde(alias = "on_failure")]
     OnCrash,
     /// After any exit the agent did not ask for.
     Always,

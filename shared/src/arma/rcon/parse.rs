@@ -265,22 +265,9 @@ pub fn parse_missions(text: &str) -> Vec<String> {
 // Server messages
 // ---------------------------------------------------------------------------------
 
-/// Chat channel of a player message `(<Channel>) <name>: <text>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChatChannel {
-    Global,
-    Side,
-    Command,
-    Group,
-    Vehicle,
-    Direct,
-    Lobby,
-    /// BattlEye's own `(Unknown)` channel.
-    Unknown,
-    /// Any other channel name, kept verbatim.
-    Other(String),
-}
+/// Chat channel of a player message `(<Channel>) <name>: <text>`: the game-neutral
+/// channel of the wire protocol; BattlEye's names are read by `from_name` below.
+pub use crate::wire::player::ChatChannel;
 
 impl ChatChannel {
     fn from_name(s: &str) -> Self {
