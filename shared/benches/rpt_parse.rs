@@ -134,6 +134,7 @@ fn report(what: &str, d: Duration, lines: usize, bytes: usize) {
 
 fn level_code(l: Level) -> u64 {
     match l {
+        Level::Debug => 0,
         Level::Info => 1,
         Level::Warn => 2,
         Level::Error => 3,

@@ -14,9 +14,7 @@ fn id() -> ServerId {
     ServerId::new("srv-1").unwrap()
 }
 
-fn round_trip<
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
->(
+fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
     value: &T,
 ) {
     let json = serde_json::to_string(value).unwrap();
@@ -240,13 +238,11 @@ fn debug_output_never_carries_secrets() {
 
 #[test]
 fn version_one_spellings_are_still_read() {
-    let line: LogLine =
-        serde_json::from_str(r#"{"at":1,"level":"warning","text":"x"}"#).unwrap();
+    let line: LogLine = serde_json::from_str(r#"{"at":1,"level":"warning","text":"x"}"#).unwrap();
     assert_eq!(line.level, LogLevel::Warn);
     assert_eq!(serde_json::to_string(&line.level).unwrap(), r#""warn""#);
     let policy: RestartPolicy =
-        serde_json::from_str(r#"{"mode":"on_failure","max_restarts":3,"window_secs":60}"#)
-            .unwrap();
+        serde_json::from_str(r#"{"mode":"on_failure","max_restarts":3,"window_secs":60}"#).unwrap();
     assert_eq!(policy.mode, RestartMode::OnCrash);
     assert_eq!(policy.crash_loop_max, 3);
     assert_eq!(policy.crash_loop_window_secs, 60);

@@ -168,7 +168,10 @@ pub fn plan(arma: &Arma3Spec, server_dir: &Path, view: FileView) -> Result<ArmaP
         args,
         ports,
         log,
-        timestamps: arma.server.time_stamp_format.unwrap_or(TimeStampFormat::None),
+        timestamps: arma
+            .server
+            .time_stamp_format
+            .unwrap_or(TimeStampFormat::None),
     })
 }
 
@@ -215,7 +218,10 @@ mod tests {
         );
         let secret: Vec<_> = plan.files.iter().map(|f| f.secret).collect();
         assert_eq!(secret, vec![true, false, true, false]);
-        assert!(plan.args.contains(&"-bepath=/srv/s/alpha/battleye".to_string()));
+        assert!(
+            plan.args
+                .contains(&"-bepath=/srv/s/alpha/battleye".to_string())
+        );
         assert_eq!(plan.log, LogPlan::Console);
     }
 

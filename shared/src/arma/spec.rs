@@ -101,4 +101,3 @@ pub enum LogSource {
     /// The newest `.rpt` file the game writes into its profiles folder.
     RptFile,
 }
-

@@ -72,9 +72,7 @@ impl GameKind {
                 Console,
             ],
             // The REST API: broadcast only, bans by user id, no console or missions.
-            Self::Palworld => &[
-                Players, Announce, Kick, BanAccount, Unban, Save, Shutdown,
-            ],
+            Self::Palworld => &[Players, Announce, Kick, BanAccount, Unban, Save, Shutdown],
         }
     }
 

@@ -140,7 +140,9 @@ pub struct ExitInfo {
 
 /// How severe a log line is. Games rarely write a level field; each adapter's line
 /// parser decides (Arma 3: the RPT message's first word).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     /// Chatter below info, where a game marks it.

@@ -528,9 +528,9 @@ mod tests {
             ControllerMessage::Request {
                 id: u64::MAX,
                 request: Request::Start {
-                server: sid(),
-                spec: None,
-            },
+                    server: sid(),
+                    spec: None,
+                },
             },
             ControllerMessage::Request {
                 id: 2,
@@ -781,10 +781,13 @@ mod tests {
             else {
                 panic!("expected request");
             };
-            assert_eq!(request, Request::Start {
-                server: sid(),
-                spec: None,
-            });
+            assert_eq!(
+                request,
+                Request::Start {
+                    server: sid(),
+                    spec: None,
+                }
+            );
             link.send(&AgentMessage::Response {
                 id,
                 result: Ok(Response::Status(status(ServerState::Starting))),

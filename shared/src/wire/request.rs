@@ -6,9 +6,9 @@ use thiserror::Error;
 
 use super::event::ServerStatus;
 use super::ids::ServerId;
-use super::spec::ServerSpec;
 use super::operation::Operation;
 use super::player::Player;
+use super::spec::ServerSpec;
 
 /// What the controller asks an agent to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
