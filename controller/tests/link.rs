@@ -65,10 +65,7 @@ async fn refused(h: &Harness, addr: std::net::SocketAddr, msg: AgentMessage) -> 
 #[tokio::test]
 async fn enrollment_refuses_bad_requests_and_consumes_the_token_once() {
     let h = Harness::with_config(|c| c.link.listen = Some("127.0.0.1:0".parse().unwrap())).await;
-    let (addr, _task) = languard_controller::fleet::link::spawn(h.app.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let (addr, _task) = h.app.spawn_link().await.unwrap().unwrap();
     let admin = h.user("root", Role::Admin).await;
     let (host, _) = h.server(&admin, 2302).await;
     let (_, t) = h
@@ -105,6 +102,7 @@ async fn enrollment_refuses_bad_requests_and_consumes_the_token_once() {
         agent_version: "x".into(),
         inventory: vec![],
         last_acked_seq: 0,
+        games: vec![],
     };
     assert!(refused(&h, addr, hello).await.contains("only enroll"));
     assert_eq!(
