@@ -13,7 +13,7 @@ use languard_shared::wire::PROTOCOL_VERSION;
 use languard_shared::wire::event::{ServerState, ServerStatus};
 use languard_shared::wire::frame::FramedLink;
 use languard_shared::wire::link::{AgentMessage, ControllerMessage, JoinTokenSecret};
-use languard_shared::wire::request::{Request, Response};
+use languard_shared::wire::request::{AgentError, ErrorCode, Request, Response};
 use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -237,8 +237,9 @@ async fn agent_session(
     }
 }
 
-/// Answers every request like an agent whose servers start fine; records the requests.
-fn fake_agent(mut c: Conn) -> Arc<std::sync::Mutex<Vec<Request>>> {
+/// Answers every request like an agent whose servers start fine (or, with `refuse_start`,
+/// whose executable is not allowed); records the requests.
+fn fake_agent(mut c: Conn, refuse_start: bool) -> Arc<std::sync::Mutex<Vec<Request>>> {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
@@ -247,6 +248,10 @@ fn fake_agent(mut c: Conn) -> Arc<std::sync::Mutex<Vec<Request>>> {
                 continue;
             };
             let result = match &request {
+                Request::Start { .. } if refuse_start => Err(AgentError::new(
+                    ErrorCode::ExecutableRefused,
+                    "not on the allow-list",
+                )),
                 Request::Start { server, .. } => Ok(Response::Status(ServerStatus {
                     server: server.clone(),
                     state: ServerState::Running,
@@ -305,7 +310,7 @@ async fn start_sends_one_request_with_the_spec_and_respects_the_agents_games() {
         .into_iter()
         .filter(|g| *g != GameKind::Arma3)
         .collect();
-    let seen = fake_agent(agent_session(&h, addr, &admin, &host, other).await);
+    let seen = fake_agent(agent_session(&h, addr, &admin, &host, other).await, false);
     online(&h, &host).await;
     let (s, p) = h
         .send(
@@ -330,7 +335,38 @@ async fn start_sends_one_request_with_the_spec_and_respects_the_agents_games() {
     );
 
     // The agent reconnects (a new connection replaces the old) running the game.
-    let seen = fake_agent(agent_session(&h, addr, &admin, &host, vec![GameKind::Arma3]).await);
+    // An agent that refuses the start outright: the server is not meant to run after all.
+    let seen = fake_agent(
+        agent_session(&h, addr, &admin, &host, vec![GameKind::Arma3]).await,
+        true,
+    );
+    online(&h, &host).await;
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/start"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (422, Some("executable_refused")),
+        "{p}"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, Request::Start { .. }))
+    );
+    let (_, srv) = h.get(&format!("/api/v1/servers/{server}"), &admin).await;
+    assert_eq!(srv["desired_running"], false, "a refused start is undone");
+
+    let seen = fake_agent(
+        agent_session(&h, addr, &admin, &host, vec![GameKind::Arma3]).await,
+        false,
+    );
     online(&h, &host).await;
     // Let reconcile push the (stopped) server's spec first.
     for _ in 0..200 {

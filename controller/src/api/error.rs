@@ -123,7 +123,8 @@ pub enum ApiError {
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
     /// Field-level validation failed (`errors` lists the fields), or the server's game
-    /// does not have the operation or the section.
+    /// (or its host's agent) cannot do what was asked (`unsupported-operation`,
+    /// `unsupported-game`).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// An edit needs `revision` in the body or an `If-Match` header.
