@@ -61,6 +61,15 @@ pub enum Error {
         /// The agent's explanation.
         message: String,
     },
+    /// The server's game (or the agent of its host) cannot do what was asked; refused
+    /// before anything was sent.
+    #[error("{detail}")]
+    Unsupported {
+        /// The problem type slug (`unsupported-operation`, `unsupported-game`).
+        problem: &'static str,
+        /// What cannot be done, naming the game.
+        detail: String,
+    },
     /// A bug or an unexpected failure (cause already logged).
     #[error("internal error")]
     Internal,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod games;
 pub mod live;
 pub mod secrets;
 pub mod service;
@@ -58,7 +59,7 @@ pub async fn serve(app: AppState) -> anyhow::Result<()> {
     app.init_fleet()
         .await
         .map_err(|e| anyhow::anyhow!("fleet start-up: {e}"))?;
-    let link = fleet::link::spawn(app.clone()).await?;
+    let link = app.spawn_link().await?;
     let retention = service::retention::spawn(app.clone());
     tracing::info!(listen = ?addrs, "Controller listening.");
     poem::Server::new(listener)

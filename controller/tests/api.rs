@@ -317,7 +317,7 @@ async fn config_sections_secrets_versions_diff_rollback_preview() {
         .unwrap();
     assert_eq!(server["content"]["max_players"], 40);
     // Import.
-    let (s, v) = h.send("POST", &format!("{base}/import"), &t, json!({"revision": 4, "server_cfg": "hostname = \"Imported\";\npassword = \"pw\";\nfooBar = 3;\n"})).await;
+    let (s, v) = h.send("POST", &format!("{base}/import"), &t, json!({"revision": 4, "files": [{"name": "server.cfg", "content": "hostname = \"Imported\";\npassword = \"pw\";\nfooBar = 3;\n"}]})).await;
     assert_eq!(s, 200, "{v}");
     assert!(!v["warnings"].as_array().unwrap().is_empty());
     // Secrets the file does not set keep their stored values; the file's own win.
@@ -334,7 +334,7 @@ async fn config_sections_secrets_versions_diff_rollback_preview() {
             "POST",
             &format!("{base}/import"),
             &t,
-            json!({"revision": 5, "server_cfg": "hostname = \"broken"}),
+            json!({"revision": 5, "files": [{"name": "server.cfg", "content": "hostname = \"broken"}]}),
         )
         .await;
     assert_eq!(s, 422, "{v}");
@@ -957,7 +957,7 @@ async fn fleet_endpoints_validate_input_and_report_offline_hosts() {
     );
     for body in [
         json!({"reason": "no target"}),
-        json!({"player": 1, "guid": "0123456789abcdef0123456789abcdef"}),
+        json!({"player": "1", "account": "0123456789abcdef0123456789abcdef"}),
     ] {
         let (s, p) = h
             .send(
@@ -972,7 +972,7 @@ async fn fleet_endpoints_validate_input_and_report_offline_hosts() {
     let (s, _) = h
         .send(
             "POST",
-            &format!("/api/v1/servers/{server}/rcon"),
+            &format!("/api/v1/servers/{server}/console"),
             &admin,
             json!({"command": ""}),
         )
@@ -1090,4 +1090,238 @@ async fn fleet_endpoints_validate_input_and_report_offline_hosts() {
     assert_eq!(s, 404);
     let (_, audit) = h.get("/api/v1/audit?action=host.revoke", &admin).await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+}
+
+/// Operations are checked against the server's game before anything goes to the agent:
+/// with the host offline, what the game lacks is a 422 naming game and operation, what it
+/// has is the 503 of the offline host. The raw console moved to `/console`.
+#[tokio::test]
+async fn operations_the_game_lacks_are_refused_before_the_agent_is_asked() {
+    let h = Harness::new().await;
+    let admin = h.user("root", Role::Admin).await;
+    let operator = h.user("op", Role::Operator).await;
+    let (_, server) = h.server(&admin, 2302).await;
+    let url = |op: &str| format!("/api/v1/servers/{server}/{op}");
+
+    let (s, p) = h.send("POST", &url("save"), &operator, json!({})).await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(
+        p["type"],
+        "https://languard.dev/problems/unsupported-operation"
+    );
+    assert_eq!(p["detail"], "Arma 3 servers have no save operation");
+    let (_, audit) = h.get("/api/v1/audit?action=server.save", &admin).await;
+    assert_eq!(audit["items"], json!([]), "nothing was attempted");
+
+    for (op, body) in [
+        ("lock", json!({})),
+        ("unlock", json!({})),
+        ("announce", json!({"message": "restart in 5"})),
+        ("say", json!({"message": "hi", "player": "3"})),
+        ("kick", json!({"player": "3", "reason": "afk"})),
+        ("ban", json!({"address": "203.0.113.9", "minutes": 60})),
+        ("unban", json!({"ban": "0"})),
+        ("shutdown", json!({"countdown_secs": 30, "message": "bye"})),
+        (
+            "mission",
+            json!({"name": "co10_Escape.Altis", "difficulty": "Regular"}),
+        ),
+    ] {
+        let (s, p) = h.send("POST", &url(op), &operator, body).await;
+        assert_eq!(s, 503, "{op}: {p}");
+        assert_eq!(
+            p["type"], "https://languard.dev/problems/host-offline",
+            "{op}"
+        );
+    }
+    let (s, p) = h.get(&url("players"), &operator).await;
+    assert_eq!(
+        (s, p["type"].as_str()),
+        (503, Some("https://languard.dev/problems/host-offline"))
+    );
+
+    // Text that would forge a second command line is refused with its field.
+    let (s, p) = h
+        .send(
+            "POST",
+            &url("kick"),
+            &operator,
+            json!({"player": "3", "reason": "x\nsay -1 forged"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["errors"][0]["field"], "reason");
+
+    // The console: admin only, at its new path.
+    let (s, _) = h
+        .send(
+            "POST",
+            &url("console"),
+            &operator,
+            json!({"command": "players"}),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, p) = h
+        .send(
+            "POST",
+            &url("console"),
+            &admin,
+            json!({"command": "players"}),
+        )
+        .await;
+    assert_eq!(s, 503, "{p}");
+    let (s, _) = h
+        .send("POST", &url("rcon"), &admin, json!({"command": "players"}))
+        .await;
+    assert_eq!(s, 404, "the old path is gone");
+    let (s, _) = h
+        .send(
+            "POST",
+            &url("shutdown"),
+            &operator,
+            json!({"countdown_secs": 3601}),
+        )
+        .await;
+    assert_eq!(s, 400);
+}
+
+/// `GET /games` lists what each game Languard runs offers; a game without a registry
+/// entry cannot get servers; sections are the server's game's.
+#[tokio::test]
+async fn games_capabilities_and_sections_follow_the_registry() {
+    let h = Harness::new().await;
+    let admin = h.user("root", Role::Admin).await;
+    let viewer = h.user("view", Role::Viewer).await;
+    let (s, games) = h.get("/api/v1/games", &viewer).await;
+    assert_eq!(s, 200, "{games}");
+    let list = games.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{games}");
+    let arma = &list[0];
+    assert_eq!(
+        (arma["game"].as_str(), arma["title"].as_str()),
+        (Some("arma3"), Some("Arma 3"))
+    );
+    let ops: Vec<&str> = arma["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert!(
+        ops.contains(&"console") && ops.contains(&"ban_address"),
+        "{ops:?}"
+    );
+    assert!(!ops.contains(&"save"), "{ops:?}");
+    let sections: Vec<&str> = arma["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(sections, ["server", "basic", "profile", "launch", "rcon"]);
+    assert_eq!(arma["sections"][4]["secret_fields"], json!(["password"]));
+    assert_eq!(arma["importable_files"], json!(["server.cfg", "basic.cfg"]));
+    assert!(
+        arma["executables"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("arma3server_x64"))
+    );
+
+    let (hid, server) = h.server(&admin, 2302).await;
+    let (s, p) = h
+        .send("POST", "/api/v1/servers", &admin, json!({"host_id": hid, "name": "pal", "game": "palworld", "game_port": 8211, "rcon_port": 25575, "executable_path": "/srv/pal/PalServer.sh"}))
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["type"], "https://languard.dev/problems/unsupported-game");
+    assert_eq!(p["detail"], "Languard cannot run Palworld servers yet");
+    let (s, _) = h
+        .send("POST", "/api/v1/servers", &admin, json!({"host_id": hid, "name": "x", "game": "minecraft", "game_port": 25565, "rcon_port": 25575, "executable_path": "/srv/x"}))
+        .await;
+    assert_eq!(s, 400, "a game the wire does not know is malformed");
+
+    let base = format!("/api/v1/servers/{server}/config");
+    let (s, p) = h
+        .send(
+            "PUT",
+            &format!("{base}/sections/mission"),
+            &admin,
+            json!({"revision": 0, "content": {}}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["errors"][0]["field"], "section");
+    let msg = p["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Arma 3") && msg.contains("\"mission\"") && msg.contains("rcon"),
+        "{msg}"
+    );
+    let (_, cur) = h.get(&base, &admin).await;
+    assert_eq!(cur["revision"], 0, "nothing stored");
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("{base}/import"),
+            &admin,
+            json!({"revision": 0, "files": [{"name": "mission.sqm", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["errors"][0]["field"], "files.mission.sqm");
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("{base}/import"),
+            &admin,
+            json!({"revision": 0, "files": []}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+}
+
+/// The restart policy is the wire's, field for field, with its limits.
+#[tokio::test]
+async fn restart_policy_mirrors_the_wire() {
+    let h = Harness::new().await;
+    let admin = h.user("root", Role::Admin).await;
+    let (hid, sid) = h.server(&admin, 2302).await;
+    let (_, v) = h.get(&format!("/api/v1/servers/{sid}"), &admin).await;
+    assert_eq!(
+        v["restart_policy"],
+        json!({"mode": "on_crash", "crash_loop_max": 5, "crash_loop_window_secs": 600, "backoff_initial_ms": 2000, "backoff_max_ms": 60000})
+    );
+    let spec = |name: &str, port: i64, policy: Value| json!({"host_id": hid, "name": name, "game": "arma3", "game_port": port, "rcon_port": port + 10, "executable_path": "/srv/arma3/arma3server_x64", "restart_policy": policy});
+    let (s, v) = h
+        .send(
+            "POST",
+            "/api/v1/servers",
+            &admin,
+            spec(
+                "two",
+                2402,
+                json!({"mode": "always", "crash_loop_max": 0, "backoff_max_ms": 5000}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        v["restart_policy"],
+        json!({"mode": "always", "crash_loop_max": 0, "crash_loop_window_secs": 600, "backoff_initial_ms": 2000, "backoff_max_ms": 5000})
+    );
+    for bad in [
+        json!({"mode": "on-failure"}),
+        json!({"mode": "never", "backoff_initial_ms": 86_400_001u64}),
+        json!({"mode": "never", "crash_loop_window_secs": 86_401}),
+    ] {
+        let (s, v) = h
+            .send(
+                "POST",
+                "/api/v1/servers",
+                &admin,
+                spec("three", 2502, bad.clone()),
+            )
+            .await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
 }

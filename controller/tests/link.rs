@@ -10,8 +10,10 @@ use std::time::Duration;
 use common::Harness;
 use languard_controller::store::Role;
 use languard_shared::wire::PROTOCOL_VERSION;
+use languard_shared::wire::event::{ServerState, ServerStatus};
 use languard_shared::wire::frame::FramedLink;
 use languard_shared::wire::link::{AgentMessage, ControllerMessage, JoinTokenSecret};
+use languard_shared::wire::request::{AgentError, ErrorCode, Request, Response};
 use rustls::pki_types::ServerName;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -65,10 +67,7 @@ async fn refused(h: &Harness, addr: std::net::SocketAddr, msg: AgentMessage) -> 
 #[tokio::test]
 async fn enrollment_refuses_bad_requests_and_consumes_the_token_once() {
     let h = Harness::with_config(|c| c.link.listen = Some("127.0.0.1:0".parse().unwrap())).await;
-    let (addr, _task) = languard_controller::fleet::link::spawn(h.app.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let (addr, _task) = h.app.spawn_link().await.unwrap().unwrap();
     let admin = h.user("root", Role::Admin).await;
     let (host, _) = h.server(&admin, 2302).await;
     let (_, t) = h
@@ -105,6 +104,7 @@ async fn enrollment_refuses_bad_requests_and_consumes_the_token_once() {
         agent_version: "x".into(),
         inventory: vec![],
         last_acked_seq: 0,
+        games: vec![],
     };
     assert!(refused(&h, addr, hello).await.contains("only enroll"));
     assert_eq!(
@@ -174,4 +174,232 @@ async fn enrollment_refuses_bad_requests_and_consumes_the_token_once() {
         refused(&h, addr, enroll(&token, &csr, "linux")).await,
         "join token already used"
     );
+}
+
+/// Enrolls an agent for `host` and opens its session with a hello advertising `games`.
+async fn agent_session(
+    h: &Harness,
+    addr: std::net::SocketAddr,
+    admin: &str,
+    host: &str,
+    games: Vec<languard_shared::games::GameKind>,
+) -> Conn {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let (_, t) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{host}/join-tokens"),
+            admin,
+            json!({}),
+        )
+        .await;
+    let token = t["token"].as_str().unwrap().to_owned();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let mut c = connect(h, addr).await;
+    c.send(&enroll(&token, &csr, "linux")).await.unwrap();
+    let Some(ControllerMessage::Enrolled { cert_pem, .. }) = answer(&mut c).await else {
+        panic!("expected Enrolled");
+    };
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(h.app.ca.root_store().unwrap())
+    .with_client_auth_cert(vec![cert], key)
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut c = FramedLink::new(tls, 4 * 1024 * 1024);
+    c.send(&AgentMessage::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: "test".into(),
+        inventory: vec![],
+        last_acked_seq: 0,
+        games,
+    })
+    .await
+    .unwrap();
+    match answer(&mut c).await {
+        Some(ControllerMessage::Welcome { .. }) => c,
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Answers every request like an agent whose servers start fine (or, with `refuse_start`,
+/// whose executable is not allowed); records the requests.
+fn fake_agent(mut c: Conn, refuse_start: bool) -> Arc<std::sync::Mutex<Vec<Request>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(msg)) = c.recv::<ControllerMessage>().await {
+            let ControllerMessage::Request { id, request } = msg else {
+                continue;
+            };
+            let result = match &request {
+                Request::Start { .. } if refuse_start => Err(AgentError::new(
+                    ErrorCode::ExecutableRefused,
+                    "not on the allow-list",
+                )),
+                Request::Start { server, .. } => Ok(Response::Status(ServerStatus {
+                    server: server.clone(),
+                    state: ServerState::Running,
+                    pid: Some(42),
+                    since: 1_700_000_000_000,
+                    detail: None,
+                    exit: None,
+                    restarts: 0,
+                })),
+                _ => Ok(Response::Done),
+            };
+            log.lock().unwrap().push(request);
+            if c.send(&AgentMessage::Response { id, result })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    seen
+}
+
+async fn online(h: &Harness, host: &str) {
+    let id = uuid::Uuid::parse_str(host).unwrap();
+    for _ in 0..200 {
+        if h.app.fleet.is_online(id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the agent never came online");
+}
+
+/// A start is one request carrying the spec, recorded as "should run" first; an agent
+/// that does not run the server's game is refused before anything is sent.
+#[tokio::test]
+async fn start_sends_one_request_with_the_spec_and_respects_the_agents_games() {
+    use languard_shared::games::GameKind;
+    let h = Harness::with_config(|c| c.link.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (addr, _task) = h.app.spawn_link().await.unwrap().unwrap();
+    let admin = h.user("root", Role::Admin).await;
+    let (host, server) = h.server(&admin, 2302).await;
+    let (s, v) = h
+        .send(
+            "PUT",
+            &format!("/api/v1/servers/{server}/config/sections/rcon"),
+            &admin,
+            json!({"content": {"password": "Secret123"}, "revision": 0}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+
+    // An agent that only runs another game.
+    let other: Vec<GameKind> = GameKind::ALL
+        .into_iter()
+        .filter(|g| *g != GameKind::Arma3)
+        .collect();
+    let seen = fake_agent(agent_session(&h, addr, &admin, &host, other).await, false);
+    online(&h, &host).await;
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/start"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["type"], "https://languard.dev/problems/unsupported-game");
+    assert!(p["detail"].as_str().unwrap().contains("Arma 3"), "{p}");
+    let (_, srv) = h.get(&format!("/api/v1/servers/{server}"), &admin).await;
+    assert_eq!(srv["desired_running"], false);
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, Request::Start { .. })),
+        "nothing was started"
+    );
+
+    // The agent reconnects (a new connection replaces the old) running the game.
+    // An agent that refuses the start outright: the server is not meant to run after all.
+    let seen = fake_agent(
+        agent_session(&h, addr, &admin, &host, vec![GameKind::Arma3]).await,
+        true,
+    );
+    online(&h, &host).await;
+    let (s, p) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/start"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (422, Some("executable_refused")),
+        "{p}"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, Request::Start { .. }))
+    );
+    let (_, srv) = h.get(&format!("/api/v1/servers/{server}"), &admin).await;
+    assert_eq!(srv["desired_running"], false, "a refused start is undone");
+
+    let seen = fake_agent(
+        agent_session(&h, addr, &admin, &host, vec![GameKind::Arma3]).await,
+        false,
+    );
+    online(&h, &host).await;
+    // Let reconcile push the (stopped) server's spec first.
+    for _ in 0..200 {
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = seen.lock().unwrap().len();
+    let (s, st) = h
+        .send(
+            "POST",
+            &format!("/api/v1/servers/{server}/start"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(
+        (st["state"].as_str(), st["pid"].as_i64()),
+        (Some("running"), Some(42))
+    );
+    let requests: Vec<Request> = seen.lock().unwrap()[before..].to_vec();
+    assert_eq!(requests.len(), 1, "one round trip: {requests:?}");
+    let Request::Start {
+        server: sid,
+        spec: Some(spec),
+    } = &requests[0]
+    else {
+        panic!("expected a start with the spec: {requests:?}");
+    };
+    assert_eq!(sid.as_str(), server);
+    assert_eq!(spec.game.kind(), GameKind::Arma3);
+    let (_, srv) = h.get(&format!("/api/v1/servers/{server}"), &admin).await;
+    assert_eq!(srv["desired_running"], true);
 }

@@ -11,10 +11,11 @@ use super::dto::*;
 use super::error::ApiResult;
 use super::security::{AdminAuth, OperatorAuth, ViewerAuth};
 use super::tags::ApiTags;
+use crate::games::{self, Game};
 use crate::service::AppState;
-use crate::service::configs::Plain;
-use crate::service::fleet::Expect;
-use crate::store::{ConfigSectionKind, ConfigVersion};
+use crate::service::configs::{PlainSections, secret_fields};
+use crate::service::expect::Expect;
+use crate::store::ConfigVersion;
 
 /// Config endpoints.
 pub struct ConfigsApi(pub AppState);
@@ -27,22 +28,20 @@ pub enum ConfigResponse {
     Ok(Json<ConfigView>, #[oai(header = "ETag")] String),
 }
 
-fn sections(
-    m: &BTreeMap<&'static str, (ConfigSectionKind, Plain)>,
-    rev: impl Fn(ConfigSectionKind) -> i64,
-) -> Vec<SectionView> {
-    m.values()
-        .map(|(k, p)| SectionView {
-            section: k.as_str().into(),
-            content: p.public(*k),
-            revision: rev(*k),
+fn sections(game: &dyn Game, m: &PlainSections, rev: impl Fn(&str) -> i64) -> Vec<SectionView> {
+    m.iter()
+        .map(|(name, p)| SectionView {
+            section: name.clone(),
+            content: p.public(secret_fields(game, name)),
+            revision: rev(name),
         })
         .collect()
 }
 
 impl ConfigsApi {
     async fn view(&self, server: Uuid) -> ApiResult<ConfigResponse> {
-        let (_, cur) = self.0.current_config(server).await?;
+        let (srv, cur) = self.0.current_config(server).await?;
+        let game = games::of(&srv)?;
         let stored = self.0.store.get_config(server).await?;
         let revs: BTreeMap<&str, i64> = stored
             .sections
@@ -51,9 +50,7 @@ impl ConfigsApi {
             .collect();
         let v = ConfigView {
             revision: cur.revision,
-            sections: sections(&cur.sections, |k| {
-                revs.get(k.as_str()).copied().unwrap_or(0)
-            }),
+            sections: sections(game, &cur.sections, |k| revs.get(k).copied().unwrap_or(0)),
         };
         Ok(ConfigResponse::Ok(Json(v), format!("\"{}\"", cur.revision)))
     }
@@ -76,7 +73,8 @@ impl ConfigsApi {
         self.view(id.0).await
     }
 
-    /// Replace one section; validated through the shared models, stored as a new version.
+    /// Replace one section (one of the server's game, see `GET /games`); validated through
+    /// the game's models, stored as a new version.
     #[oai(
         path = "/:id/config/sections/:section",
         method = "put",
@@ -86,7 +84,8 @@ impl ConfigsApi {
         &self,
         auth: OperatorAuth,
         id: Path<Uuid>,
-        section: Path<SectionName>,
+        /// The section name, e.g. `server`.
+        section: Path<String>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
         body: Json<SectionUpdate>,
     ) -> ApiResult<ConfigResponse> {
@@ -96,7 +95,7 @@ impl ConfigsApi {
             .put_section(
                 &auth.0,
                 id.0,
-                section.0.into(),
+                &section.0,
                 b.content,
                 &b.clear_secrets,
                 expect,
@@ -142,14 +141,15 @@ impl ConfigsApi {
         id: Path<Uuid>,
         version: Path<i64>,
     ) -> ApiResult<Json<VersionView>> {
-        let (v, plain) = self.0.get_version(id.0, version.0).await?;
+        let (server, v, plain) = self.0.get_version(id.0, version.0).await?;
+        let game = games::of(&server)?;
         let s = summary(&v);
         Ok(Json(VersionView {
             version: s.version,
             author_user_id: s.author_user_id,
             created_at: s.created_at,
             comment: s.comment,
-            sections: sections(&plain, |_| v.version),
+            sections: sections(game, &plain, |_| v.version),
         }))
     }
 
@@ -197,7 +197,7 @@ impl ConfigsApi {
         self.view(id.0).await
     }
 
-    /// The rendered files with every secret masked.
+    /// The files the agent would write (and the launch parameters), every secret masked.
     #[oai(
         path = "/:id/config/preview",
         method = "get",
@@ -242,7 +242,7 @@ impl ConfigsApi {
         ))
     }
 
-    /// Import an existing server.cfg and/or basic.cfg.
+    /// Import existing files (the names the server's game reads, see `GET /games`).
     #[oai(
         path = "/:id/config/import",
         method = "post",
@@ -256,16 +256,13 @@ impl ConfigsApi {
         body: Json<ImportRequest>,
     ) -> ApiResult<Json<ImportResponse>> {
         let expect = Expect::from_parts(body.revision, if_match.0.as_deref())?;
-        let r = self
+        let files: Vec<(String, String)> = body
             .0
-            .import(
-                &auth.0,
-                id.0,
-                body.server_cfg.as_deref(),
-                body.basic_cfg.as_deref(),
-                expect,
-            )
-            .await?;
+            .files
+            .into_iter()
+            .map(|f| (f.name, f.content))
+            .collect();
+        let r = self.0.import(&auth.0, id.0, &files, expect).await?;
         Ok(Json(ImportResponse {
             revision: r.version.version,
             warnings: r.warnings,

@@ -1,11 +1,19 @@
 //! Request and response bodies.
 
+use std::borrow::Cow;
+
+use languard_shared::games::GameKind;
+use languard_shared::wire::operation::OperationKind;
+use languard_shared::wire::spec::{RestartMode as WireRestartMode, RestartPolicy as WirePolicy};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use poem_openapi::{Enum, Object};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::store::{self, ConfigSectionKind, Game};
+use crate::error::Result;
+use crate::store;
 
 /// A role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -39,61 +47,84 @@ impl From<RoleDto> for store::Role {
     }
 }
 
-/// A game.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum GameDto {
-    /// Arma 3.
-    Arma3,
-    /// Palworld.
-    Palworld,
-}
+/// An OpenAPI string enum over a wire enum with `ALL` and `as_str`: the schema lists
+/// exactly the wire's names, so the API cannot drift from the wire.
+macro_rules! wire_name {
+    ($(#[$m:meta])* $name:ident($wire:ty), $schema:literal, $doc:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub $wire);
 
-impl From<Game> for GameDto {
-    fn from(g: Game) -> Self {
-        match g {
-            Game::Arma3 => Self::Arma3,
-            Game::Palworld => Self::Palworld,
+        impl Type for $name {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> Cow<'static, str> {
+                $schema.into()
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Reference(Self::name().into_owned())
+            }
+
+            fn register(registry: &mut Registry) {
+                registry.create_schema::<Self, _>(Self::name().into_owned(), |_| MetaSchema {
+                    description: Some($doc),
+                    enum_items: <$wire>::ALL
+                        .iter()
+                        .map(|v| Value::String(v.as_str().into()))
+                        .collect(),
+                    ..MetaSchema::new("string")
+                });
+            }
+
+            fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(
+                &'a self,
+            ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+                Box::new(self.as_raw_value().into_iter())
+            }
         }
-    }
-}
 
-impl From<GameDto> for Game {
-    fn from(g: GameDto) -> Self {
-        match g {
-            GameDto::Arma3 => Self::Arma3,
-            GameDto::Palworld => Self::Palworld,
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                let value = value.unwrap_or_default();
+                let found = value
+                    .as_str()
+                    .and_then(|s| <$wire>::ALL.into_iter().find(|v| v.as_str() == s));
+                match found {
+                    Some(v) => Ok(Self(v)),
+                    None => Err(ParseError::expected_type(value)),
+                }
+            }
         }
-    }
-}
 
-/// A config section name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum SectionName {
-    /// server.cfg.
-    Server,
-    /// basic.cfg.
-    Basic,
-    /// The Arma3Profile (difficulty).
-    Profile,
-    /// Launch parameters.
-    Launch,
-    /// BattlEye RCon.
-    Rcon,
-}
-
-impl From<SectionName> for ConfigSectionKind {
-    fn from(s: SectionName) -> Self {
-        match s {
-            SectionName::Server => Self::Server,
-            SectionName::Basic => Self::Basic,
-            SectionName::Profile => Self::Profile,
-            SectionName::Launch => Self::Launch,
-            SectionName::Rcon => Self::Rcon,
+        impl ToJSON for $name {
+            fn to_json(&self) -> Option<Value> {
+                Some(Value::String(self.0.as_str().into()))
+            }
         }
-    }
+    };
 }
+
+wire_name!(
+    /// A game, named as on the wire; the schema lists every game the wire knows (which
+    /// ones Languard runs yet: `GET /games`).
+    GameName(GameKind),
+    "GameDto",
+    "A game."
+);
+
+wire_name!(
+    /// An admin operation a game may have, named as on the wire.
+    OperationName(OperationKind),
+    "OperationName",
+    "An admin operation a game may have."
+);
 
 /// A user.
 #[derive(Debug, Clone, Object)]
@@ -269,51 +300,107 @@ pub struct HostRequest {
     pub os: String,
 }
 
-/// When the agent restarts a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize, serde::Deserialize)]
-#[oai(rename_all = "kebab-case")]
-#[serde(rename_all = "kebab-case")]
+/// When the agent restarts a server by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
 pub enum RestartMode {
-    /// Never.
+    /// Never; a crash leaves the server crashed.
     Never,
-    /// After a crash.
-    OnFailure,
-    /// Whenever it exits.
+    /// After a crash or a hang, not after a clean exit.
+    OnCrash,
+    /// After any exit the agent did not ask for.
     Always,
 }
 
-/// Restart policy.
-#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+/// Restart policy: the wire's `RestartPolicy`, field for field, with the limits the agent
+/// checks (delays up to a day).
+#[derive(Debug, Clone, Object)]
 pub struct RestartPolicy {
-    /// Mode.
+    /// When to restart.
+    #[oai(default = "default_mode")]
     pub mode: RestartMode,
-    /// Restarts allowed within `window_secs` before giving up.
-    #[oai(default = "default_max", validator(maximum(value = "1000")))]
-    #[serde(default = "default_max")]
-    pub max_restarts: u32,
-    /// Window, seconds.
-    #[oai(default = "default_window", validator(maximum(value = "86400")))]
-    #[serde(default = "default_window")]
-    pub window_secs: u32,
+    /// This many crashes within `crash_loop_window_secs` stop retrying (state `error`);
+    /// 0 turns the check off.
+    #[oai(default = "default_crash_loop_max", validator(maximum(value = "1000")))]
+    pub crash_loop_max: u32,
+    /// Window for counting crashes, seconds.
+    #[oai(
+        default = "default_crash_loop_window",
+        validator(maximum(value = "86400"))
+    )]
+    pub crash_loop_window_secs: u64,
+    /// First delay after a crash, doubled on each further crash, milliseconds.
+    #[oai(
+        default = "default_backoff_initial",
+        validator(maximum(value = "86400000"))
+    )]
+    pub backoff_initial_ms: u64,
+    /// Upper bound of the delay, milliseconds.
+    #[oai(
+        default = "default_backoff_max",
+        validator(maximum(value = "86400000"))
+    )]
+    pub backoff_max_ms: u64,
 }
 
-impl RestartPolicy {
-    /// The stored JSON as a policy; a row written before the field existed (or damaged)
-    /// reads as the default: restart after a crash, 5 times in 10 minutes.
-    pub fn from_stored(v: &Value) -> Self {
-        serde_json::from_value(v.clone()).unwrap_or(RestartPolicy {
-            mode: RestartMode::OnFailure,
-            max_restarts: default_max(),
-            window_secs: default_window(),
-        })
+fn default_mode() -> RestartMode {
+    WirePolicy::default().mode.into()
+}
+fn default_crash_loop_max() -> u32 {
+    WirePolicy::default().crash_loop_max
+}
+fn default_crash_loop_window() -> u64 {
+    WirePolicy::default().crash_loop_window_secs
+}
+fn default_backoff_initial() -> u64 {
+    WirePolicy::default().backoff_initial_ms
+}
+fn default_backoff_max() -> u64 {
+    WirePolicy::default().backoff_max_ms
+}
+
+impl From<WireRestartMode> for RestartMode {
+    fn from(m: WireRestartMode) -> Self {
+        match m {
+            WireRestartMode::Never => Self::Never,
+            WireRestartMode::OnCrash => Self::OnCrash,
+            WireRestartMode::Always => Self::Always,
+        }
     }
 }
 
-fn default_max() -> u32 {
-    5
+impl From<RestartMode> for WireRestartMode {
+    fn from(m: RestartMode) -> Self {
+        match m {
+            RestartMode::Never => Self::Never,
+            RestartMode::OnCrash => Self::OnCrash,
+            RestartMode::Always => Self::Always,
+        }
+    }
 }
-fn default_window() -> u32 {
-    600
+
+impl From<WirePolicy> for RestartPolicy {
+    fn from(p: WirePolicy) -> Self {
+        Self {
+            mode: p.mode.into(),
+            crash_loop_max: p.crash_loop_max,
+            crash_loop_window_secs: p.crash_loop_window_secs,
+            backoff_initial_ms: p.backoff_initial_ms,
+            backoff_max_ms: p.backoff_max_ms,
+        }
+    }
+}
+
+impl From<RestartPolicy> for WirePolicy {
+    fn from(p: RestartPolicy) -> Self {
+        Self {
+            mode: p.mode.into(),
+            crash_loop_max: p.crash_loop_max,
+            crash_loop_window_secs: p.crash_loop_window_secs,
+            backoff_initial_ms: p.backoff_initial_ms,
+            backoff_max_ms: p.backoff_max_ms,
+        }
+    }
 }
 
 /// A server.
@@ -326,10 +413,10 @@ pub struct ServerView {
     /// Name.
     pub name: String,
     /// Game.
-    pub game: GameDto,
-    /// Game port P (reserves P..=P+4).
+    pub game: GameName,
+    /// Game port (the game may reserve the ports after it too: see `reserved_ports`).
     pub game_port: i64,
-    /// RCon port.
+    /// Admin interface port (BattlEye RCon for Arma 3).
     pub rcon_port: i64,
     /// Ports this server reserves on its host.
     pub reserved_ports: Vec<i64>,
@@ -351,17 +438,18 @@ pub struct ServerView {
 
 impl From<store::Server> for ServerView {
     fn from(s: store::Server) -> Self {
-        let reserved = crate::service::fleet::server_ports(s.game, s.game_port, s.rcon_port)
-            .unwrap_or_default()
+        let reserved = crate::games::reserved_ports(s.game, s.game_port, s.rcon_port)
             .into_iter()
             .map(i64::from)
             .collect();
-        let restart_policy = RestartPolicy::from_stored(&s.restart_policy);
+        let restart_policy = crate::service::restart::from_stored(&s.restart_policy).into();
+        // Rows name only games the wire knows (the store checks its names).
+        let game = GameName(crate::games::kind_of(s.game).unwrap_or(GameKind::ALL[0]));
         Self {
             id: s.id,
             host_id: s.host_id,
             name: s.name,
-            game: s.game.into(),
+            game,
             game_port: s.game_port,
             rcon_port: s.rcon_port,
             reserved_ports: reserved,
@@ -383,13 +471,13 @@ pub struct ServerRequest {
     pub host_id: Option<Uuid>,
     /// Name.
     pub name: String,
-    /// Game.
-    pub game: GameDto,
-    /// Game port P; P..=P+4 are reserved.
+    /// Game (one Languard can run: see `GET /games`).
+    pub game: GameName,
+    /// Game port (the game may reserve the ports after it too).
     pub game_port: i64,
-    /// RCon port, outside P..=P+4.
+    /// Admin interface port, outside the game's ports.
     pub rcon_port: i64,
-    /// Executable path (allow-listed names).
+    /// Executable path (the names the agent allows for the game: see `GET /games`).
     pub executable_path: String,
     /// Restart policy.
     pub restart_policy: Option<RestartPolicy>,
@@ -401,22 +489,22 @@ pub struct ServerRequest {
 }
 
 impl ServerRequest {
-    /// The store spec.
-    pub fn spec(&self) -> store::ServerSpec {
-        let rp = self.restart_policy.clone().unwrap_or(RestartPolicy {
-            mode: RestartMode::OnFailure,
-            max_restarts: 5,
-            window_secs: 600,
-        });
-        store::ServerSpec {
+    /// The store spec (no policy: the default one).
+    pub fn spec(&self) -> Result<store::ServerSpec> {
+        let policy: WirePolicy = self
+            .restart_policy
+            .clone()
+            .map(Into::into)
+            .unwrap_or_default();
+        Ok(store::ServerSpec {
             name: self.name.clone(),
-            game: self.game.into(),
+            game: crate::games::stored(self.game.0)?,
             game_port: self.game_port,
             rcon_port: self.rcon_port,
             executable_path: self.executable_path.clone(),
-            restart_policy: serde_json::to_value(rp).unwrap_or(Value::Null),
+            restart_policy: crate::service::restart::to_stored(&policy),
             desired_running: self.desired_running,
-        }
+        })
     }
 }
 
@@ -443,7 +531,8 @@ pub struct ConfigView {
 /// A section update.
 #[derive(Clone, Object)]
 pub struct SectionUpdate {
-    /// Full section content (shared model fields). Omitted or null secrets keep the stored value.
+    /// Full section content (the game's model fields). Omitted or null secrets keep the
+    /// stored value.
     pub content: Value,
     /// Secrets to remove.
     #[oai(default)]
@@ -505,13 +594,21 @@ pub struct RollbackRequest {
     pub revision: Option<i64>,
 }
 
+/// One existing file to import.
+#[derive(Clone, Object)]
+pub struct ImportFile {
+    /// Its name, one the server's game imports (see `GET /games`), e.g. `server.cfg`.
+    #[oai(validator(max_length = 255))]
+    pub name: String,
+    /// Its text.
+    pub content: String,
+}
+
 /// Files to import.
 #[derive(Clone, Object)]
 pub struct ImportRequest {
-    /// server.cfg text.
-    pub server_cfg: Option<String>,
-    /// basic.cfg text.
-    pub basic_cfg: Option<String>,
+    /// The files.
+    pub files: Vec<ImportFile>,
     /// Current config revision (or send If-Match).
     pub revision: Option<i64>,
 }
@@ -747,11 +844,19 @@ impl std::fmt::Debug for SectionUpdate {
     }
 }
 
+impl std::fmt::Debug for ImportFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportFile")
+            .field("name", &self.name)
+            .field("content", &REDACTED)
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for ImportRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImportRequest")
-            .field("server_cfg", &self.server_cfg.as_ref().map(|_| REDACTED))
-            .field("basic_cfg", &self.basic_cfg.as_ref().map(|_| REDACTED))
+            .field("files", &self.files)
             .field("revision", &self.revision)
             .finish()
     }
@@ -887,8 +992,10 @@ mod debug_tests {
         clean(format!(
             "{:?}",
             ImportRequest {
-                server_cfg: Some("password = \"SECRET\";".into()),
-                basic_cfg: None,
+                files: vec![ImportFile {
+                    name: "server.cfg".into(),
+                    content: "password = \"SECRET\";".into()
+                }],
                 revision: None
             }
         ));

@@ -122,7 +122,9 @@ pub enum ApiError {
     /// Body too large.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
-    /// Field-level validation failed; `errors` lists the fields.
+    /// Field-level validation failed (`errors` lists the fields), or the server's game
+    /// (or its host's agent) cannot do what was asked (`unsupported-operation`,
+    /// `unsupported-game`).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// An edit needs `revision` in the body or an `If-Match` header.
@@ -139,7 +141,8 @@ pub enum ApiError {
     /// Unexpected failure.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
-    /// The agent failed in a way the caller cannot fix (I/O, RCon, internal).
+    /// The agent failed in a way the caller cannot fix (I/O, the game's admin interface,
+    /// internal).
     #[oai(status = 502, content_type = "application/problem+json")]
     BadGateway(Json<Problem>),
     /// The database is unavailable, or the server's host is offline.
@@ -181,6 +184,12 @@ impl From<Error> for ApiError {
                 p.kind = format!("{TYPE_BASE}host-offline");
                 p.title = "Host offline".into();
                 Self::Unavailable(Json(p))
+            }
+            Error::Unsupported { problem, .. } => {
+                let mut p = Problem::new(422, msg);
+                p.kind = format!("{TYPE_BASE}{problem}");
+                p.title = "Not supported".into();
+                Self::Unprocessable(Json(p))
             }
             Error::AgentTimeout(_) => Self::GatewayTimeout(Json(Problem::new(504, msg))),
             Error::Agent { status, code, .. } => {

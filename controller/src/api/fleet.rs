@@ -15,7 +15,7 @@ use super::security::{AdminAuth, OperatorAuth, ViewerAuth};
 use super::tags::ApiTags;
 use crate::error::Error;
 use crate::service::AppState;
-use crate::service::fleet::Expect;
+use crate::service::expect::Expect;
 use crate::store::Server;
 
 /// Host endpoints.
@@ -149,7 +149,8 @@ impl ServersApi {
         }
     }
 
-    /// Create a server (ports checked against the host's other servers).
+    /// Create a server of a game Languard runs (ports checked against the host's other
+    /// servers).
     #[oai(path = "/", method = "post", operation_id = "createServer")]
     async fn create(
         &self,
@@ -159,7 +160,7 @@ impl ServersApi {
         let host = body
             .host_id
             .ok_or_else(|| Error::field("host_id", "is required"))?;
-        let s = self.0.create_server(&auth.0, host, body.spec()).await?;
+        let s = self.0.create_server(&auth.0, host, body.spec()?).await?;
         let tag = etag(s.revision);
         Ok(ServerResponse::Created(Json(s.into()), tag))
     }
@@ -184,7 +185,7 @@ impl ServersApi {
         let expect = Expect::from_parts(body.revision, if_match.0.as_deref())?;
         let s = self
             .0
-            .update_server(&auth.0, id.0, expect, body.spec())
+            .update_server(&auth.0, id.0, expect, body.spec()?)
             .await?;
         let tag = etag(s.revision);
         Ok(ServerResponse::Ok(Json(s.into()), tag))

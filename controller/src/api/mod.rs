@@ -6,6 +6,8 @@ pub mod dto;
 pub mod enrollment;
 pub mod error;
 pub mod fleet;
+pub mod games;
+pub mod live;
 pub mod middleware;
 pub mod operations;
 pub mod payload;
@@ -27,6 +29,7 @@ pub type Apis = (
     users::UsersApi,
     fleet::HostsApi,
     fleet::ServersApi,
+    games::GamesApi,
     enrollment::EnrollmentApi,
     operations::OperationsApi,
     telemetry::TelemetryApi,
@@ -78,6 +81,7 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("getServer", Access::Viewer),
     ("updateServer", Access::Operator),
     ("deleteServer", Access::Admin),
+    ("listGames", Access::Viewer),
     ("createJoinToken", Access::Admin),
     ("listJoinTokens", Access::Admin),
     ("revokeHost", Access::Admin),
@@ -87,10 +91,17 @@ pub const ACCESS: &[(&str, Access)] = &[
     ("restartServer", Access::Operator),
     ("killServer", Access::Operator),
     ("pushServerConfig", Access::Operator),
-    ("runRconCommand", Access::Admin),
+    ("runConsoleCommand", Access::Admin),
     ("sayToPlayers", Access::Operator),
+    ("announceToPlayers", Access::Operator),
     ("kickPlayer", Access::Operator),
     ("banPlayer", Access::Operator),
+    ("unbanPlayer", Access::Operator),
+    ("lockServer", Access::Operator),
+    ("unlockServer", Access::Operator),
+    ("saveWorld", Access::Operator),
+    ("shutdownServer", Access::Operator),
+    ("changeMission", Access::Operator),
     ("listOnlinePlayers", Access::Viewer),
     ("queryServerLogs", Access::Viewer),
     ("queryServerMetrics", Access::Viewer),
@@ -123,6 +134,7 @@ pub fn api_service(app: AppState) -> OpenApiService<Apis, ()> {
             users::UsersApi(app.clone()),
             fleet::HostsApi(app.clone()),
             fleet::ServersApi(app.clone(), Default::default()),
+            games::GamesApi,
             enrollment::EnrollmentApi(app.clone()),
             operations::OperationsApi(app.clone()),
             telemetry::TelemetryApi(app.clone()),
@@ -159,7 +171,7 @@ fn metrics(req: &poem::Request) -> Response {
 pub fn build(app: AppState) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
     let api = api_service(app.clone());
     let route = Route::new()
-        .at("/api/v1/ws", poem::get(crate::live::ws::endpoint))
+        .at("/api/v1/ws", poem::get(live::endpoint))
         .nest(BASE, api.into_endpoint())
         .at("/metrics", poem::get(metrics));
     let cors_cfg = app.config.cors.clone();

@@ -1,11 +1,13 @@
-//! Running servers: lifecycle, config push, RCon and player administration, all carried
-//! out by the server's agent. Errors: 503 `host-offline` when the agent is not connected,
-//! 504 when it does not answer in time, the agent's own refusal otherwise (with its
-//! `code`).
+//! Running servers: lifecycle, config push, players and the game's admin operations, all
+//! carried out by the server's agent. Errors: 422 `unsupported-operation` when the
+//! server's game does not have the operation (checked before anything is sent), 503
+//! `host-offline` when the agent is not connected, 504 when it does not answer in time,
+//! the agent's own refusal otherwise (with its `code`).
 
-use languard_shared::arma::rcon::parse::Player;
 use languard_shared::wire::event::ServerStatus;
-use languard_shared::wire::request::{BanTarget, Request, Response};
+use languard_shared::wire::operation::{BanTarget, Operation};
+use languard_shared::wire::player::Player;
+use languard_shared::wire::request::Response;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -72,16 +74,16 @@ impl ServerStatusView {
     }
 
     fn from_agent(s: ServerStatus, server_id: Uuid) -> Self {
-        let state = serde_json::to_value(s.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "unknown".into());
+        let state = s.state.as_str().to_owned();
         Self {
             server_id,
             state: state.clone(),
             host_online: true,
             pid: s.pid.map(i64::from),
-            since: OffsetDateTime::from_unix_timestamp_nanos(i128::from(s.since) * 1_000_000).ok(),
+            since: Some(crate::fleet::ingest::wire_time(
+                s.since,
+                crate::store::now(),
+            )),
             detail: s.detail,
             exit_code: s.exit.and_then(|e| e.code).map(i64::from),
             exit_signal: s.exit.and_then(|e| e.signal).map(i64::from),
@@ -91,17 +93,17 @@ impl ServerStatusView {
     }
 }
 
-/// A raw RCon command.
+/// A raw command for the game's admin console.
 #[derive(Debug, Object)]
-pub struct RconRequest {
-    /// The command, e.g. `players` or `#lock`. One line.
+pub struct ConsoleRequest {
+    /// The command, e.g. `players` or `#lock` on Arma 3. One line.
     #[oai(validator(min_length = 1, max_length = 1000))]
     pub command: String,
 }
 
 /// The game's answer.
 #[derive(Debug, Object)]
-pub struct RconResponse {
+pub struct ConsoleResponse {
     /// Text as the game sent it.
     pub output: String,
 }
@@ -112,29 +114,41 @@ pub struct SayRequest {
     /// The text (one line).
     #[oai(validator(min_length = 1, max_length = 400))]
     pub message: String,
-    /// A player number for a private message; omitted: everybody.
-    pub player: Option<u32>,
+    /// A player's key (see the player list) for a private message; omitted: everybody.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub player: Option<String>,
+}
+
+/// A server-wide announcement.
+#[derive(Debug, Object)]
+pub struct AnnounceRequest {
+    /// The text (one line).
+    #[oai(validator(min_length = 1, max_length = 400))]
+    pub message: String,
 }
 
 /// Kick a player.
 #[derive(Debug, Object)]
 pub struct KickRequest {
-    /// The player's number (see the player list).
-    pub player: u32,
+    /// The player's key (see the player list).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub player: String,
     /// Shown to the player.
     #[oai(default, validator(max_length = 200))]
     pub reason: String,
 }
 
-/// Ban a player: exactly one of `player`, `guid`, `ip`.
+/// Ban a player: exactly one of `player`, `account`, `address`.
 #[derive(Debug, Object)]
 pub struct BanRequest {
-    /// An online player's number.
-    pub player: Option<u32>,
-    /// A BattlEye GUID (32 hex digits).
-    pub guid: Option<String>,
+    /// An online player's key.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub player: Option<String>,
+    /// An account id as the game knows it (BattlEye GUID, Steam id, …), also offline.
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub account: Option<String>,
     /// An IP address.
-    pub ip: Option<std::net::IpAddr>,
+    pub address: Option<std::net::IpAddr>,
     /// Minutes; omitted: permanent.
     pub minutes: Option<u32>,
     /// Reason.
@@ -142,34 +156,65 @@ pub struct BanRequest {
     pub reason: String,
 }
 
+/// Lift a ban.
+#[derive(Debug, Object)]
+pub struct UnbanRequest {
+    /// The game's handle of the ban (its ban list entry, or the account id where the
+    /// game bans by account).
+    #[oai(validator(min_length = 1, max_length = 128))]
+    pub ban: String,
+}
+
+/// Warn the players, wait, then stop the server gracefully (it stays stopped).
+#[derive(Debug, Object)]
+pub struct ShutdownRequest {
+    /// Seconds between the warning and the stop.
+    #[oai(default, validator(maximum(value = "3600")))]
+    pub countdown_secs: u32,
+    /// The warning (one line); omitted: the game's default, if any.
+    #[oai(validator(max_length = 400))]
+    pub message: Option<String>,
+}
+
+/// Switch to a mission or map.
+#[derive(Debug, Object)]
+pub struct MissionRequest {
+    /// Mission or map name, as the game knows it.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    /// Difficulty, where the game has one.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub difficulty: Option<String>,
+}
+
 /// A player online now.
 #[derive(Debug, Object)]
 pub struct PlayerView {
-    /// BattlEye's player number.
-    pub number: u32,
+    /// The game's handle for the connection (kick, ban and say take it).
+    pub key: String,
     /// Name.
     pub name: String,
-    /// BattlEye GUID, when known.
-    pub guid: Option<String>,
-    /// GUID verified.
+    /// The account behind the player, once the game knows it.
+    pub account: Option<String>,
+    /// The game has verified the account.
     pub verified: bool,
-    /// Address.
-    pub ip: String,
+    /// Address, when the game reports one.
+    pub address: Option<String>,
     /// Ping in ms, when measured.
-    pub ping: Option<u32>,
-    /// Still in the lobby.
+    pub ping_ms: Option<u32>,
+    /// Connected but not yet in the game world.
     pub in_lobby: bool,
 }
 
 impl From<Player> for PlayerView {
     fn from(p: Player) -> Self {
         Self {
-            number: p.number,
+            key: p.key,
             name: p.name,
-            guid: p.guid,
+            account: p.account,
             verified: p.verified,
-            ip: p.ip.to_string(),
-            ping: p.ping,
+            address: p.address.map(|a| a.to_string()),
+            ping_ms: p.ping_ms,
             in_lobby: p.in_lobby,
         }
     }
@@ -190,11 +235,15 @@ impl OperationsApi {
         &self,
         ctx: &crate::service::Ctx,
         id: Uuid,
-        make: impl FnOnce(languard_shared::wire::ids::ServerId) -> Request,
+        operation: Operation,
     ) -> ApiResult<NoContent> {
-        self.0.server_command(ctx, id, make).await?;
+        self.0.operate(ctx, id, operation).await?;
         Ok(NoContent::Ok)
     }
+}
+
+fn unexpected(other: Response) -> super::error::ApiError {
+    Error::internal(format!("unexpected agent answer {other:?}")).into()
 }
 
 #[OpenApi(prefix_path = "/servers", tag = "ApiTags::Operations")]
@@ -217,19 +266,20 @@ impl OperationsApi {
         )))
     }
 
-    /// Push the current config, then start the server.
+    /// Start the server with its current config (recorded as "should run" first).
     #[oai(path = "/:id/start", method = "post", operation_id = "startServer")]
     async fn start(&self, auth: OperatorAuth, id: Path<Uuid>) -> ApiResult<Json<ServerStatusView>> {
         self.lifecycle(&auth.0, id.0, Lifecycle::Start).await
     }
 
-    /// Stop gracefully (`#shutdown`, then signals after the stop timeout).
+    /// Stop gracefully (through the game's admin interface, then signals after the stop
+    /// timeout).
     #[oai(path = "/:id/stop", method = "post", operation_id = "stopServer")]
     async fn stop(&self, auth: OperatorAuth, id: Path<Uuid>) -> ApiResult<Json<ServerStatusView>> {
         self.lifecycle(&auth.0, id.0, Lifecycle::Stop).await
     }
 
-    /// Push the current config, stop, start.
+    /// Stop, then start with the current config.
     #[oai(path = "/:id/restart", method = "post", operation_id = "restartServer")]
     async fn restart(
         &self,
@@ -256,22 +306,24 @@ impl OperationsApi {
         Ok(NoContent::Ok)
     }
 
-    /// Run a raw RCon command.
-    #[oai(path = "/:id/rcon", method = "post", operation_id = "runRconCommand")]
-    async fn rcon(
+    /// Run a raw command on the game's admin console (admin).
+    #[oai(
+        path = "/:id/console",
+        method = "post",
+        operation_id = "runConsoleCommand"
+    )]
+    async fn console(
         &self,
         auth: AdminAuth,
         id: Path<Uuid>,
-        body: Json<RconRequest>,
-    ) -> ApiResult<Json<RconResponse>> {
-        let command = body.0.command;
-        match self
-            .0
-            .server_command(&auth.0, id.0, |server| Request::Rcon { server, command })
-            .await?
-        {
-            Response::Text(output) => Ok(Json(RconResponse { output })),
-            other => Err(Error::internal(format!("unexpected agent answer {other:?}")).into()),
+        body: Json<ConsoleRequest>,
+    ) -> ApiResult<Json<ConsoleResponse>> {
+        let operation = Operation::Console {
+            command: body.0.command,
+        };
+        match self.0.operate(&auth.0, id.0, operation).await? {
+            Response::Text(output) => Ok(Json(ConsoleResponse { output })),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -284,12 +336,32 @@ impl OperationsApi {
         body: Json<SayRequest>,
     ) -> ApiResult<NoContent> {
         let SayRequest { message, player } = body.0;
-        self.done(&auth.0, id.0, |server| Request::Say {
-            server,
-            player,
-            message,
-        })
+        self.done(
+            &auth.0,
+            id.0,
+            Operation::Say {
+                to: player,
+                message,
+            },
+        )
         .await
+    }
+
+    /// Announce to everybody (the game's broadcast where it has one).
+    #[oai(
+        path = "/:id/announce",
+        method = "post",
+        operation_id = "announceToPlayers"
+    )]
+    async fn announce(
+        &self,
+        auth: OperatorAuth,
+        id: Path<Uuid>,
+        body: Json<AnnounceRequest>,
+    ) -> ApiResult<NoContent> {
+        let message = body.0.message;
+        self.done(&auth.0, id.0, Operation::Announce { message })
+            .await
     }
 
     /// Kick a player.
@@ -301,15 +373,11 @@ impl OperationsApi {
         body: Json<KickRequest>,
     ) -> ApiResult<NoContent> {
         let KickRequest { player, reason } = body.0;
-        self.done(&auth.0, id.0, |server| Request::Kick {
-            server,
-            player,
-            reason,
-        })
-        .await
+        self.done(&auth.0, id.0, Operation::Kick { player, reason })
+            .await
     }
 
-    /// Ban a player by number, GUID or IP.
+    /// Ban a player by key, account or address.
     #[oai(path = "/:id/ban", method = "post", operation_id = "banPlayer")]
     async fn ban(
         &self,
@@ -319,24 +387,101 @@ impl OperationsApi {
     ) -> ApiResult<NoContent> {
         let BanRequest {
             player,
-            guid,
-            ip,
+            account,
+            address,
             minutes,
             reason,
         } = body.0;
-        let target = match (player, guid, ip) {
-            (Some(n), None, None) => BanTarget::Player(n),
-            (None, Some(g), None) => BanTarget::Guid(g),
-            (None, None, Some(ip)) => BanTarget::Ip(ip),
-            _ => return Err(Error::field("player", "give exactly one of player, guid, ip").into()),
+        let target = match (player, account, address) {
+            (Some(p), None, None) => BanTarget::Player(p),
+            (None, Some(a), None) => BanTarget::Account(a),
+            (None, None, Some(ip)) => BanTarget::Address(ip),
+            _ => {
+                return Err(
+                    Error::field("player", "give exactly one of player, account, address").into(),
+                );
+            }
         };
-        self.done(&auth.0, id.0, |server| Request::Ban {
-            server,
-            target,
-            minutes,
-            reason,
-        })
+        self.done(
+            &auth.0,
+            id.0,
+            Operation::Ban {
+                target,
+                minutes,
+                reason,
+            },
+        )
         .await
+    }
+
+    /// Lift a ban.
+    #[oai(path = "/:id/unban", method = "post", operation_id = "unbanPlayer")]
+    async fn unban(
+        &self,
+        auth: OperatorAuth,
+        id: Path<Uuid>,
+        body: Json<UnbanRequest>,
+    ) -> ApiResult<NoContent> {
+        let ban = body.0.ban;
+        self.done(&auth.0, id.0, Operation::Unban { ban }).await
+    }
+
+    /// Let no new players join.
+    #[oai(path = "/:id/lock", method = "post", operation_id = "lockServer")]
+    async fn lock(&self, auth: OperatorAuth, id: Path<Uuid>) -> ApiResult<NoContent> {
+        self.done(&auth.0, id.0, Operation::Lock).await
+    }
+
+    /// Let new players join again.
+    #[oai(path = "/:id/unlock", method = "post", operation_id = "unlockServer")]
+    async fn unlock(&self, auth: OperatorAuth, id: Path<Uuid>) -> ApiResult<NoContent> {
+        self.done(&auth.0, id.0, Operation::Unlock).await
+    }
+
+    /// Save the world now.
+    #[oai(path = "/:id/save", method = "post", operation_id = "saveWorld")]
+    async fn save(&self, auth: OperatorAuth, id: Path<Uuid>) -> ApiResult<NoContent> {
+        self.done(&auth.0, id.0, Operation::Save).await
+    }
+
+    /// Warn the players, wait, then stop gracefully; the server stays stopped.
+    #[oai(
+        path = "/:id/shutdown",
+        method = "post",
+        operation_id = "shutdownServer"
+    )]
+    async fn shutdown(
+        &self,
+        auth: OperatorAuth,
+        id: Path<Uuid>,
+        body: Json<ShutdownRequest>,
+    ) -> ApiResult<NoContent> {
+        let ShutdownRequest {
+            countdown_secs,
+            message,
+        } = body.0;
+        self.done(
+            &auth.0,
+            id.0,
+            Operation::Shutdown {
+                countdown_secs,
+                message,
+            },
+        )
+        .await
+    }
+
+    /// Switch to a mission or map.
+    #[oai(path = "/:id/mission", method = "post", operation_id = "changeMission")]
+    async fn mission(
+        &self,
+        auth: OperatorAuth,
+        id: Path<Uuid>,
+        body: Json<MissionRequest>,
+    ) -> ApiResult<NoContent> {
+        let MissionRequest { name, difficulty } = body.0;
+        self.done(&auth.0, id.0, Operation::Mission { name, difficulty })
+            .await
     }
 
     /// The players online now, as the game reports them.
@@ -346,13 +491,9 @@ impl OperationsApi {
         operation_id = "listOnlinePlayers"
     )]
     async fn players(&self, auth: ViewerAuth, id: Path<Uuid>) -> ApiResult<Json<Vec<PlayerView>>> {
-        match self
-            .0
-            .server_command(&auth.0, id.0, |server| Request::Players { server })
-            .await?
-        {
+        match self.0.operate(&auth.0, id.0, Operation::Players).await? {
             Response::Players(list) => Ok(Json(list.into_iter().map(Into::into).collect())),
-            other => Err(Error::internal(format!("unexpected agent answer {other:?}")).into()),
+            other => Err(unexpected(other)),
         }
     }
 }

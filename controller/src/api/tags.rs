@@ -13,7 +13,7 @@ pub enum ApiTags {
     Hosts,
     /// Game servers.
     Servers,
-    /// Running servers: lifecycle, RCon, players.
+    /// Running servers: lifecycle, players and the game's admin operations.
     Operations,
     /// Logs, metrics, history, live events.
     Telemetry,

@@ -129,7 +129,7 @@ pub struct ServerEventView {
     pub id: i64,
     /// When.
     pub ts: OffsetDateTime,
-    /// `status`, `player_joined`, `player_left`, `player_kicked`, `guid_verified`,
+    /// `status`, `player_joined`, `player_identified`, `player_left`, `player_kicked`,
     /// `chat`, `admin_login`, `gap`.
     pub kind: String,
     /// Details.
@@ -158,8 +158,8 @@ pub struct SessionView {
 pub struct PlayerRecord {
     /// Id.
     pub id: Uuid,
-    /// BattlEye GUID.
-    pub guid: String,
+    /// The account the game knows the player by (BattlEye GUID, Steam id, …).
+    pub account: String,
     /// Last name used.
     pub last_name: String,
     /// First seen.
@@ -446,7 +446,7 @@ impl TelemetryApi {
             list.into_iter()
                 .map(|p| PlayerRecord {
                     id: p.id,
-                    guid: p.guid,
+                    account: p.guid,
                     last_name: p.last_name,
                     first_seen: p.first_seen,
                     last_seen: p.last_seen,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
 
 use super::join::{self, JoinError, TokenRecord};
-use crate::service::AppState;
+use super::link::LinkDeps;
 use crate::store::{ActorKind, Enrollment, NewAuditEvent, StoreError};
 
 const ENROLL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +35,7 @@ enum Refusal {
 
 /// Serves one enrollment connection.
 pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
-    app: AppState,
+    app: &LinkDeps,
     mut link: FramedLink<T>,
     peer: SocketAddr,
 ) {
@@ -47,7 +47,7 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let answer = match enroll(&app, msg, peer).await {
+    let answer = match enroll(app, msg, peer).await {
         Ok(m) => m,
         Err(r) => {
             tracing::info!(%peer, reason = %r, "Enrollment refused.");
@@ -60,7 +60,7 @@ pub async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn enroll(
-    app: &AppState,
+    app: &LinkDeps,
     msg: AgentMessage,
     peer: SocketAddr,
 ) -> Result<ControllerMessage, Refusal> {
@@ -98,7 +98,7 @@ async fn enroll(
     let now = crate::store::now();
     join::verify(&parsed, &record, now)?;
     let agent_id = Uuid::new_v4();
-    let validity = Duration::from_secs(u64::from(app.config.link.cert_validity_days) * 86_400);
+    let validity = Duration::from_secs(u64::from(app.config.cert_validity_days) * 86_400);
     let cert = app
         .ca
         .sign_agent_csr(&csr_pem, agent_id, validity)
@@ -124,8 +124,8 @@ async fn enroll(
     if let Some(old) = previous.and_then(|h| h.agent_id)
         && let Ok(old) = Uuid::parse_str(&old)
     {
-        app.fleet.revoke(old);
-        app.fleet.disconnect(host.id);
+        app.registry.revoke(old);
+        app.registry.disconnect(host.id);
     }
     let ev = NewAuditEvent {
         ts: None,

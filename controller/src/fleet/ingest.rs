@@ -1,12 +1,17 @@
 //! Turns a batch of agent events into rows ([`IngestBatch`]) and live messages, and
 //! enforces that an agent only speaks for its own servers (DESIGN.md, "Controller <->
 //! agent link"). Pure: the link task stores the batch, then publishes.
+//!
+//! Player sessions follow the account: a session opens as soon as the game knows who
+//! the player is (a join that names the account, or the identification that follows a
+//! join without one) and closes when the player leaves.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
-use languard_shared::arma::rpt::Level;
-use languard_shared::wire::event::{Event, EventEnvelope, PlayerEvent, ServerState};
+use languard_shared::wire::event::{Event, EventEnvelope};
 use languard_shared::wire::ids::ServerId;
+use languard_shared::wire::{LogLevel as WireLevel, PlayerEvent};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -40,16 +45,92 @@ pub struct Converted {
     pub rejected: Vec<Rejected>,
 }
 
-fn ts(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+/// A wire time as a row time. An agent's clock can be anything: a time outside what
+/// rows can hold (beyond year ±9999) is stored as the time it was received, `now`.
+/// The one conversion of wire times ([`languard_shared::wire::UnixMillis`]) to row and
+/// API times.
+pub fn wire_time(ms: i64, now: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(now)
 }
 
-fn level(l: Level) -> LogLevel {
+fn level(l: WireLevel) -> LogLevel {
     match l {
-        Level::Info => LogLevel::Info,
-        Level::Warning => LogLevel::Warn,
-        Level::Error => LogLevel::Error,
+        WireLevel::Debug => LogLevel::Debug,
+        WireLevel::Info => LogLevel::Info,
+        WireLevel::Warn => LogLevel::Warn,
+        WireLevel::Error => LogLevel::Error,
+    }
+}
+
+/// The history kind of a player event.
+fn player_kind(e: &PlayerEvent) -> &'static str {
+    match e {
+        PlayerEvent::Joined { .. } => "player_joined",
+        PlayerEvent::Identified { .. } => "player_identified",
+        PlayerEvent::Left { .. } => "player_left",
+        PlayerEvent::Kicked { .. } => "player_kicked",
+        PlayerEvent::Chat { .. } => "chat",
+        PlayerEvent::AdminLogin { .. } => "admin_login",
+    }
+}
+
+/// Players of one batch by (server, key): the address of their join, and whether their
+/// session was opened in this batch (so a second identification does not reopen it).
+#[derive(Default)]
+struct Joins(HashMap<(Uuid, String), (Option<IpAddr>, bool)>);
+
+impl Joins {
+    fn session_change(
+        &mut self,
+        sid: Uuid,
+        event: &PlayerEvent,
+        at: OffsetDateTime,
+    ) -> Option<SessionChange> {
+        match event {
+            PlayerEvent::Joined { player } => {
+                let opened = player.account.is_some();
+                self.0
+                    .insert((sid, player.key.clone()), (player.address, opened));
+                player.account.as_ref().map(|account| SessionChange::Join {
+                    server_id: sid,
+                    guid: account.clone(),
+                    name: player.name.clone(),
+                    ip: player.address.map(|a| a.to_string()),
+                    at,
+                })
+            }
+            PlayerEvent::Identified {
+                key, name, account, ..
+            } => {
+                let entry = self.0.entry((sid, key.clone())).or_insert((None, false));
+                if entry.1 {
+                    return None;
+                }
+                entry.1 = true;
+                // A join seen in an earlier batch: the store keeps the session it opened.
+                Some(SessionChange::Join {
+                    server_id: sid,
+                    guid: account.clone(),
+                    name: name.clone(),
+                    ip: entry.0.map(|a| a.to_string()),
+                    at,
+                })
+            }
+            PlayerEvent::Left {
+                key, name, account, ..
+            } => {
+                self.0.remove(&(sid, key.clone()));
+                Some(SessionChange::Leave {
+                    server_id: sid,
+                    guid: account.clone(),
+                    name: name.clone(),
+                    at,
+                })
+            }
+            PlayerEvent::Kicked { .. }
+            | PlayerEvent::Chat { .. }
+            | PlayerEvent::AdminLogin { .. } => None,
+        }
     }
 }
 
@@ -60,18 +141,6 @@ fn event_kind(e: &Event) -> &'static str {
         Event::Metrics { .. } => "metrics",
         Event::Player { .. } => "player",
         Event::Gap { .. } => "gap",
-    }
-}
-
-fn state_str(s: ServerState) -> &'static str {
-    match s {
-        ServerState::Stopped => "stopped",
-        ServerState::Starting => "starting",
-        ServerState::Running => "running",
-        ServerState::Stopping => "stopping",
-        ServerState::Crashed => "crashed",
-        ServerState::Hung => "hung",
-        ServerState::Error => "error",
     }
 }
 
@@ -87,6 +156,8 @@ pub fn convert(
     let mut out = Converted::default();
     out.batch.host_id = host_id;
     let now = crate::store::now();
+    let ts = |ms: i64| wire_time(ms, now);
+    let mut joins = Joins::default();
     for env in events {
         let seq = i64::try_from(env.seq).unwrap_or(i64::MAX);
         out.batch.upto = out.batch.upto.max(seq);
@@ -111,7 +182,7 @@ pub fn convert(
                 let Some(sid) = own(&st.server, &mut out) else {
                     continue;
                 };
-                let state = state_str(st.state);
+                let state = st.state.as_str();
                 out.batch.statuses.push(ServerStatusRow {
                     server_id: sid,
                     state: state.to_owned(),
@@ -123,10 +194,7 @@ pub fn convert(
                     restarts: i64::from(st.restarts),
                     updated_at: now,
                 });
-                if matches!(
-                    st.state,
-                    ServerState::Stopped | ServerState::Crashed | ServerState::Error
-                ) {
+                if st.state.is_down() {
                     out.batch
                         .sessions
                         .push(SessionChange::CloseAll { server_id: sid, at });
@@ -201,35 +269,14 @@ pub fn convert(
                 let Some(sid) = own(&server, &mut out) else {
                     continue;
                 };
-                let (kind, players_channel) = match &event {
-                    PlayerEvent::Joined { player } => {
-                        if let Some(guid) = &player.guid {
-                            out.batch.sessions.push(SessionChange::Join {
-                                server_id: sid,
-                                guid: guid.clone(),
-                                name: player.name.clone(),
-                                ip: Some(player.ip.to_string()),
-                                at,
-                            });
-                        }
-                        ("player_joined", true)
-                    }
-                    PlayerEvent::Left { name, guid, .. } => {
-                        out.batch.sessions.push(SessionChange::Leave {
-                            server_id: sid,
-                            guid: guid.clone(),
-                            name: name.clone(),
-                            at,
-                        });
-                        ("player_left", true)
-                    }
-                    PlayerEvent::Kicked { .. } => ("player_kicked", true),
-                    // Sessions open on the join; a join seen before BattlEye knew the GUID
-                    // has no session (the event history still has both).
-                    PlayerEvent::GuidVerified { .. } => ("guid_verified", true),
-                    PlayerEvent::Chat { .. } => ("chat", false),
-                    PlayerEvent::AdminLogin { .. } => ("admin_login", false),
-                };
+                let kind = player_kind(&event);
+                let players_channel = !matches!(
+                    event,
+                    PlayerEvent::Chat { .. } | PlayerEvent::AdminLogin { .. }
+                );
+                if let Some(change) = joins.session_change(sid, &event, at) {
+                    out.batch.sessions.push(change);
+                }
                 let data = serde_json::to_value(&event).unwrap_or(Value::Null);
                 out.batch.events.push(NewServerEvent {
                     server_id: Some(sid),
@@ -277,7 +324,10 @@ pub fn convert(
 
 #[cfg(test)]
 mod tests {
-    use languard_shared::wire::event::{ExitInfo, LogLine, MetricsSample, ServerStatus};
+    use languard_shared::wire::Player;
+    use languard_shared::wire::event::{
+        ExitInfo, LogLine, MetricsSample, ServerState, ServerStatus,
+    };
 
     use super::*;
 
@@ -313,7 +363,7 @@ mod tests {
             server,
             lines: vec![LogLine {
                 at: 1_700_000_000_001,
-                level: Level::Warning,
+                level: WireLevel::Warn,
                 text: text.into(),
             }],
         }
@@ -371,14 +421,13 @@ mod tests {
         let host = Uuid::new_v4();
         let mine = Uuid::new_v4();
         let owned: HashSet<Uuid> = [mine].into();
-        let player = languard_shared::arma::rcon::parse::Player {
-            number: 0,
-            ip: "10.0.0.1".parse().unwrap(),
-            port: 2304,
-            ping: None,
-            guid: Some("a".repeat(32)),
-            verified: true,
+        let player = Player {
+            key: "0".into(),
             name: "Fritz".into(),
+            account: Some("a".repeat(32)),
+            verified: true,
+            address: Some("10.0.0.1".parse().unwrap()),
+            ping_ms: None,
             in_lobby: false,
         };
         let out = convert(
@@ -397,9 +446,9 @@ mod tests {
                     Event::Player {
                         server: sid(mine),
                         event: PlayerEvent::Left {
-                            number: 0,
+                            key: "0".into(),
                             name: "Fritz".into(),
-                            guid: None,
+                            account: None,
                         },
                     },
                 ),
@@ -441,5 +490,197 @@ mod tests {
         assert_eq!(kinds, ["player_joined", "player_left", "gap"]);
         assert!(out.live.is_empty(), "no consoles: no live messages built");
         assert_eq!(out.batch.upto, 4);
+    }
+
+    fn player_event(server: Uuid, event: PlayerEvent) -> Event {
+        Event::Player {
+            server: sid(server),
+            event,
+        }
+    }
+
+    /// Opens and closes in the batch, as `(open, account)` / `(close, account)`.
+    fn session_log(sessions: &[SessionChange]) -> Vec<(&'static str, Option<String>)> {
+        sessions
+            .iter()
+            .map(|s| match s {
+                SessionChange::Join { guid, .. } => ("open", Some(guid.clone())),
+                SessionChange::Leave { guid, .. } => ("close", guid.clone()),
+                SessionChange::CloseAll { .. } => ("close_all", None),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_opens_when_the_account_becomes_known_and_closes_on_leave() {
+        // BattlEye's order: connect (no GUID yet), GUID computed, GUID verified, leave.
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let guid = "b".repeat(32);
+        let identified = |verified| PlayerEvent::Identified {
+            key: "3".into(),
+            name: "Fritz".into(),
+            account: guid.clone(),
+            verified,
+        };
+        let out = convert(
+            host,
+            &owned,
+            vec![
+                env(
+                    1,
+                    player_event(
+                        mine,
+                        PlayerEvent::Joined {
+                            player: Player {
+                                key: "3".into(),
+                                name: "Fritz".into(),
+                                account: None,
+                                verified: false,
+                                address: Some("10.0.0.7".parse().unwrap()),
+                                ping_ms: None,
+                                in_lobby: true,
+                            },
+                        },
+                    ),
+                ),
+                env(2, player_event(mine, identified(false))),
+                env(3, player_event(mine, identified(true))),
+                env(
+                    4,
+                    player_event(
+                        mine,
+                        PlayerEvent::Left {
+                            key: "3".into(),
+                            name: "Fritz".into(),
+                            account: Some(guid.clone()),
+                        },
+                    ),
+                ),
+            ],
+            true,
+        );
+        assert_eq!(
+            session_log(&out.batch.sessions),
+            [("open", Some(guid.clone())), ("close", Some(guid.clone()))]
+        );
+        assert!(
+            matches!(&out.batch.sessions[0], SessionChange::Join { ip: Some(ip), name, .. } if ip == "10.0.0.7" && name == "Fritz"),
+            "the join's address goes with the session"
+        );
+        let kinds: Vec<&str> = out.batch.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "player_joined",
+                "player_identified",
+                "player_identified",
+                "player_left"
+            ]
+        );
+        assert_eq!(
+            out.live
+                .iter()
+                .filter(|(c, _, _)| *c == Channel::Players)
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn an_identification_in_a_later_batch_still_opens_the_session() {
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let out = convert(
+            host,
+            &owned,
+            vec![env(
+                9,
+                player_event(
+                    mine,
+                    PlayerEvent::Identified {
+                        key: "1".into(),
+                        name: "Late".into(),
+                        account: "c".repeat(32),
+                        verified: true,
+                    },
+                ),
+            )],
+            false,
+        );
+        assert!(
+            matches!(&out.batch.sessions[..], [SessionChange::Join { guid, ip: None, .. }] if *guid == "c".repeat(32))
+        );
+    }
+
+    #[test]
+    fn a_join_with_the_account_opens_at_once_and_a_rejoin_opens_again() {
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let joined = || {
+            player_event(
+                mine,
+                PlayerEvent::Joined {
+                    player: Player {
+                        key: "76561198000000001".into(),
+                        name: "Pal".into(),
+                        account: Some("steam_76561198000000001".into()),
+                        verified: true,
+                        address: None,
+                        ping_ms: None,
+                        in_lobby: false,
+                    },
+                },
+            )
+        };
+        let left = || {
+            player_event(
+                mine,
+                PlayerEvent::Left {
+                    key: "76561198000000001".into(),
+                    name: "Pal".into(),
+                    account: Some("steam_76561198000000001".into()),
+                },
+            )
+        };
+        let identified = PlayerEvent::Identified {
+            key: "76561198000000001".into(),
+            name: "Pal".into(),
+            account: "steam_76561198000000001".into(),
+            verified: true,
+        };
+        let out = convert(
+            host,
+            &owned,
+            vec![
+                env(1, joined()),
+                env(2, player_event(mine, identified)),
+                env(3, left()),
+                env(4, joined()),
+            ],
+            false,
+        );
+        let account = Some("steam_76561198000000001".to_owned());
+        assert_eq!(
+            session_log(&out.batch.sessions),
+            [
+                ("open", account.clone()),
+                ("close", account.clone()),
+                ("open", account)
+            ]
+        );
+    }
+
+    #[test]
+    fn wire_times_out_of_range_become_the_time_received() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert_eq!(wire_time(i64::MAX, now), now);
+        assert_eq!(
+            wire_time(1_700_000_000_123, now).unix_timestamp_nanos(),
+            1_700_000_000_123_000_000
+        );
     }
 }

@@ -10,13 +10,16 @@
 //! sends the ack and publishes to consoles. On reconnect the session starts from the
 //! stored mark, after any ingest of the previous connection of that host has finished
 //! (the per-host ingest lock), so a replay is stored exactly once.
+//!
+//! The link knows no service: it gets its few dependencies ([`LinkDeps`]) and calls back
+//! into the service through [`LinkHooks`] (reconcile on connect).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use languard_shared::wire::event::EventEnvelope;
+use languard_shared::wire::event::{EventEnvelope, ServerStatus};
 use languard_shared::wire::frame::{FrameReader, FramedLink, MAX_FRAME_LEN};
 use languard_shared::wire::link::{
     AgentMessage, ControllerMessage, Correlator, Deduplicator, SUPPORTED_VERSIONS, host_offline,
@@ -31,13 +34,14 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use uuid::Uuid;
 
-use super::ca::{RevocationCheck, agent_id_from_cert, server_config};
+use super::ca::{Ca, RevocationCheck, agent_id_from_cert, server_config};
 use super::enroll;
 use super::ingest::{self, Rejected};
-use super::registry::LinkHandle;
-use crate::live::Channel;
-use crate::service::AppState;
+use super::registry::{LinkHandle, Registry};
+use crate::config::Link as LinkConfig;
+use crate::live::{Channel, LiveHub};
 use crate::store::{ActorKind, NewAuditEvent, Store};
+use crate::telemetry::Metrics;
 
 /// How long a TLS handshake plus the first message may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,30 +65,63 @@ impl IngestLocks {
     }
 }
 
+/// What the link needs from the rest of the controller.
+pub struct LinkDeps {
+    /// Storage (hosts, ingest, audit).
+    pub store: Arc<dyn Store>,
+    /// The internal CA (listener certificate, enrollment, renewals).
+    pub ca: Arc<Ca>,
+    /// Connected agents and request routing.
+    pub registry: Arc<Registry>,
+    /// Live events for consoles.
+    pub live: LiveHub,
+    /// Ingest figures.
+    pub metrics: Arc<Metrics>,
+    /// The `[link]` settings.
+    pub config: LinkConfig,
+    /// Per-host ingest serialisation across reconnects.
+    pub ingest_locks: IngestLocks,
+}
+
+/// What the service does when the link changes.
+#[async_trait::async_trait]
+pub trait LinkHooks: Send + Sync + 'static {
+    /// An agent connected with this inventory: bring it in line with the desired state.
+    /// Runs in its own task, aborted when the connection ends.
+    async fn agent_connected(&self, host_id: Uuid, inventory: Vec<ServerStatus>);
+}
+
+type Deps = Arc<LinkDeps>;
+
 /// Binds the link listener (when configured) and serves it in the background. Returns
 /// the bound address.
-pub async fn spawn(app: AppState) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
-    let Some(addr) = app.config.link.listen else {
+pub async fn spawn(
+    deps: LinkDeps,
+    hooks: Arc<dyn LinkHooks>,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(addr) = deps.config.listen else {
         tracing::info!("Agent link disabled (link.listen = off).");
         return Ok(None);
     };
-    let names: Vec<&str> = app.config.link.names.iter().map(String::as_str).collect();
+    let app = Arc::new(deps);
+    let names: Vec<&str> = app.config.names.iter().map(String::as_str).collect();
     let cert = app.ca.server_cert(&names)?;
-    let registry = app.clone();
-    let revoked: RevocationCheck = Arc::new(move |id| registry.fleet.is_revoked(id));
+    let registry = app.registry.clone();
+    let revoked: RevocationCheck = Arc::new(move |id| registry.is_revoked(id));
     let tls = server_config(&app.ca, &cert, revoked)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tracing::info!(listen = %bound, names = ?app.config.link.names, "Agent link listening.");
+    tracing::info!(listen = %bound, names = ?app.config.names, "Agent link listening.");
     let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
                     let app = app.clone();
+                    let hooks = hooks.clone();
                     let acceptor = acceptor.clone();
-                    tokio::spawn(async move { connection(app, acceptor, tcp, peer).await });
+                    tokio::spawn(async move { connection(app, hooks, acceptor, tcp, peer).await });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "Link accept failed.");
@@ -96,7 +133,13 @@ pub async fn spawn(app: AppState) -> anyhow::Result<Option<(SocketAddr, JoinHand
     Ok(Some((bound, task)))
 }
 
-async fn connection(app: AppState, acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) {
+async fn connection(
+    app: Deps,
+    hooks: Arc<dyn LinkHooks>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -115,8 +158,8 @@ async fn connection(app: AppState, acceptor: TlsAcceptor, tcp: TcpStream, peer: 
         .and_then(|c| c.first())
         .and_then(|c| agent_id_from_cert(c));
     match agent_id {
-        None => enroll::serve(app, FramedLink::new(tls, ENROLL_FRAME_MAX), peer).await,
-        Some(id) => session(app, FramedLink::new(tls, MAX_FRAME_LEN), id, peer).await,
+        None => enroll::serve(&app, FramedLink::new(tls, ENROLL_FRAME_MAX), peer).await,
+        Some(id) => session(app, hooks, FramedLink::new(tls, MAX_FRAME_LEN), id, peer).await,
     }
 }
 
@@ -150,8 +193,13 @@ async fn audit_agent(
     }
 }
 
-async fn session<T>(app: AppState, mut link: FramedLink<T>, agent_id: Uuid, peer: SocketAddr)
-where
+async fn session<T>(
+    app: Deps,
+    hooks: Arc<dyn LinkHooks>,
+    mut link: FramedLink<T>,
+    agent_id: Uuid,
+    peer: SocketAddr,
+) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let host = match app.store.get_host_by_agent_id(&agent_id.to_string()).await {
@@ -192,6 +240,7 @@ where
         agent_version,
         inventory,
         last_acked_seq,
+        games,
     } = hello
     else {
         refuse(&mut link, "expected hello").await;
@@ -205,22 +254,23 @@ where
         }
     };
     let host_id = host.id;
-    let heartbeat = Duration::from_secs(u64::from(app.config.link.heartbeat_secs));
+    let heartbeat = Duration::from_secs(u64::from(app.config.heartbeat_secs));
     let (close_tx, mut close_rx) = watch::channel(false);
     let (tx, rx) = mpsc::channel::<ControllerMessage>(1024);
     let correlator = Arc::new(Correlator::new());
-    let conn_id = app.fleet.next_conn_id();
+    let conn_id = app.registry.next_conn_id();
     let handle = Arc::new(LinkHandle {
         host_id,
         agent_id,
         conn_id,
+        games: games.clone(),
         tx: tx.clone(),
         correlator: correlator.clone(),
         close: close_tx,
     });
     // Replaces (and closes) an older connection of this host; then waits for its ingest
     // to finish before reading the committed mark.
-    app.fleet.attach(handle.clone());
+    app.registry.attach(handle.clone());
     let ingest_lock = app.ingest_locks.get(host_id);
     let acked = {
         let _g = ingest_lock.lock().await;
@@ -228,7 +278,7 @@ where
             Ok(Some(h)) => h.acked_seq,
             _ => {
                 refuse(&mut link, "controller storage unavailable; retry later").await;
-                app.fleet.detach(host_id, conn_id);
+                app.registry.detach(host_id, conn_id);
                 return;
             }
         }
@@ -243,12 +293,12 @@ where
         .send(&ControllerMessage::Welcome {
             protocol_version: version,
             acked_seq: acked_u,
-            heartbeat_secs: app.config.link.heartbeat_secs,
+            heartbeat_secs: app.config.heartbeat_secs,
         })
         .await
         .is_err()
     {
-        app.fleet.detach(host_id, conn_id);
+        app.registry.detach(host_id, conn_id);
         return;
     }
     if let Err(e) = app
@@ -264,7 +314,7 @@ where
         Some(host_id),
         &json!({"host": host_id, "online": true, "agent_version": agent_version}),
     );
-    tracing::info!(%peer, host = %host_id, %agent_id, agent_version, protocol = version, acked = acked_u, "Agent connected.");
+    tracing::info!(%peer, host = %host_id, %agent_id, agent_version, protocol = version, acked = acked_u, ?games, "Agent connected.");
 
     let writer_task = tokio::spawn(write_loop(writer, rx, heartbeat));
     // Bounded in batches (each ≤ 4 MiB from our agent): a slow database pushes back on
@@ -283,10 +333,7 @@ where
         },
         ingest_rx,
     ));
-    let reconcile = {
-        let app = app.clone();
-        tokio::spawn(async move { app.reconcile(host_id, inventory).await })
-    };
+    let reconcile = tokio::spawn(async move { hooks.agent_connected(host_id, inventory).await });
 
     let reason = read_loop(
         &app,
@@ -307,7 +354,7 @@ where
     // Let the ingest task finish what it already holds (it stops on `closed`).
     let _ = handle.close.send(true);
     let _ = ingest_task.await;
-    if app.fleet.detach(host_id, conn_id) {
+    if app.registry.detach(host_id, conn_id) {
         if let Err(e) = app
             .store
             .set_host_link(host_id, "offline", None, crate::store::now())
@@ -326,7 +373,7 @@ where
 
 #[allow(clippy::too_many_arguments)]
 async fn read_loop<R: AsyncRead + Unpin>(
-    app: &AppState,
+    app: &Deps,
     mut reader: FrameReader<ReadHalf<R>>,
     close: &mut watch::Receiver<bool>,
     heartbeat: Duration,
@@ -366,7 +413,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             AgentMessage::Heartbeat { .. } => {}
             AgentMessage::RenewRequest { csr_pem } => {
                 let validity =
-                    Duration::from_secs(u64::from(app.config.link.cert_validity_days) * 86_400);
+                    Duration::from_secs(u64::from(app.config.cert_validity_days) * 86_400);
                 match app.ca.sign_agent_csr(&csr_pem, agent_id, validity) {
                     Ok(cert) => {
                         tracing::info!(%agent_id, not_after = %cert.not_after, "Agent certificate renewed.");
@@ -406,7 +453,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 struct IngestCtx {
-    app: AppState,
+    app: Deps,
     host_id: Uuid,
     agent_id: Uuid,
     peer: SocketAddr,
@@ -494,7 +541,7 @@ async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope
                 drop(_g);
                 cx.dedup.release();
                 tracing::warn!(host = %cx.host_id, error = %e, "Storing agent events failed; closing the link so the agent replays them.");
-                cx.app.fleet.disconnect(cx.host_id);
+                cx.app.registry.disconnect(cx.host_id);
                 return;
             }
         }

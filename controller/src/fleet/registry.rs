@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use languard_shared::games::GameKind;
 use languard_shared::wire::link::{ControllerMessage, Correlator};
 use languard_shared::wire::request::{AgentError, Request, Response};
 use tokio::sync::{mpsc, watch};
@@ -40,6 +41,8 @@ pub struct LinkHandle {
     pub agent_id: Uuid,
     /// Distinguishes connections of the same host.
     pub conn_id: u64,
+    /// The games the agent has adapters for, as its hello said (empty: it did not say).
+    pub games: Vec<GameKind>,
     /// Frames to send.
     pub tx: mpsc::Sender<ControllerMessage>,
     /// Pending requests.
@@ -99,6 +102,11 @@ impl Registry {
             .read()
             .map(|m| m.contains_key(&host_id))
             .unwrap_or(false)
+    }
+
+    /// The games the host's agent runs (`None`: not connected; empty: it did not say).
+    pub fn games(&self, host_id: Uuid) -> Option<Vec<GameKind>> {
+        self.get(host_id).map(|h| h.games.clone())
     }
 
     /// Hosts connected now.
@@ -182,6 +190,7 @@ mod tests {
             host_id: host,
             agent_id: Uuid::new_v4(),
             conn_id: reg.next_conn_id(),
+            games: GameKind::ALL.to_vec(),
             tx,
             correlator: Arc::new(Correlator::new()),
             close,
@@ -199,8 +208,10 @@ mod tests {
             reg.request(host, Request::Inventory, t).await,
             Err(FleetError::HostOffline)
         );
+        assert_eq!(reg.games(host), None);
 
         let (h, mut rx, _closed) = link(&reg, host);
+        assert_eq!(reg.games(host), Some(GameKind::ALL.to_vec()));
         let agent = tokio::spawn({
             let h = h.clone();
             async move {

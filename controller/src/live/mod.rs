@@ -1,6 +1,7 @@
 //! Live events for consoles (DESIGN.md, "API and console"): the link publishes what it
-//! has committed to the [`LiveHub`]; every WebSocket connection ([`ws`]) filters the
-//! stream by its subscriptions.
+//! has committed to the [`LiveHub`]; every WebSocket connection (`crate::api::live`)
+//! filters the stream by its subscriptions, after redeeming a single-use [`tickets`]
+//! ticket.
 //!
 //! The hub is a `tokio::sync::broadcast` channel: publishing never waits, each console
 //! has its own bounded window of the stream, and a console that falls further behind
@@ -9,7 +10,6 @@
 //! at publish time, and shared.
 
 pub mod tickets;
-pub mod ws;
 
 use std::sync::Arc;
 
@@ -30,7 +30,8 @@ pub enum Channel {
     Log,
     /// Metric samples.
     Metrics,
-    /// Player joins, leaves, kicks and GUID checks.
+    /// Player joins, leaves, kicks and identifications (the game learned or verified a
+    /// player's account).
     Players,
     /// Everything that goes into a server's history: chat, admin logins, kicks, status
     /// changes, outbox gaps.

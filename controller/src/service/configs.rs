@@ -1,77 +1,24 @@
-//! Config sections of a server: validation through the shared models, secrets sealed at
-//! rest, every save a version, diff, rollback, preview (masked), real files and import.
+//! Config sections of a server, for any game: the game's registry entry validates them
+//! and names their secrets; here they are sealed at rest, every save becomes a version,
+//! and versions are listed, diffed and rolled back. Preview, real files and import go
+//! through the registry too.
 
 use std::collections::BTreeMap;
 
-use languard_shared::arma::config::battleye::config_file_name;
-use languard_shared::arma::config::{
-    Arma3Profile, BasicConfig, BattlEyeConfig, ConfigError, HostOs, ImportWarning, ServerArch,
-    ServerConfig as ArmaServerConfig,
-};
-use languard_shared::arma::launch::{LaunchArgs, LaunchError, check_extra};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::fleet::Expect;
+use super::expect::Expect;
 use super::{App, Ctx};
 use crate::error::{Error, FieldError, Result};
+use crate::games::{self, FileView, Game, RenderedFile, Section, Sections};
 use crate::store::{
-    ConfigSection, ConfigSectionKind as Kind, ConfigVersion, ConfigVersionSummary, Server,
-    StoreError,
+    ConfigSection, ConfigSectionKind, ConfigVersion, ConfigVersionSummary, Server, StoreError,
 };
 
 /// Shown instead of a secret.
 pub const MASK: &str = "********";
-
-/// The `launch` section: what the admin controls of the command line.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LaunchSection {
-    /// `-mod=` entries.
-    pub mods: Vec<String>,
-    /// `-serverMod=` entries.
-    pub server_mods: Vec<String>,
-    /// `-limitFPS=`.
-    pub limit_fps: Option<u32>,
-    /// `-autoInit`.
-    pub auto_init: bool,
-    /// `-loadMissionToMemory`.
-    pub load_mission_to_memory: bool,
-    /// Further parameters (validated with `check_extra`).
-    pub extra: Vec<String>,
-}
-
-/// The `rcon` section: BattlEye's config minus the port (which is the server's `rcon_port`).
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RconSection {
-    /// `RConPassword` (secret).
-    pub password: Option<String>,
-    /// `MaxPing`.
-    pub max_ping: Option<u32>,
-    /// `RestrictRCon`.
-    pub restrict_rcon: Option<bool>,
-}
-
-impl std::fmt::Debug for RconSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RconSection")
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("max_ping", &self.max_ping)
-            .field("restrict_rcon", &self.restrict_rcon)
-            .finish()
-    }
-}
-
-/// Secret fields of a section.
-pub fn secret_fields(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Kind::Server => &["password", "password_admin", "server_command_password"],
-        Kind::Rcon => &["password"],
-        _ => &[],
-    }
-}
 
 /// One section with its secrets in clear (in memory only).
 #[derive(Clone, Default)]
@@ -106,10 +53,10 @@ impl Plain {
         Value::Object(m)
     }
 
-    /// Content for the API: secrets replaced by `<field>_set` flags.
-    pub fn public(&self, kind: Kind) -> Value {
+    /// Content for the API: the section's secrets replaced by `<field>_set` flags.
+    pub fn public(&self, secret_fields: &[&str]) -> Value {
         let mut m = self.content.clone();
-        for f in secret_fields(kind) {
+        for f in secret_fields {
             m.remove(*f);
             m.insert(
                 format!("{f}_set"),
@@ -120,13 +67,26 @@ impl Plain {
     }
 }
 
+/// Sections by name.
+pub type PlainSections = BTreeMap<String, Plain>;
+
 /// The current config of a server, decrypted.
 #[derive(Debug, Clone)]
 pub struct Current {
     /// Config revision.
     pub revision: i64,
-    /// Sections present.
-    pub sections: BTreeMap<&'static str, (Kind, Plain)>,
+    /// Sections present, by name.
+    pub sections: PlainSections,
+}
+
+impl Current {
+    /// Every section with its secrets merged in, as the game's registry entry reads them.
+    pub fn merged(&self) -> Sections {
+        self.sections
+            .iter()
+            .map(|(k, p)| (k.clone(), p.merged()))
+            .collect()
+    }
 }
 
 /// Result of an import.
@@ -136,28 +96,6 @@ pub struct ImportResult {
     pub version: ConfigVersion,
     /// What the importer reported.
     pub warnings: Vec<String>,
-}
-
-/// A rendered file.
-#[derive(Clone)]
-pub struct RenderedFile {
-    /// File name.
-    pub name: String,
-    /// Content.
-    pub content: String,
-}
-
-/// The content holds secrets in clear; only its size is shown.
-impl std::fmt::Debug for RenderedFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RenderedFile")
-            .field("name", &self.name)
-            .field(
-                "content",
-                &format_args!("<{} bytes redacted>", self.content.len()),
-            )
-            .finish()
-    }
 }
 
 /// One difference between two versions.
@@ -173,185 +111,55 @@ pub struct DiffEntry {
     pub to: Option<Value>,
 }
 
-fn cfg_err(prefix_from: &str, prefix_to: &str, e: &ConfigError) -> FieldError {
-    let field = e
-        .field_path()
-        .map(|p| p.replacen(prefix_from, prefix_to, 1))
-        .unwrap_or_else(|| prefix_to.to_owned());
-    let message = match e {
-        ConfigError::Field { problem, .. } | ConfigError::Import { problem, .. } => {
-            problem.to_string()
-        }
-        other => other.to_string(),
-    };
-    FieldError { field, message }
+/// The secret fields of section `name` of `game` (none for a section the game no
+/// longer has: its stored content is shown as it is, secrets stay sealed).
+pub fn secret_fields(game: &dyn Game, name: &str) -> &'static [&'static str] {
+    game.section(name).map_or(&[], |s| s.secrets)
 }
 
-fn deser<T: serde::de::DeserializeOwned>(
-    section: &str,
-    v: &Value,
-) -> std::result::Result<T, FieldError> {
-    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
-        let path = e.path().to_string();
-        FieldError {
-            field: if path == "." {
-                section.to_owned()
-            } else {
-                format!("{section}.{path}")
-            },
-            message: e.inner().to_string(),
-        }
+/// The section `name` of the server's game, or a 422 listing the ones it has.
+fn section_of(game: &dyn Game, name: &str) -> Result<&'static Section> {
+    game.section(name).ok_or_else(|| {
+        let names: Vec<&str> = game.sections().iter().map(|s| s.name).collect();
+        Error::field(
+            "section",
+            format!(
+                "{} servers have no config section {name:?} (they have {})",
+                game.kind().title(),
+                names.join(", ")
+            ),
+        )
     })
 }
 
-fn unknown_keys<T: Serialize>(section: &str, typed: &T, input: &Value) -> Vec<FieldError> {
-    let known = serde_json::to_value(typed).ok();
-    let (Some(Value::Object(known)), Value::Object(inp)) = (known, input) else {
-        return Vec::new();
-    };
-    inp.keys()
-        .filter(|k| !known.contains_key(*k))
-        .map(|k| FieldError {
-            field: format!("{section}.{k}"),
-            message: "unknown field".into(),
-        })
-        .collect()
+/// The store's key for a section name. Until the store keeps free-text names, every
+/// name a game registers must be one the store has.
+fn stored_kind(name: &str) -> Result<ConfigSectionKind> {
+    name.parse().map_err(Error::internal)
 }
 
-fn launch_error(e: &LaunchError) -> FieldError {
-    let field = match e {
-        LaunchError::InvalidValue { param, .. } => {
-            if let Some(rest) = param.strip_prefix("-mod") {
-                format!("launch.mods{rest}")
-            } else if let Some(rest) = param.strip_prefix("-serverMod") {
-                format!("launch.server_mods{rest}")
-            } else if param == "-limitFPS" {
-                "launch.limit_fps".to_owned()
-            } else {
-                "launch".to_owned()
+/// Moves the section's secret fields of `content` into `secrets`.
+fn split_secrets(
+    section: &Section,
+    content: &mut Map<String, Value>,
+    secrets: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    for f in section.secrets {
+        content.remove(&format!("{f}_set"));
+        match content.remove(*f) {
+            Some(Value::String(s)) => {
+                secrets.insert((*f).to_owned(), s);
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => {
+                return Err(Error::field(
+                    format!("{}.{f}", section.name),
+                    "must be a string",
+                ));
             }
         }
-        _ => "launch.extra".to_owned(),
-    };
-    FieldError {
-        field,
-        message: e.to_string(),
     }
-}
-
-/// Validates a section (content with secrets merged) and returns its canonical form.
-pub fn validate_section(
-    kind: Kind,
-    merged: &Value,
-    server: &Server,
-) -> std::result::Result<Value, Vec<FieldError>> {
-    let name = kind.as_str();
-    if !merged.is_object() {
-        return Err(vec![FieldError {
-            field: name.into(),
-            message: "must be an object".into(),
-        }]);
-    }
-    let canon = match kind {
-        Kind::Server => {
-            let c: ArmaServerConfig = deser(name, merged).map_err(|e| vec![e])?;
-            let unk = unknown_keys(name, &c, merged);
-            if !unk.is_empty() {
-                return Err(unk);
-            }
-            c.validate()
-                .map_err(|e| vec![cfg_err("server", "server", &e)])?;
-            serde_json::to_value(&c)
-        }
-        Kind::Basic => {
-            let c: BasicConfig = deser(name, merged).map_err(|e| vec![e])?;
-            let unk = unknown_keys(name, &c, merged);
-            if !unk.is_empty() {
-                return Err(unk);
-            }
-            c.validate()
-                .map_err(|e| vec![cfg_err("basic", "basic", &e)])?;
-            serde_json::to_value(&c)
-        }
-        Kind::Profile => {
-            let c: Arma3Profile = deser(name, merged).map_err(|e| vec![e])?;
-            let unk = unknown_keys(name, &c, merged);
-            if !unk.is_empty() {
-                return Err(unk);
-            }
-            c.validate()
-                .map_err(|e| vec![cfg_err("profile", "profile", &e)])?;
-            serde_json::to_value(&c)
-        }
-        Kind::Launch => {
-            let c: LaunchSection = deser(name, merged).map_err(|e| vec![e])?;
-            let mut errs = Vec::new();
-            for (i, x) in c.extra.iter().enumerate() {
-                if let Err(e) = check_extra(x) {
-                    errs.push(FieldError {
-                        field: format!("launch.extra[{i}]"),
-                        message: e.to_string(),
-                    });
-                }
-            }
-            if errs.is_empty()
-                && let Err(e) = launch_args(&c, server).build()
-            {
-                errs.push(launch_error(&e));
-            }
-            if !errs.is_empty() {
-                return Err(errs);
-            }
-            serde_json::to_value(&c)
-        }
-        Kind::Rcon => {
-            let c: RconSection = deser(name, merged).map_err(|e| vec![e])?;
-            let Some(pw) = &c.password else {
-                return Err(vec![FieldError {
-                    field: "rcon.password".into(),
-                    message: "is required".into(),
-                }]);
-            };
-            battleye(&c, pw, server)
-                .validate()
-                .map_err(|e| vec![cfg_err("battleye.rcon_password", "rcon.password", &e)])?;
-            serde_json::to_value(&c)
-        }
-    };
-    canon.map_err(|e| {
-        vec![FieldError {
-            field: name.into(),
-            message: e.to_string(),
-        }]
-    })
-}
-
-fn launch_args(c: &LaunchSection, server: &Server) -> LaunchArgs {
-    LaunchArgs {
-        port: u16::try_from(server.game_port).unwrap_or(0),
-        mods: c.mods.clone(),
-        server_mods: c.server_mods.clone(),
-        limit_fps: c.limit_fps,
-        auto_init: c.auto_init,
-        load_mission_to_memory: c.load_mission_to_memory,
-        extra: c.extra.clone(),
-        config: Some("server.cfg".into()),
-        cfg: Some("basic.cfg".into()),
-        profiles: Some("profiles".into()),
-        name: Some("server".into()),
-        ..LaunchArgs::default()
-    }
-}
-
-fn battleye(c: &RconSection, pw: &str, server: &Server) -> BattlEyeConfig {
-    let mut b = BattlEyeConfig::new(pw, u16::try_from(server.rcon_port).unwrap_or(0));
-    b.max_ping = c.max_ping;
-    b.restrict_rcon = c.restrict_rcon;
-    b
-}
-
-fn kind_key(k: Kind) -> &'static str {
-    k.as_str()
+    Ok(())
 }
 
 impl App {
@@ -378,15 +186,33 @@ impl App {
         Ok(Plain { content, secrets })
     }
 
-    fn plain_sections(
-        &self,
-        sections: &[ConfigSection],
-    ) -> Result<BTreeMap<&'static str, (Kind, Plain)>> {
+    fn plain_sections(&self, sections: &[ConfigSection]) -> Result<PlainSections> {
         let mut out = BTreeMap::new();
         for s in sections {
-            out.insert(kind_key(s.section), (s.section, self.open_section(s)?));
+            out.insert(s.section.as_str().to_owned(), self.open_section(s)?);
         }
         Ok(out)
+    }
+
+    /// Seals one validated section for the store.
+    fn stored_section(
+        &self,
+        section: &Section,
+        canon: Value,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<ConfigSection> {
+        let mut content = match canon {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        for f in section.secrets {
+            content.remove(*f);
+        }
+        Ok(ConfigSection {
+            section: stored_kind(section.name)?,
+            content: Value::Object(content),
+            secrets: self.seal_secrets(secrets)?,
+        })
     }
 
     /// The decrypted current config.
@@ -410,46 +236,35 @@ impl App {
         }
     }
 
-    /// Replaces one section. Omitted (or null) secrets keep their stored value; names in
-    /// `clear` remove a secret.
+    /// Replaces one section (`name` must be one of the server's game). Omitted (or null)
+    /// secrets keep their stored value; names in `clear` remove a secret.
     #[allow(clippy::too_many_arguments)]
     pub async fn put_section(
         &self,
         ctx: &Ctx,
         server_id: Uuid,
-        kind: Kind,
+        name: &str,
         content: Value,
         clear: &[String],
         expect: Expect,
         comment: Option<String>,
     ) -> Result<ConfigVersion> {
         let (server, cur) = self.current_config(server_id).await?;
+        let game = games::of(&server)?;
+        let section = section_of(game, name)?;
         let expect = expect.against(cur.revision)?;
         let Value::Object(mut input) = content else {
-            return Err(Error::field(kind.as_str(), "must be an object"));
+            return Err(Error::field(section.name, "must be an object"));
         };
-        let mut secrets = cur
+        let old_secrets = cur
             .sections
-            .get(kind_key(kind))
-            .map(|(_, p)| p.secrets.clone())
+            .get(section.name)
+            .map(|p| p.secrets.clone())
             .unwrap_or_default();
-        for f in secret_fields(kind) {
-            input.remove(&format!("{f}_set"));
-            match input.remove(*f) {
-                Some(Value::String(s)) => {
-                    secrets.insert((*f).to_owned(), s);
-                }
-                Some(Value::Null) | None => {}
-                Some(_) => {
-                    return Err(Error::field(
-                        format!("{}.{f}", kind.as_str()),
-                        "must be a string",
-                    ));
-                }
-            }
-        }
+        let mut secrets = old_secrets.clone();
+        split_secrets(section, &mut input, &mut secrets)?;
         for c in clear {
-            if !secret_fields(kind).contains(&c.as_str()) {
+            if !section.secrets.contains(&c.as_str()) {
                 return Err(Error::field(
                     "clear_secrets",
                     format!("{c:?} is not a secret of this section"),
@@ -461,36 +276,23 @@ impl App {
             content: input,
             secrets,
         };
-        let canon = validate_section(kind, &plain.merged(), &server).map_err(Error::Validation)?;
-        let mut stored = match canon {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        for f in secret_fields(kind) {
-            stored.remove(*f);
-        }
-        let section = ConfigSection {
-            section: kind,
-            content: Value::Object(stored),
-            secrets: self.seal_secrets(&plain.secrets)?,
-        };
+        let canon = game
+            .validate(section, &plain.merged(), &server)
+            .map_err(Error::Validation)?;
+        let stored = self.stored_section(section, canon, &plain.secrets)?;
         let author = ctx.principal.as_ref().map(|p| p.user_id);
         let v = self
             .store
-            .save_config(server_id, expect.value(), vec![section], author, comment)
+            .save_config(server_id, expect.value(), vec![stored], author, comment)
             .await
             .map_err(Self::save_err(expect))?;
-        let changed_secrets: Vec<&str> = secret_fields(kind)
+        let changed_secrets: Vec<&str> = section
+            .secrets
             .iter()
             .copied()
-            .filter(|f| {
-                cur.sections
-                    .get(kind_key(kind))
-                    .and_then(|(_, p)| p.secrets.get(*f))
-                    != plain.secrets.get(*f)
-            })
+            .filter(|f| old_secrets.get(*f) != plain.secrets.get(*f))
             .collect();
-        self.audit(ctx, "config.update", "server", Some(server_id.to_string()), json!({"section": kind.as_str(), "version": v.version, "secrets_changed": changed_secrets})).await;
+        self.audit(ctx, "config.update", "server", Some(server_id.to_string()), json!({"section": section.name, "version": v.version, "secrets_changed": changed_secrets})).await;
         Ok(v)
     }
 
@@ -500,20 +302,20 @@ impl App {
         Ok(self.store.list_config_versions(server_id, 500).await?)
     }
 
-    /// One version, decrypted.
+    /// One version, decrypted, with the server it belongs to.
     pub async fn get_version(
         &self,
         server_id: Uuid,
         version: i64,
-    ) -> Result<(ConfigVersion, BTreeMap<&'static str, (Kind, Plain)>)> {
-        self.get_server(server_id).await?;
+    ) -> Result<(Server, ConfigVersion, PlainSections)> {
+        let server = self.get_server(server_id).await?;
         let v = self
             .store
             .get_config_version(server_id, version)
             .await?
             .ok_or(Error::NotFound("config version"))?;
         let plain = self.plain_sections(&v.sections)?;
-        Ok((v, plain))
+        Ok((server, v, plain))
     }
 
     /// Field-level diff between two versions (`to = None`: the current config).
@@ -523,19 +325,19 @@ impl App {
         from: i64,
         to: Option<i64>,
     ) -> Result<Vec<DiffEntry>> {
-        let (_, a) = self.get_version(server_id, from).await?;
+        let (_, _, a) = self.get_version(server_id, from).await?;
         let b = match to {
-            Some(t) => self.get_version(server_id, t).await?.1,
+            Some(t) => self.get_version(server_id, t).await?.2,
             None => self.current_config(server_id).await?.1.sections,
         };
-        let flat = |m: &BTreeMap<&'static str, (Kind, Plain)>| {
+        let flat = |m: &PlainSections| {
             let mut o = Map::new();
-            for (k, (_, p)) in m {
+            for (k, p) in m {
                 let mut merged = p.content.clone();
                 for (sk, sv) in &p.secrets {
                     merged.insert(sk.clone(), json!({"$secret": crate::auth::token_hash(sv)}));
                 }
-                o.insert((*k).to_owned(), Value::Object(merged));
+                o.insert(k.clone(), Value::Object(merged));
             }
             Value::Object(o)
         };
@@ -553,7 +355,7 @@ impl App {
         version: i64,
         expect: Expect,
     ) -> Result<ConfigVersion> {
-        let (old, _) = self.get_version(server_id, version).await?;
+        let (_, old, _) = self.get_version(server_id, version).await?;
         let cur = self.store.get_config(server_id).await?;
         let expect = expect.against(cur.revision)?;
         let author = ctx.principal.as_ref().map(|p| p.user_id);
@@ -579,157 +381,89 @@ impl App {
         Ok(v)
     }
 
-    /// Renders the files; `masked` hides every secret.
+    /// The files the agent would write; `masked` hides every secret.
     pub async fn render_files(&self, server_id: Uuid, masked: bool) -> Result<Vec<RenderedFile>> {
         let (server, cur) = self.current_config(server_id).await?;
-        let host = self.get_host(server.host_id).await?;
-        let os = if host.os == "windows" {
-            HostOs::Windows
+        let view = if masked {
+            FileView::Masked
         } else {
-            HostOs::Linux
+            FileView::Clear
         };
-        let mut files = Vec::new();
-        let render_err = |e: ConfigError| Error::Validation(vec![cfg_err("", "", &e)]);
-        for (kind, p) in cur.sections.values() {
-            let merged = p.merged();
-            match kind {
-                Kind::Server => {
-                    let c: ArmaServerConfig =
-                        serde_json::from_value(merged).map_err(Error::internal)?;
-                    let text = if masked {
-                        c.render_masked()
-                    } else {
-                        c.render()
-                    }
-                    .map_err(render_err)?;
-                    files.push(RenderedFile {
-                        name: "server.cfg".into(),
-                        content: text,
-                    });
-                }
-                Kind::Basic => {
-                    let c: BasicConfig = serde_json::from_value(merged).map_err(Error::internal)?;
-                    files.push(RenderedFile {
-                        name: "basic.cfg".into(),
-                        content: c.render().map_err(render_err)?,
-                    });
-                }
-                Kind::Profile => {
-                    let c: Arma3Profile =
-                        serde_json::from_value(merged).map_err(Error::internal)?;
-                    files.push(RenderedFile {
-                        name: "server.Arma3Profile".into(),
-                        content: c.render().map_err(render_err)?,
-                    });
-                }
-                Kind::Launch => {
-                    let c: LaunchSection =
-                        serde_json::from_value(merged).map_err(Error::internal)?;
-                    let argv = launch_args(&c, &server)
-                        .build()
-                        .map_err(|e| Error::Validation(vec![launch_error(&e)]))?;
-                    files.push(RenderedFile {
-                        name: "launch.args".into(),
-                        content: argv.join("\n") + "\n",
-                    });
-                }
-                Kind::Rcon => {
-                    let c: RconSection = serde_json::from_value(merged).map_err(Error::internal)?;
-                    let pw = c.password.clone().unwrap_or_default();
-                    let text = battleye(&c, &pw, &server).render().map_err(render_err)?;
-                    let text = if masked {
-                        text.replace(
-                            &format!("RConPassword {pw}\n"),
-                            &format!("RConPassword {MASK}\n"),
-                        )
-                    } else {
-                        text
-                    };
-                    let arch = ServerArch::from_executable(&server.executable_path)
-                        .unwrap_or(ServerArch::X64);
-                    files.push(RenderedFile {
-                        name: config_file_name(os, arch).into(),
-                        content: text,
-                    });
-                }
-            }
-        }
-        Ok(files)
+        games::of(&server)?.files(&server, &cur.merged(), view)
     }
 
-    /// Imports server.cfg and/or basic.cfg text as new section contents.
+    /// Imports existing files (name -> text; the names the game reads) as new section
+    /// contents, in one version.
     pub async fn import(
         &self,
         ctx: &Ctx,
         server_id: Uuid,
-        server_cfg: Option<&str>,
-        basic_cfg: Option<&str>,
+        files: &[(String, String)],
         expect: Expect,
     ) -> Result<ImportResult> {
         let (server, cur) = self.current_config(server_id).await?;
+        let game = games::of(&server)?;
         let expect = expect.against(cur.revision)?;
-        if server_cfg.is_none() && basic_cfg.is_none() {
+        if files.is_empty() {
             return Err(Error::field(
-                "server_cfg",
-                "give server_cfg and/or basic_cfg",
+                "files",
+                format!("give at least one of {}", game.importable().join(", ")),
             ));
         }
         let mut warnings: Vec<String> = Vec::new();
-        let mut sections = Vec::new();
-        let imp_err = |field: &str, e: ConfigError| FieldError {
-            field: field.to_owned(),
-            message: e.to_string(),
-        };
-        let fmt_w = |file: &str, w: &[ImportWarning]| {
-            w.iter().map(|w| format!("{file}: {w}")).collect::<Vec<_>>()
-        };
-        if let Some(text) = server_cfg {
-            let (c, w) = ArmaServerConfig::parse(text)
-                .map_err(|e| Error::Validation(vec![imp_err("server_cfg", e)]))?;
-            warnings.extend(fmt_w("server.cfg", &w));
-            let v = serde_json::to_value(&c).map_err(Error::internal)?;
-            let canon = validate_section(Kind::Server, &v, &server).map_err(Error::Validation)?;
+        let mut sections: Vec<ConfigSection> = Vec::new();
+        let mut errors: Vec<FieldError> = Vec::new();
+        for (file, text) in files {
+            let imported = match game.import(file, text) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let Some(section) = game.section(imported.section) else {
+                return Err(Error::internal(format!(
+                    "{} imports into an unknown section {}",
+                    game.kind(),
+                    imported.section
+                )));
+            };
+            warnings.extend(imported.warnings);
+            let canon = match game.validate(section, &imported.content, &server) {
+                Ok(c) => c,
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    continue;
+                }
+            };
             // Like put_section: secrets the file does not set keep their stored value
             // (an exported file carries no secrets, so importing it back must not wipe them).
             let mut secrets = cur
                 .sections
-                .get(kind_key(Kind::Server))
-                .map(|(_, p)| p.secrets.clone())
+                .get(section.name)
+                .map(|p| p.secrets.clone())
                 .unwrap_or_default();
             let mut content = match canon {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
-            for f in secret_fields(Kind::Server) {
+            for f in section.secrets {
                 match content.remove(*f) {
                     Some(Value::String(s)) => {
                         secrets.insert((*f).to_owned(), s);
                     }
                     _ if secrets.contains_key(*f) => {
                         warnings.push(format!(
-                            "server.cfg: {f} not in the file; kept the stored value"
+                            "{file}: {f} not in the file; kept the stored value"
                         ));
                     }
                     _ => {}
                 }
             }
-            sections.push(ConfigSection {
-                section: Kind::Server,
-                content: Value::Object(content),
-                secrets: self.seal_secrets(&secrets)?,
-            });
+            sections.push(self.stored_section(section, Value::Object(content), &secrets)?);
         }
-        if let Some(text) = basic_cfg {
-            let (c, w) = BasicConfig::parse(text)
-                .map_err(|e| Error::Validation(vec![imp_err("basic_cfg", e)]))?;
-            warnings.extend(fmt_w("basic.cfg", &w));
-            let v = serde_json::to_value(&c).map_err(Error::internal)?;
-            let canon = validate_section(Kind::Basic, &v, &server).map_err(Error::Validation)?;
-            sections.push(ConfigSection {
-                section: Kind::Basic,
-                content: canon,
-                secrets: None,
-            });
+        if !errors.is_empty() {
+            return Err(Error::Validation(errors));
         }
         let author = ctx.principal.as_ref().map(|p| p.user_id);
         let version = self
@@ -844,18 +578,6 @@ mod debug_tests {
     use super::*;
 
     #[test]
-    fn rcon_section_debug_redacts_password() {
-        let r = RconSection {
-            password: Some("RCON-SECRET".into()),
-            max_ping: Some(200),
-            restrict_rcon: None,
-        };
-        let d = format!("{r:?}");
-        assert!(!d.contains("RCON-SECRET"), "{d}");
-        assert!(d.contains("<redacted>") && d.contains("200"));
-    }
-
-    #[test]
     fn plain_debug_redacts_secrets() {
         let mut p = Plain::default();
         p.content
@@ -865,6 +587,15 @@ mod debug_tests {
         let d = format!("{p:?}");
         assert!(!d.contains("ADMIN-SECRET"), "{d}");
         assert!(d.contains("password_admin") && d.contains("My server"));
+    }
+
+    #[test]
+    fn public_content_shows_only_whether_secrets_are_set() {
+        let mut p = Plain::default();
+        p.content.insert("a".into(), json!(1));
+        p.secrets.insert("password".into(), "pw".into());
+        let v = p.public(&["password", "other"]);
+        assert_eq!(v, json!({"a": 1, "password_set": true, "other_set": false}));
     }
 
     #[test]

@@ -1,86 +1,13 @@
 //! Hosts and servers: CRUD with derived-port conflict checks per host.
 
-use languard_shared::arma::config::ServerArch;
-use languard_shared::arma::launch::{GamePorts, LaunchError};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::expect::Expect;
 use super::{App, Ctx};
 use crate::error::{Error, FieldError, Result};
-use crate::store::{Game, Host, NewHost, Server, ServerSpec, StoreError};
-
-/// How a revision was supplied (decides 409 vs 412 on mismatch).
-#[derive(Debug, Clone, Copy)]
-pub enum Expect {
-    /// `revision` in the body.
-    Body(i64),
-    /// `If-Match` header.
-    IfMatch(i64),
-    /// `If-Match: *`: any current revision (resolved with [`Expect::against`]).
-    Any,
-}
-
-impl Expect {
-    /// From body revision and an `If-Match` header value (`"<n>"`, `W/"<n>"` or `n`).
-    /// `*` matches whatever revision is current (RFC 9110 §13.1.1).
-    pub fn from_parts(body: Option<i64>, if_match: Option<&str>) -> Result<Self> {
-        if if_match.is_some_and(|h| h.trim() == "*") {
-            return Ok(body.map_or(Self::Any, Self::Body));
-        }
-        if let Some(h) = if_match {
-            let v = h.trim().trim_start_matches("W/").trim_matches('"');
-            let n = v.parse::<i64>().map_err(|_| {
-                Error::PreconditionFailed("If-Match does not name a known revision".into())
-            })?;
-            if let Some(b) = body
-                && b != n
-            {
-                return Err(Error::BadRequest(
-                    "revision in body and If-Match disagree".into(),
-                ));
-            }
-            return Ok(Self::IfMatch(n));
-        }
-        body.map(Self::Body).ok_or_else(|| {
-            Error::PreconditionRequired(
-                "send the current revision in the body or an If-Match header".into(),
-            )
-        })
-    }
-
-    /// The expected revision (`-1`, matching nothing, for an unresolved `Any`).
-    pub fn value(self) -> i64 {
-        match self {
-            Self::Body(n) | Self::IfMatch(n) => n,
-            Self::Any => -1,
-        }
-    }
-
-    /// Checks against the current revision: `Any` becomes that revision, a mismatch is
-    /// the stale error (409 for a body revision, 412 for `If-Match`).
-    pub fn against(self, current: i64) -> Result<Self> {
-        match self {
-            Self::Any => Ok(Self::IfMatch(current)),
-            e if e.value() == current => Ok(e),
-            e => Err(e.stale(Some(current))),
-        }
-    }
-
-    /// The error for a stale revision.
-    pub fn stale(self, current: Option<i64>) -> Error {
-        let cur = current
-            .map(|c| format!(" (current revision is {c})"))
-            .unwrap_or_default();
-        match self {
-            Self::Body(_) => Error::Conflict(format!(
-                "the resource was changed by someone else{cur}; reload and retry"
-            )),
-            Self::IfMatch(_) | Self::Any => {
-                Error::PreconditionFailed(format!("If-Match does not match the current ETag{cur}"))
-            }
-        }
-    }
-}
+use crate::games;
+use crate::store::{Host, NewHost, Server, ServerSpec, StoreError};
 
 /// Text that must be non-empty, short, without control characters.
 pub fn check_name(field: &str, v: &str, max: usize) -> Option<FieldError> {
@@ -91,64 +18,6 @@ pub fn check_name(field: &str, v: &str, max: usize) -> Option<FieldError> {
         })
     } else {
         None
-    }
-}
-
-/// The ports a server occupies.
-pub fn server_ports(
-    game: Game,
-    game_port: i64,
-    rcon_port: i64,
-) -> std::result::Result<Vec<u16>, Vec<FieldError>> {
-    let gp = u16::try_from(game_port);
-    let rp = u16::try_from(rcon_port);
-    let mut errs = Vec::new();
-    if gp.is_err() {
-        errs.push(FieldError {
-            field: "game_port".into(),
-            message: "must be 1..=65535".into(),
-        });
-    }
-    if rp.is_err() || rcon_port == 0 {
-        errs.push(FieldError {
-            field: "rcon_port".into(),
-            message: "must be 1..=65535".into(),
-        });
-    }
-    let (Ok(gp), Ok(rp)) = (gp, rp) else {
-        return Err(errs);
-    };
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    match game {
-        Game::Arma3 => GamePorts::new(gp, Some(rp))
-            .map(|p| p.reserved_ports())
-            .map_err(|e| {
-                let field = match e {
-                    LaunchError::GamePortRange(_) => "game_port",
-                    _ => "rcon_port",
-                };
-                vec![FieldError {
-                    field: field.into(),
-                    message: e.to_string(),
-                }]
-            }),
-        Game::Palworld => {
-            if gp == 0 {
-                Err(vec![FieldError {
-                    field: "game_port".into(),
-                    message: "must be 1..=65535".into(),
-                }])
-            } else if gp == rp {
-                Err(vec![FieldError {
-                    field: "rcon_port".into(),
-                    message: "must differ from the game port".into(),
-                }])
-            } else {
-                Ok(vec![gp, rp])
-            }
-        }
     }
 }
 
@@ -164,15 +33,6 @@ fn conflict(what: &str) -> Error {
         Error::Conflict(format!("conflict on {what}"))
     }
 }
-
-/// The Arma 3 executables the agent starts by default (its `DEFAULT_ALLOWED_EXECUTABLES`,
-/// compared exactly with the file name); anything else it would refuse at launch.
-pub const ARMA3_EXECUTABLES: &[&str] = &[
-    "arma3server",
-    "arma3server_x64",
-    "arma3server.exe",
-    "arma3server_x64.exe",
-];
 
 /// Absolute on the agent's host, Unix (`/…`) or Windows (`C:\…`, `C:/…`, `\\server\…`).
 fn is_absolute_path(p: &str) -> bool {
@@ -190,7 +50,10 @@ fn file_name(p: &str) -> &str {
     p.rsplit(['/', '\\']).next().unwrap_or(p)
 }
 
+/// Checks a server's fields against its game's registry entry; the ports it would
+/// occupy. A game Languard cannot run is refused here, so no such server is created.
 fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
+    let game = games::require(games::kind_of(spec.game)?)?;
     let mut errs = Vec::new();
     errs.extend(check_name("name", &spec.name, 64));
     let exe = &spec.executable_path;
@@ -204,19 +67,17 @@ fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
             field: "executable_path".into(),
             message: "must be an absolute path (the agent refuses relative executables)".into(),
         });
-    } else if spec.game == Game::Arma3
-        && (!ARMA3_EXECUTABLES.contains(&file_name(exe))
-            || ServerArch::from_executable(exe).is_none())
-    {
+    } else if !game.accepts_executable(file_name(exe)) {
         errs.push(FieldError {
             field: "executable_path".into(),
             message: format!(
-                "the file name must be one of {}",
-                ARMA3_EXECUTABLES.join(", ")
+                "the file name must be one of {} (the agent's allow-list for {})",
+                game.executables().join(", "),
+                game.kind().title()
             ),
         });
     }
-    let ports = match server_ports(spec.game, spec.game_port, spec.rcon_port) {
+    let ports = match game.ports(spec.game_port, spec.rcon_port) {
         Ok(p) => p,
         Err(mut e) => {
             errs.append(&mut e);
@@ -355,8 +216,7 @@ impl App {
             if Some(other.id) == me {
                 continue;
             }
-            let theirs =
-                server_ports(other.game, other.game_port, other.rcon_port).unwrap_or_default();
+            let theirs = games::reserved_ports(other.game, other.game_port, other.rcon_port);
             if let Some(p) = ports.iter().find(|p| theirs.contains(p)) {
                 return Err(Error::Conflict(format!(
                     "port {p} is already used by server {:?} on this host (it reserves {})",
@@ -475,46 +335,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn if_match_star_matches_the_current_revision() {
-        let e = Expect::from_parts(None, Some("*")).unwrap();
-        assert!(matches!(e, Expect::Any));
-        assert_eq!(e.against(7).unwrap().value(), 7);
-        // With a body revision, the body decides.
-        let e = Expect::from_parts(Some(3), Some(" * ")).unwrap();
-        assert!(e.against(7).is_err());
-        assert_eq!(e.against(3).unwrap().value(), 3);
-        // A numbered If-Match still has to match.
-        let e = Expect::from_parts(None, Some("\"4\"")).unwrap();
-        assert!(matches!(e.against(5), Err(Error::PreconditionFailed(_))));
-        assert!(Expect::from_parts(None, Some("\"x\"")).is_err());
-    }
-
-    #[test]
-    fn executable_paths_match_the_agent() {
-        for ok in [
-            "/srv/arma3/arma3server_x64",
-            "/srv/arma3/arma3server",
-            "C:\\arma3\\arma3server_x64.exe",
-            "D:/arma3/arma3server.exe",
+    fn executable_paths_are_absolute_on_either_os() {
+        for (ok, name) in [
+            ("/srv/game/server_x64", "server_x64"),
+            ("C:\\game\\server_x64.exe", "server_x64.exe"),
+            ("D:/game/server.exe", "server.exe"),
+            ("\\\\nas\\game\\server.exe", "server.exe"),
         ] {
             assert!(is_absolute_path(ok), "{ok}");
-            assert!(ARMA3_EXECUTABLES.contains(&file_name(ok)), "{ok}");
+            assert_eq!(file_name(ok), name, "{ok}");
         }
-        for bad in [
-            "arma3server_x64",
-            "./arma3server",
-            "srv/arma3server",
-            "C:arma3server.exe",
-        ] {
+        for bad in ["server_x64", "./server", "srv/server", "C:server.exe"] {
             assert!(!is_absolute_path(bad), "{bad}");
-        }
-        for bad in [
-            "/srv/arma3serverprofiling_x64",
-            "/srv/arma3serverprofiling.exe",
-            "/srv/Arma3Server_x64",
-            "/srv/arma3server_x64.sh",
-        ] {
-            assert!(!ARMA3_EXECUTABLES.contains(&file_name(bad)), "{bad}");
         }
     }
 }

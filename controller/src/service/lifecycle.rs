@@ -1,41 +1,40 @@
-//! Server lifecycle and admin operations routed to the server's agent (DESIGN.md,
-//! "Ownership of state"): the controller owns desired state, the agent actual state.
+//! Server lifecycle routed to the server's agent (DESIGN.md, "Ownership of state"): the
+//! controller owns desired state, the agent actual state.
 //!
 //! - [`App::agent_spec`] turns the stored server and its config sections into the
-//!   self-contained spec the agent keeps on disk.
-//! - Start/stop/restart/kill, config pushes, RCon and player operations go through the
-//!   link ([`crate::fleet::registry::Registry::request`]) and return the agent's real
-//!   answer, or a clear error when the host is offline or the agent is slow.
+//!   self-contained spec the agent keeps on disk (the game part from the registry).
+//! - Start/stop/restart/kill and config pushes go through the link
+//!   ([`crate::fleet::registry::Registry::request`]) and return the agent's real answer,
+//!   or a clear error when the host is offline or the agent is slow. Whether the server
+//!   should run is recorded before the agent is asked, so a link that drops mid-request
+//!   still leaves the intent for the next reconcile.
 //! - [`App::reconcile`] runs on every agent connect: push every spec, start what should
 //!   run, stop and forget what the controller no longer has.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use languard_shared::arma::config::{Arma3Profile, BasicConfig, ServerConfig as ArmaServerConfig};
-use languard_shared::wire::event::{ServerState, ServerStatus};
+use languard_shared::wire::event::ServerStatus;
 use languard_shared::wire::ids::ServerId;
-use languard_shared::wire::request::{AgentError, BanTarget, ErrorCode, Request, Response};
-use languard_shared::wire::spec::{
-    Arma3Launch, Arma3Spec, GameSpec, RestartMode, RestartPolicy, ServerSpec, Timing,
-};
+use languard_shared::wire::request::{AgentError, ErrorCode, Request, Response};
+use languard_shared::wire::spec::{ServerSpec, Timing};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::configs::{LaunchSection, RconSection};
 use super::{App, Ctx};
 use crate::error::{Error, Result};
 use crate::fleet::registry::FleetError;
-use crate::store::{ConfigSectionKind as Kind, Game, Server, ServerSpec as StoredSpec};
+use crate::games::{self, GameKind};
+use crate::store::{Server, ServerSpec as StoredSpec};
 
 /// What the lifecycle endpoints do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
-    /// Push the current spec, then launch.
+    /// Launch with the current spec.
     Start,
     /// Graceful stop.
     Stop,
-    /// Push the current spec, stop, start.
+    /// Stop, then start with the current spec.
     Restart,
     /// Kill at once.
     Kill,
@@ -50,18 +49,23 @@ impl Lifecycle {
             Lifecycle::Kill => "server.kill",
         }
     }
+
+    /// Whether the server should run afterwards.
+    fn runs(self) -> bool {
+        matches!(self, Lifecycle::Start | Lifecycle::Restart)
+    }
 }
 
 /// Maps an agent error code to the HTTP status the API answers with.
 fn agent_status(code: ErrorCode) -> u16 {
     match code {
-        ErrorCode::InvalidSpec | ErrorCode::ExecutableRefused => 422,
+        ErrorCode::InvalidSpec | ErrorCode::ExecutableRefused | ErrorCode::Unsupported => 422,
         ErrorCode::InvalidPath => 400,
         ErrorCode::UnknownServer => 404,
         ErrorCode::PortInUse | ErrorCode::NotRunning | ErrorCode::NotStopped => 409,
         ErrorCode::Timeout => 504,
         ErrorCode::HostOffline => 503,
-        ErrorCode::Io | ErrorCode::Rcon | ErrorCode::Internal => 502,
+        ErrorCode::Io | ErrorCode::Game | ErrorCode::Internal => 502,
     }
 }
 
@@ -86,12 +90,6 @@ impl From<FleetError> for Error {
     }
 }
 
-/// A stored (already validated) section as its model; `None` when the section is absent.
-fn parse<T: serde::de::DeserializeOwned>(v: Option<serde_json::Value>) -> Result<Option<T>> {
-    v.map(|v| serde_json::from_value(v).map_err(Error::internal))
-        .transpose()
-}
-
 /// The wire id of a controller server: its UUID.
 pub fn wire_id(id: Uuid) -> Result<ServerId> {
     ServerId::new(id.to_string()).map_err(Error::internal)
@@ -102,69 +100,13 @@ impl App {
     /// secrets included (the link is mutually authenticated TLS; the agent stores specs
     /// 0600).
     pub async fn agent_spec(&self, server: &Server) -> Result<ServerSpec> {
-        if server.game != Game::Arma3 {
-            return Err(Error::Conflict(format!(
-                "the agent cannot run {} servers yet",
-                server.game
-            )));
-        }
+        let game = games::of(server)?;
         let (_, cur) = self.current_config(server.id).await?;
-        let section = |k: Kind| -> Result<Option<serde_json::Value>> {
-            Ok(cur.sections.get(k.as_str()).map(|(_, p)| p.merged()))
-        };
-        let server_cfg: ArmaServerConfig = parse(section(Kind::Server)?)?.unwrap_or_default();
-        let basic: BasicConfig = parse(section(Kind::Basic)?)?.unwrap_or_default();
-        let profile: Option<Arma3Profile> = parse(section(Kind::Profile)?)?;
-        let launch: LaunchSection = parse(section(Kind::Launch)?)?.unwrap_or(LaunchSection {
-            auto_init: true,
-            ..LaunchSection::default()
-        });
-        let rcon: RconSection = parse(section(Kind::Rcon)?)?.unwrap_or_default();
-        let Some(password) = rcon.password.clone().filter(|p| !p.is_empty()) else {
-            return Err(Error::field(
-                "rcon.password",
-                "set an RCon password before starting: the agent controls the game over RCon",
-            ));
-        };
-        let port = |v: i64, f: &str| {
-            u16::try_from(v).map_err(|_| Error::field(f, "must be between 1 and 65535"))
-        };
-        let stored = crate::api::dto::RestartPolicy::from_stored(&server.restart_policy);
-        let restart = RestartPolicy {
-            mode: match stored.mode {
-                crate::api::dto::RestartMode::Never => RestartMode::Never,
-                crate::api::dto::RestartMode::OnFailure => RestartMode::OnCrash,
-                crate::api::dto::RestartMode::Always => RestartMode::Always,
-            },
-            crash_loop_max: stored.max_restarts.max(1),
-            crash_loop_window_secs: u64::from(stored.window_secs.max(1)),
-            ..RestartPolicy::default()
-        };
         Ok(ServerSpec {
             id: wire_id(server.id)?,
             name: server.name.clone(),
-            game: GameSpec::Arma3(Box::new(Arma3Spec {
-                executable: server.executable_path.clone(),
-                game_port: port(server.game_port, "game_port")?,
-                rcon_port: port(server.rcon_port, "rcon_port")?,
-                rcon_password: password,
-                max_ping: rcon.max_ping,
-                restrict_rcon: rcon.restrict_rcon,
-                server: server_cfg,
-                basic,
-                profile,
-                launch: Arma3Launch {
-                    profile_name: "server".into(),
-                    mods: launch.mods,
-                    server_mods: launch.server_mods,
-                    limit_fps: launch.limit_fps,
-                    auto_init: launch.auto_init,
-                    load_mission_to_memory: launch.load_mission_to_memory,
-                    extra: launch.extra,
-                    log_source: None,
-                },
-            })),
-            restart,
+            game: game.spec(server, &cur.merged())?,
+            restart: super::restart::from_stored(&server.restart_policy),
             timing: Timing::default(),
             environment: BTreeMap::new(),
         })
@@ -172,11 +114,16 @@ impl App {
 
     /// How long to wait for an answer to `request` (stops wait for the game).
     fn request_timeout(&self, request: &Request) -> Duration {
+        use languard_shared::wire::Operation;
         let base = self.config.link.request_timeout_secs;
         let extra = match request {
             Request::Stop { .. } | Request::Restart { .. } => {
                 Timing::default().stop_timeout_secs + 15
             }
+            Request::Operate {
+                operation: Operation::Shutdown { countdown_secs, .. },
+                ..
+            } => u64::from(*countdown_secs) + Timing::default().stop_timeout_secs + 15,
             _ => 0,
         };
         Duration::from_secs(base + extra)
@@ -188,9 +135,30 @@ impl App {
         Ok(self.fleet.request(host_id, request, timeout).await?)
     }
 
+    /// Refuses, before anything is sent, a server whose game the host's agent does not
+    /// run (an agent that advertises no games predates the list and is not checked).
+    pub(crate) fn check_agent_runs(&self, host_id: Uuid, game: GameKind) -> Result<()> {
+        let Some(offered) = self.fleet.games(host_id) else {
+            return Err(Error::HostOffline);
+        };
+        if offered.is_empty() || offered.contains(&game) {
+            return Ok(());
+        }
+        let names: Vec<&str> = offered.iter().map(|g| g.title()).collect();
+        Err(Error::Unsupported {
+            problem: "unsupported-game",
+            detail: format!(
+                "the agent of this host does not run {} servers (it runs {})",
+                game.title(),
+                names.join(", ")
+            ),
+        })
+    }
+
     /// Pushes the server's current spec to its agent.
     pub async fn push_spec(&self, server: &Server) -> Result<()> {
         let spec = self.agent_spec(server).await?;
+        self.check_agent_runs(server.host_id, spec.game.kind())?;
         self.ask_agent(
             server.host_id,
             Request::ApplySpec {
@@ -202,7 +170,9 @@ impl App {
     }
 
     /// Records whether the server should run (retrying over concurrent spec edits).
-    async fn set_desired_running(&self, id: Uuid, running: bool) -> Result<()> {
+    // The store rewrites the whole row for this (bumping the spec revision); a
+    // dedicated `set_desired_running` in the store replaces this loop.
+    pub(crate) async fn set_desired_running(&self, id: Uuid, running: bool) -> Result<()> {
         for _ in 0..5 {
             let s = self.get_server(id).await?;
             if s.desired_running == running {
@@ -229,6 +199,12 @@ impl App {
     }
 
     /// Start, stop, restart or kill a server; the agent's resulting status.
+    ///
+    /// Everything the controller can check (the game, the config, the link, the games
+    /// the agent runs) is checked first: a refusal there changes nothing. Then the
+    /// desired state is recorded and the agent asked; a start the agent refuses outright
+    /// records "should not run" again, while a timeout or a dropped link keeps the intent
+    /// (the agent may still act; reconcile finishes it).
     pub async fn server_lifecycle(
         &self,
         ctx: &Ctx,
@@ -236,16 +212,33 @@ impl App {
         op: Lifecycle,
     ) -> Result<ServerStatus> {
         let server = self.get_server(id).await?;
-        let sid = wire_id(id)?;
-        if matches!(op, Lifecycle::Start | Lifecycle::Restart) {
-            self.push_spec(&server).await?;
-        }
+        let server_id = wire_id(id)?;
         let request = match op {
-            Lifecycle::Start => Request::Start { server: sid },
-            Lifecycle::Stop => Request::Stop { server: sid },
-            Lifecycle::Restart => Request::Restart { server: sid },
-            Lifecycle::Kill => Request::Kill { server: sid },
+            Lifecycle::Start | Lifecycle::Restart => {
+                let spec = Some(Box::new(self.agent_spec(&server).await?));
+                if let Some(s) = &spec {
+                    self.check_agent_runs(server.host_id, s.game.kind())?;
+                }
+                if op == Lifecycle::Start {
+                    Request::Start {
+                        server: server_id,
+                        spec,
+                    }
+                } else {
+                    Request::Restart {
+                        server: server_id,
+                        spec,
+                    }
+                }
+            }
+            Lifecycle::Stop => Request::Stop { server: server_id },
+            Lifecycle::Kill => Request::Kill { server: server_id },
         };
+        if !self.fleet.is_online(server.host_id) {
+            return Err(Error::HostOffline);
+        }
+        let wanted = op.runs();
+        self.set_desired_running(id, wanted).await?;
         let result = self.ask_agent(server.host_id, request).await;
         self.audit(
             ctx,
@@ -255,17 +248,19 @@ impl App {
             json!({"ok": result.is_ok()}),
         )
         .await;
-        let status = match result? {
-            Response::Status(s) => s,
-            other => {
-                return Err(Error::internal(format!(
-                    "unexpected agent answer {other:?}"
-                )));
+        match result {
+            Ok(Response::Status(s)) => Ok(s),
+            Ok(other) => Err(Error::internal(format!(
+                "unexpected agent answer {other:?}"
+            ))),
+            Err(e @ Error::Agent { .. }) => {
+                if wanted && !server.desired_running {
+                    self.set_desired_running(id, false).await?;
+                }
+                Err(e)
             }
-        };
-        self.set_desired_running(id, matches!(op, Lifecycle::Start | Lifecycle::Restart))
-            .await?;
-        Ok(status)
+            Err(e) => Err(e),
+        }
     }
 
     /// Pushes the current config to the agent (it takes effect at the next start).
@@ -283,29 +278,10 @@ impl App {
         r
     }
 
-    /// A game operation (RCon, say, kick, ban, players, …) on a server.
-    pub async fn server_command(
-        &self,
-        ctx: &Ctx,
-        id: Uuid,
-        make: impl FnOnce(ServerId) -> Request,
-    ) -> Result<Response> {
-        let server = self.get_server(id).await?;
-        let request = make(wire_id(id)?);
-        let (action, details) = describe(&request);
-        let result = self.ask_agent(server.host_id, request).await;
-        if let Some(action) = action {
-            let mut details = details;
-            details["ok"] = json!(result.is_ok());
-            self.audit(ctx, action, "server", Some(id.to_string()), details)
-                .await;
-        }
-        result
-    }
-
-    /// Brings a freshly connected agent in line with the controller: every server of the
-    /// host gets its current spec, servers that should run and do not are started, and
-    /// servers the agent has but the controller does not are stopped and forgotten.
+    /// Brings a freshly connected agent in line with the controller: servers that should
+    /// run and do not are started with their current spec (one request), every other
+    /// server of the host gets its current spec, and servers the agent has but the
+    /// controller does not are stopped and forgotten.
     pub async fn reconcile(&self, host_id: Uuid, inventory: Vec<ServerStatus>) {
         let servers = match self.store.list_servers_on_host(host_id).await {
             Ok(s) => s,
@@ -318,10 +294,7 @@ impl App {
         for status in &inventory {
             if !ours.contains(status.server.as_str()) {
                 tracing::info!(%host_id, server = %status.server, "Reconcile: the agent runs a server the controller no longer has; stopping and forgetting it.");
-                if !matches!(
-                    status.state,
-                    ServerState::Stopped | ServerState::Crashed | ServerState::Error
-                ) {
+                if !status.state.is_down() {
                     let _ = self
                         .ask_agent(
                             host_id,
@@ -342,78 +315,55 @@ impl App {
             }
         }
         for server in servers {
-            if let Err(e) = self.push_spec(&server).await {
+            let spec = match self.agent_spec(&server).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%host_id, server = %server.id, error = %e, "Reconcile: no spec for the server.");
+                    continue;
+                }
+            };
+            if let Err(e) = self.check_agent_runs(host_id, spec.game.kind()) {
                 tracing::warn!(%host_id, server = %server.id, error = %e, "Reconcile: spec not pushed.");
                 continue;
             }
-            let actual = inventory
+            let active = inventory
                 .iter()
-                .find(|s| s.server.as_str() == server.id.to_string());
-            let active = actual.is_some_and(|s| {
-                matches!(
-                    s.state,
-                    ServerState::Starting | ServerState::Running | ServerState::Hung
-                )
-            });
-            if server.desired_running && !active {
-                let Ok(sid) = wire_id(server.id) else {
-                    continue;
-                };
-                if let Err(e) = self
-                    .ask_agent(host_id, Request::Start { server: sid })
-                    .await
-                {
-                    tracing::warn!(%host_id, server = %server.id, error = %e, "Reconcile: start failed.");
+                .find(|s| s.server == spec.id)
+                .is_some_and(|s| s.state.is_active());
+            let sid = spec.id.clone();
+            let request = if server.desired_running && !active {
+                Request::Start {
+                    server: sid.clone(),
+                    spec: Some(Box::new(spec)),
                 }
-            } else if !server.desired_running && active {
-                let Ok(sid) = wire_id(server.id) else {
-                    continue;
-                };
-                if let Err(e) = self.ask_agent(host_id, Request::Stop { server: sid }).await {
-                    tracing::warn!(%host_id, server = %server.id, error = %e, "Reconcile: stop failed.");
+            } else {
+                Request::ApplySpec {
+                    spec: Box::new(spec),
                 }
+            };
+            if let Err(e) = self.ask_agent(host_id, request).await {
+                tracing::warn!(%host_id, server = %server.id, error = %e, "Reconcile: spec not applied or start failed.");
+                continue;
+            }
+            if !server.desired_running
+                && active
+                && let Err(e) = self.ask_agent(host_id, Request::Stop { server: sid }).await
+            {
+                tracing::warn!(%host_id, server = %server.id, error = %e, "Reconcile: stop failed.");
             }
         }
     }
 }
 
-/// The audit action and details of a game operation (`None`: read-only, not audited).
-fn describe(request: &Request) -> (Option<&'static str>, serde_json::Value) {
-    match request {
-        Request::Rcon { command, .. } => {
-            // Only the command word: arguments may carry anything.
-            let word = command.split_whitespace().next().unwrap_or("");
-            (Some("server.rcon"), json!({"command": word}))
-        }
-        Request::Say { player, .. } => (Some("server.say"), json!({"player": player})),
-        Request::Kick { player, reason, .. } => (
-            Some("server.kick"),
-            json!({"player": player, "reason": reason}),
-        ),
-        Request::Ban {
-            target,
-            minutes,
-            reason,
-            ..
-        } => {
-            let target = match target {
-                BanTarget::Player(n) => json!({"player": n}),
-                BanTarget::Guid(g) => json!({"guid": g}),
-                BanTarget::Ip(ip) => json!({"ip": ip.to_string()}),
-            };
-            (
-                Some("server.ban"),
-                json!({"target": target, "minutes": minutes, "reason": reason}),
-            )
-        }
-        Request::Unban { index, .. } => (Some("server.unban"), json!({"index": index})),
-        Request::Lock { .. } => (Some("server.lock"), json!({})),
-        Request::Unlock { .. } => (Some("server.unlock"), json!({})),
-        Request::Mission { template, .. } => {
-            (Some("server.mission"), json!({"template": template}))
-        }
-        Request::WriteFile { path, .. } => (Some("server.write_file"), json!({"path": path})),
-        Request::DeleteFile { path, .. } => (Some("server.delete_file"), json!({"path": path})),
-        _ => (None, json!({})),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_codes_map_to_statuses() {
+        assert_eq!(agent_status(ErrorCode::Unsupported), 422);
+        assert_eq!(agent_status(ErrorCode::Game), 502);
+        assert_eq!(agent_status(ErrorCode::PortInUse), 409);
+        assert_eq!(code_name(ErrorCode::NotRunning), "not_running");
     }
 }

@@ -3,8 +3,11 @@
 pub mod auth;
 pub mod configs;
 pub mod enrollment;
+pub mod expect;
 pub mod fleet;
 pub mod lifecycle;
+pub mod operations;
+pub mod restart;
 pub mod retention;
 pub mod sessions;
 pub mod tokens;
@@ -37,8 +40,8 @@ pub struct App {
     pub secrets: SecretBox,
     /// Failed-login limits.
     pub throttle: LoginThrottle,
-    /// Prometheus counters.
-    pub metrics: Metrics,
+    /// Prometheus counters (shared with the link).
+    pub metrics: Arc<Metrics>,
     /// Verified API tokens, briefly cached (hash -> principal, checked at).
     pub(crate) api_token_cache: RwLock<HashMap<String, (Principal, Instant)>>,
     /// Per-user `tokens_valid_after` (µs), briefly cached (user -> value, fetched at).
@@ -48,15 +51,13 @@ pub struct App {
     /// Serialises fleet mutations so port checks and writes are atomic per controller.
     pub(crate) fleet_lock: tokio::sync::Mutex<()>,
     /// The internal CA (agent certificates, the link's server certificate).
-    pub ca: crate::fleet::ca::Ca,
-    /// Connected agents and request routing.
-    pub fleet: crate::fleet::registry::Registry,
+    pub ca: Arc<crate::fleet::ca::Ca>,
+    /// Connected agents and request routing (shared with the link).
+    pub fleet: Arc<crate::fleet::registry::Registry>,
     /// Live events for consoles.
     pub live: crate::live::LiveHub,
     /// WebSocket tickets.
     pub tickets: crate::live::tickets::Tickets,
-    /// Per-host ingest serialisation across reconnects.
-    pub(crate) ingest_locks: crate::fleet::link::IngestLocks,
 }
 
 /// Shared application state.
@@ -103,18 +104,38 @@ impl App {
             jwt,
             secrets: SecretBox::new(master),
             throttle,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             api_token_cache: RwLock::new(HashMap::new()),
             session_cache: RwLock::new(HashMap::new()),
             started: Instant::now(),
             fleet_lock: tokio::sync::Mutex::new(()),
-            ca,
-            fleet: crate::fleet::registry::Registry::default(),
+            ca: Arc::new(ca),
+            fleet: Arc::new(crate::fleet::registry::Registry::default()),
             live: crate::live::LiveHub::default(),
             tickets: crate::live::tickets::Tickets::default(),
-            ingest_locks: crate::fleet::link::IngestLocks::default(),
             config,
         }))
+    }
+
+    /// What the agent link needs of the state (it never sees the rest).
+    pub fn link_deps(&self) -> crate::fleet::link::LinkDeps {
+        crate::fleet::link::LinkDeps {
+            store: self.store.clone(),
+            ca: self.ca.clone(),
+            registry: self.fleet.clone(),
+            live: self.live.clone(),
+            metrics: self.metrics.clone(),
+            config: self.config.link.clone(),
+            ingest_locks: Default::default(),
+        }
+    }
+
+    /// Binds the agent link (when configured) and serves it in the background, with
+    /// this state's reconcile as its connect hook. Returns the bound address.
+    pub async fn spawn_link(
+        self: &Arc<Self>,
+    ) -> anyhow::Result<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>> {
+        crate::fleet::link::spawn(self.link_deps(), self.clone()).await
     }
 
     /// Start-up: no agent is connected yet; revoked agents are refused from the first
@@ -167,5 +188,16 @@ impl App {
         if let Err(e) = self.store.insert_audit(ev).await {
             tracing::error!(error = %e, action, "Audit event could not be stored.");
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::fleet::link::LinkHooks for App {
+    async fn agent_connected(
+        &self,
+        host_id: uuid::Uuid,
+        inventory: Vec<languard_shared::wire::event::ServerStatus>,
+    ) {
+        self.reconcile(host_id, inventory).await;
     }
 }

@@ -21,9 +21,9 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::{Channel, LiveMessage};
-use crate::api::error::{PROBLEM_JSON, Problem};
+use super::error::{PROBLEM_JSON, Problem};
 use crate::auth::Principal;
+use crate::live::{Channel, LiveMessage};
 use crate::service::AppState;
 
 /// How often the connection is pinged (keeps proxies from closing it).
