@@ -277,7 +277,7 @@ impl Api {
                 "/servers",
                 json!({"host_id": host, "name": name, "game": "arma3", "game_port": game,
                        "rcon_port": rcon, "executable_path": sim.to_string_lossy(),
-                       "restart_policy": {"mode": "on-failure"}}),
+                       "restart_policy": {"mode": "on_crash"}}),
             )
             .await;
         assert_eq!(s, 201, "{srv}");

@@ -133,6 +133,7 @@ async fn raw_link(ctl: &Controller, connector: tokio_rustls::TlsConnector) -> Re
         protocol_version: PROTOCOL_VERSION,
         agent_version: "e2e".into(),
         inventory: vec![],
+        games: vec![],
         last_acked_seq: 0,
     })
     .await
@@ -232,7 +233,7 @@ async fn scenario(database_url: Option<String>) {
     // Game operations return the game's answer; a bad request changes nothing.
     let (st, v) = api
         .post(
-            &format!("/servers/{srv_a}/rcon"),
+            &format!("/servers/{srv_a}/console"),
             json!({"command": "players"}),
         )
         .await;
@@ -407,6 +408,113 @@ async fn scenario(database_url: Option<String>) {
         !clog.contains("e2eRconSecret7") && !clog.contains("lgj_"),
         "secrets in the controller log"
     );
+}
+
+/// Players fill the directory and their sessions on the real message order: BattlEye
+/// reports a connect without the GUID, then `BE GUID`, then `Verified GUID`. The
+/// simulator's first players are on the server before the agent's RCon session exists
+/// (the poller sees them first); the later ones join by message.
+async fn players_scenario(database_url: Option<String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ctl = Controller::start(&dir.join("controller"), database_url.as_deref()).await;
+    let api = ctl.admin().await;
+    let host = api.host("players").await;
+    let mut agent = AgentProc::new(&dir.join("a"));
+    agent.enroll(ctl.link, &api.join_token(&host).await).unwrap();
+    agent.start();
+    wait_host(&api, &host, "online", Duration::from_secs(30)).await;
+    let knobs = [
+        "-sim_players=4",
+        "-sim_player_interval_ms=400",
+        "-sim_chat_interval_ms=0",
+        "-sim_startup_delay_ms=100",
+    ];
+    let srv = api.sim_server(&host, "sessions", &knobs).await;
+    let (st, v) = api.post(&format!("/servers/{srv}/start"), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    api.wait_state(&srv, "running", Duration::from_secs(60))
+        .await;
+
+    // Every player the game lists ends up in the directory with its BattlEye GUID and
+    // an open session on this server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (online, sessions) = loop {
+        let (st, online) = api.get(&format!("/servers/{srv}/players")).await;
+        assert_eq!(st, 200, "{online}");
+        let (st, sessions) = api.get(&format!("/servers/{srv}/sessions")).await;
+        assert_eq!(st, 200, "{sessions}");
+        let online: Vec<Value> = online.as_array().unwrap().clone();
+        let open = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["left_at"].is_null())
+            .count();
+        let identified = online.iter().all(|p| p["account"].is_string());
+        if online.len() >= 2 && identified && open == online.len() {
+            break (online, sessions);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions do not follow the players: online {online:?}, sessions {sessions}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (st, directory) = api.get("/players?limit=1000").await;
+    assert_eq!(st, 200, "{directory}");
+    for p in &online {
+        let account = p["account"].as_str().unwrap();
+        assert_eq!(account.len(), 32, "a BattlEye GUID: {p}");
+        let entry = directory
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["account"] == account)
+            .unwrap_or_else(|| panic!("{account} not in the directory: {directory}"));
+        assert_eq!(entry["game"], "arma3", "{entry}");
+        assert_eq!(entry["last_name"], p["name"], "{entry}");
+        let player_id = entry["id"].as_str().unwrap();
+        let mine: Vec<&Value> = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["player_id"] == player_id && s["left_at"].is_null())
+            .collect();
+        assert_eq!(mine.len(), 1, "one open session for {account}: {sessions}");
+    }
+    let (_, events) = api
+        .get(&format!("/servers/{srv}/events?kind=player_identified"))
+        .await;
+    assert!(
+        !events.as_array().unwrap().is_empty(),
+        "identifications are in the history: {events}"
+    );
+
+    // Stopping the server closes every session.
+    let (st, v) = api.post(&format!("/servers/{srv}/stop"), json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    api.wait_state(&srv, "stopped", Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, sessions) = api.get(&format!("/servers/{srv}/sessions")).await;
+        let open: Vec<&Value> = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["left_at"].is_null())
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions left open: {open:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_on_sqlite() {
+    players_scenario(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
