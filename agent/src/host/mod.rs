@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use languard_shared::games::GameKind;
 use languard_shared::wire::event::MetricsSample;
 use languard_shared::wire::request::ErrorCode;
 use languard_shared::wire::{
@@ -175,7 +176,9 @@ impl Agent {
         }
     }
 
-    /// Answers one request. Bad input gets a typed error and changes nothing.
+    /// Answers one request. Bad input gets a typed error and changes nothing; a start
+    /// or restart carrying a spec applies it first (exactly as [`Request::ApplySpec`],
+    /// creating an unknown server), so a launch that then fails keeps the new spec.
     pub async fn handle(&self, request: Request) -> Result<Response, AgentError> {
         match request {
             Request::Inventory => {
@@ -404,10 +407,9 @@ impl Agent {
         operation: Operation,
     ) -> Result<Response, AgentError> {
         let runtime = self.runtime(server).await?;
-        let spec = runtime
-            .spec()
+        let game = runtime
+            .game()
             .ok_or_else(|| AgentError::new(ErrorCode::Internal, "state lock poisoned"))?;
-        let game = spec.game.kind();
         if !game.supports(operation.kind()) {
             return Err(crate::games::unsupported(game, &operation));
         }
@@ -439,7 +441,7 @@ impl Agent {
     async fn shutdown_server(
         &self,
         server: &ServerId,
-        game: languard_shared::games::GameKind,
+        game: GameKind,
         countdown_secs: u32,
         message: Option<&str>,
     ) -> Result<Response, AgentError> {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use languard_shared::games::GameKind;
 use languard_shared::wire::event::LogLine;
 use languard_shared::wire::request::{AgentError, ErrorCode};
 use languard_shared::wire::spec::RestartMode as WireRestartMode;
@@ -191,6 +192,12 @@ impl ServerRuntime {
                 .map(|(s, _)| s.clone())
                 .unwrap_or_else(|| current.spec.clone()),
         )
+    }
+
+    /// The game of the spec in force (the one its control speaks for; a pending
+    /// spec takes over at the next start).
+    pub fn game(&self) -> Option<GameKind> {
+        self.current.lock().ok().map(|c| c.spec.game.kind())
     }
 
     /// The live process id, if any.
