@@ -5,7 +5,7 @@
 //!
 //! Adding a game:
 //! 1. a module `games/<game>/` with a type implementing [`GameAdapter`]: it turns the
-//!    game's [`GameSpec`] variant into files, argv and ports (from the shared plan of
+//!    game's [`GameSpec`](languard_shared::games::GameSpec) variant into files, argv and ports (from the shared plan of
 //!    that game), names its log ([`LogSourceSpec`], with a [`LineParser`]) and its
 //!    default executables, and builds its [`GameControl`] (readiness, graceful stop,
 //!    liveness, the [`Operation`]s its [`GameKind`] supports, player tracking);
@@ -40,8 +40,10 @@ pub trait GameAdapter: Send + Sync {
     /// Executable file names the agent starts for this game when its configuration
     /// names none.
     fn default_executables(&self) -> &'static [&'static str];
-    /// Turns a spec of this game into a [`Prepared`] server living in `server_dir`.
-    /// Called only with specs whose [`GameSpec`] is this adapter's game.
+    /// Turns a spec of this game into a [`Prepared`] server living in `server_dir`:
+    /// the files, argv and ports to check ([`LaunchPlan`]), the log and the control.
+    /// Called only with specs whose [`GameSpec`](languard_shared::games::GameSpec) is this adapter's game; refuses
+    /// (`InvalidSpec`) what the game cannot run, naming the field.
     fn prepare(&self, spec: &ServerSpec, server_dir: &Path) -> Result<Prepared, AgentError>;
 }
 

@@ -17,7 +17,7 @@
 //!   tailer wait (stoppable).
 //!   A slow consumer makes the tailer wait, and the file is the buffer, so memory is
 //!   bounded by about `(channel_capacity + 1) × batch size + chunk + max line`.
-//! * Lines are cut by a [`LineSplitter`] (1 MiB cap; longer lines come as pieces with
+//! * Lines are cut by a `LineSplitter` (1 MiB cap; longer lines come as pieces with
 //!   [`LogLine::continued`]) and parsed by the game adapter's [`LineParser`] (the
 //!   tail knows no game's log format); invalid UTF-8 is decoded lossily, never an
 //!   error.
