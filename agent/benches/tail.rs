@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use languard_agent::games::arma::log::RptParser;
 use languard_agent::telemetry::metrics::MetricsSampler;
 use languard_agent::telemetry::tail::{DirTail, LogBatch, LogFilePattern, TailConfig};
 use languard_shared::arma::rpt::TimeStampFormat;
@@ -91,7 +92,11 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 fn config(dir: &Path) -> TailConfig {
-    TailConfig::new(dir, LogFilePattern::console(), TimeStampFormat::Short)
+    TailConfig::new(
+        dir,
+        LogFilePattern::console(),
+        std::sync::Arc::new(RptParser::new(TimeStampFormat::Short)),
+    )
 }
 
 fn main() -> Res<()> {

@@ -9,16 +9,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Executable names the agent starts when the config names none: the Arma 3 dedicated
-/// server binaries on Linux and Windows. Anything else is refused (DESIGN.md,
-/// "Security": only allow-listed executables are started).
-pub const DEFAULT_EXECUTABLES: &[&str] = &[
-    "arma3server",
-    "arma3server_x64",
-    "arma3server.exe",
-    "arma3server_x64.exe",
-];
-
 /// The effective agent configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -82,7 +72,9 @@ impl Default for AgentConfig {
             servers_dir: data_dir.join("servers"),
             data_dir,
             controller: None,
-            allowed_executables: DEFAULT_EXECUTABLES.iter().map(|s| s.to_string()).collect(),
+            // Every game adapter's server binaries; anything else is refused
+            // (DESIGN.md, "Security": only allow-listed executables are started).
+            allowed_executables: crate::games::default_executables(),
             limits: Limits::default(),
             telemetry: TelemetryConfig::default(),
             log_level: "info".into(),
@@ -277,7 +269,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_allow_only_arma() {
+    fn defaults_are_valid_and_allow_only_the_games_executables() {
         let c = AgentConfig::default();
         c.validate().unwrap();
         assert!(c.executable_allowed(Path::new("/srv/a3/arma3server_x64")));

@@ -8,7 +8,8 @@
 //! - [`games`]: one adapter per game (files, launch, log source, control client).
 //! - [`telemetry`]: log capture and tailing, host/process metrics, player polling.
 //! - [`host`]: the agent itself: the typed request/event interface the controller link
-//!   (and, until it exists, tests) drive.
+//!   ([`link`]) and the in-process tests drive.
+//! - [`link`]: the mTLS client to the controller, enrollment and certificate renewal.
 
 pub mod config;
 pub mod games;

@@ -14,14 +14,16 @@ use languard_agent::host::Agent;
 use languard_agent::link::enroll::{EnrollError, EnrollOptions, Enrollment, enroll, identity_dir};
 use languard_agent::link::identity::{CA_FILE, CERT_FILE, Identity, KEY_FILE};
 use languard_agent::link::{ControllerAddr, Link, LinkOptions};
-use languard_shared::arma::rpt::Level;
+use languard_shared::arma::spec::Arma3Spec;
+use languard_shared::games::GameKind;
 use languard_shared::wire::event::LogLine;
 use languard_shared::wire::frame::{FramedLink, MAX_FRAME_LEN};
 use languard_shared::wire::link::{AgentMessage, ControllerMessage, JoinTokenSecret};
 use languard_shared::wire::request::ErrorCode;
-use languard_shared::wire::spec::{Arma3Spec, GameSpec};
+use languard_shared::wire::spec::GameSpec;
 use languard_shared::wire::{
-    Event, EventEnvelope, PROTOCOL_VERSION, Request, Response, ServerId, ServerSpec, ServerStatus,
+    Event, EventEnvelope, LogLevel, PROTOCOL_VERSION, Request, Response, ServerId, ServerSpec,
+    ServerStatus,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
@@ -222,12 +224,15 @@ impl Conn {
             protocol_version,
             agent_version,
             inventory,
+            games,
             last_acked_seq,
         } = self.recv().await
         else {
             panic!("expected a hello");
         };
         assert_eq!(protocol_version, PROTOCOL_VERSION);
+        // The agent advertises the games it has adapters for.
+        assert_eq!(games, vec![GameKind::Arma3]);
         assert_eq!(agent_version, env!("CARGO_PKG_VERSION"));
         self.send(&ControllerMessage::Welcome {
             protocol_version: PROTOCOL_VERSION,
@@ -366,7 +371,7 @@ fn log(text: &str) -> Event {
         server: ServerId::new("s1").unwrap(),
         lines: vec![LogLine {
             at: 1,
-            level: Level::Info,
+            level: LogLevel::Info,
             text: text.to_owned(),
         }],
     }

@@ -1,33 +1,97 @@
-//! Game adapters: everything game-specific the agent does, behind one trait, so that
-//! adding a game means one new adapter (plus its config model and simulator) and
-//! nothing in the supervisor, telemetry or link changes.
+//! Game adapters: everything game-specific the agent does, behind one trait
+//! ([`GameAdapter`]), registered in one place ([`REGISTRY`]). The supervisor, the
+//! outbox, the link and the telemetry know no game: they get a [`LaunchPlan`], a log
+//! source with the game's line parser, and a [`GameControl`] from the adapter.
+//!
+//! Adding a game:
+//! 1. a module `games/<game>/` with a type implementing [`GameAdapter`]: it turns the
+//!    game's [`GameSpec`](languard_shared::games::GameSpec) variant into files, argv and ports (from the shared plan of
+//!    that game), names its log ([`LogSourceSpec`], with a [`LineParser`]) and its
+//!    default executables, and builds its [`GameControl`] (readiness, graceful stop,
+//!    liveness, the [`Operation`]s its [`GameKind`] supports, player tracking);
+//! 2. one line in [`REGISTRY`].
+//!
+//! Nothing else in the agent changes (the compiler lists the match arms in
+//! `languard_shared::games` that the new spec variant needs).
 
-pub mod a2s;
 pub mod arma;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use languard_shared::arma::config::TimeStampFormat;
-use languard_shared::wire::ServerSpec;
-use languard_shared::wire::request::AgentError;
-use languard_shared::wire::spec::GameSpec;
+use languard_shared::games::GameKind;
+use languard_shared::wire::request::{AgentError, ErrorCode};
+use languard_shared::wire::{Operation, PlayerEvent, Response, ServerSpec};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::supervisor::{GameHooks, LaunchPlan};
+use crate::supervisor::{GameHooks, HookFuture, LaunchPlan};
+use crate::telemetry::tail::{LineParser, LogFilePattern};
 
-/// Where a running server's log lines come from: the newest file in `dir` whose name
-/// starts with `prefix` and ends with `suffix` (both OS paths end up as files: the
-/// supervisor sends the console to a file, the Windows server writes `.rpt` files).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Folder (inside the server folder) the supervisor writes the console capture into,
+/// for games that log to their console.
+pub const CONSOLE_DIR: &str = "console";
+
+/// One game's part of the agent.
+pub trait GameAdapter: Send + Sync {
+    /// The game.
+    fn kind(&self) -> GameKind;
+    /// Executable file names the agent starts for this game when its configuration
+    /// names none.
+    fn default_executables(&self) -> &'static [&'static str];
+    /// Turns a spec of this game into a [`Prepared`] server living in `server_dir`:
+    /// the files, argv and ports to check ([`LaunchPlan`]), the log and the control.
+    /// Called only with specs whose [`GameSpec`](languard_shared::games::GameSpec) is this adapter's game; refuses
+    /// (`InvalidSpec`) what the game cannot run, naming the field.
+    fn prepare(&self, spec: &ServerSpec, server_dir: &Path) -> Result<Prepared, AgentError>;
+}
+
+/// Every game this agent runs, keyed by [`GameAdapter::kind`]: the one place a game is
+/// registered.
+pub static REGISTRY: &[&dyn GameAdapter] = &[&arma::Arma3Adapter];
+
+/// The adapter of `kind`, if this agent has one.
+pub fn adapter(kind: GameKind) -> Option<&'static dyn GameAdapter> {
+    REGISTRY.iter().copied().find(|a| a.kind() == kind)
+}
+
+/// The games this agent has adapters for (sent in the link's hello).
+pub fn kinds() -> Vec<GameKind> {
+    REGISTRY.iter().map(|a| a.kind()).collect()
+}
+
+/// The executables allowed when the configuration names none: every adapter's
+/// defaults, in registry order, without duplicates.
+pub fn default_executables() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in REGISTRY.iter().flat_map(|a| a.default_executables()) {
+        if !out.iter().any(|n| n == name) {
+            out.push((*name).to_owned());
+        }
+    }
+    out
+}
+
+/// Where a running server's log lines come from and how to read them.
+#[derive(Debug, Clone)]
 pub struct LogSourceSpec {
-    /// Folder to watch.
+    /// Folder to watch (absolute).
     pub dir: PathBuf,
-    /// File name prefix (may be empty).
-    pub prefix: String,
-    /// File name suffix, e.g. `.log` or `.rpt`.
-    pub suffix: String,
-    /// How the game prefixes each line with a time.
-    pub timestamps: TimeStampFormat,
+    /// Which files in it are the log, and which is newest.
+    pub pattern: LogFilePattern,
+    /// The game's line format.
+    pub parser: Arc<dyn LineParser>,
+}
+
+/// Sources are equal when they read the same files the same way; parsers are plain
+/// configuration values, so their `Debug` text identifies them.
+impl PartialEq for LogSourceSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+            && self.pattern == other.pattern
+            && format!("{:?}", self.parser) == format!("{:?}", other.parser)
+    }
 }
 
 /// What an adapter makes of a spec: how to launch, how to watch, how to control.
@@ -40,21 +104,42 @@ pub struct Prepared {
     pub control: Arc<dyn GameControl>,
 }
 
+/// What player tracking needs from the agent.
+pub struct PlayerFeed {
+    /// Time between roster polls (the spec's `timing.players_poll_secs`).
+    pub poll_interval: Duration,
+    /// Whether the server's process is running now: polls are skipped otherwise.
+    pub running: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Where player activity goes, in the order the game reported it.
+    pub events: mpsc::Sender<PlayerEvent>,
+}
+
 /// The game's admin interface (RCon for Arma 3, REST for Palworld), shared by the
 /// supervisor (readiness, graceful stop, liveness) and the request handlers.
 pub trait GameControl: GameHooks {
-    /// Runs a raw admin command and returns the game's answer.
-    fn command<'a>(
+    /// Runs one admin operation. The agent has already checked that the game supports
+    /// it ([`GameKind::supports`]) and that its texts hold no control character;
+    /// checks of the game's own (key formats, one-word names) happen here, before
+    /// anything is sent.
+    fn operate<'a>(
         &'a self,
-        command: &'a str,
-    ) -> crate::supervisor::HookFuture<'a, Result<String, AgentError>>;
-    /// Takes the stream of the game's console messages (player joins, chat, …) once
-    /// the control channel is connected; `None` when already taken.
-    fn take_messages(&self) -> Option<tokio::sync::mpsc::Receiver<String>>;
+        operation: &'a Operation,
+    ) -> HookFuture<'a, Result<Response, AgentError>>;
+    /// Starts following who is on the server; the task ends when `feed.events` is
+    /// closed. `None` when tracking already runs on this control.
+    fn track_players(self: Arc<Self>, feed: PlayerFeed) -> Option<JoinHandle<()>>;
     /// Forgets the connection (after the process ended) so the next start logs in anew.
     fn reset(&self);
     /// The hooks as the supervisor's trait object.
     fn as_hooks(self: Arc<Self>) -> Arc<dyn GameHooks>;
+}
+
+/// The answer for an operation a game does not have.
+pub fn unsupported(kind: GameKind, operation: &Operation) -> AgentError {
+    AgentError::new(
+        ErrorCode::Unsupported,
+        format!("{} has no {} operation", kind.title(), operation.kind()),
+    )
 }
 
 /// Turns a spec into a [`Prepared`] server for the game it names.
@@ -62,15 +147,20 @@ pub trait GameControl: GameHooks {
 /// ([`check_environment`]) first.
 pub fn prepare(spec: &ServerSpec, servers_dir: &Path) -> Result<Prepared, AgentError> {
     check_timing(spec)?;
-    let prepared = match &spec.game {
-        GameSpec::Arma3(arma) => arma::prepare(spec, arma, servers_dir)?,
+    let kind = spec.game.kind();
+    let Some(adapter) = adapter(kind) else {
+        return Err(AgentError::new(
+            ErrorCode::Unsupported,
+            format!("this agent cannot run {} servers", kind.title()),
+        ));
     };
+    let prepared = adapter.prepare(spec, &servers_dir.join(spec.id.as_str()))?;
     check_environment(spec, &prepared.plan.cwd, &prepared.plan.executable)?;
     Ok(prepared)
 }
 
 /// Longest start or stop timeout and restart backoff a spec may ask for.
-const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 /// Longest probe or players poll interval.
 const MAX_INTERVAL_SECS: u64 = 60 * 60;
 /// Loader variables refused in `environment`: they would make the dynamic loader run

@@ -2,10 +2,12 @@
 //! outbox first (which assigns its sequence number) and read back from there, so the
 //! in-process interface and the link see exactly what survives a crash.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use languard_shared::wire::event::LogLine;
-use languard_shared::wire::{Event, EventEnvelope, UnixMillis, now_millis};
+use languard_shared::wire::{
+    Event, EventEnvelope, UnixMillis, millis_to_system_time, now_millis, system_time_to_millis,
+};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -76,14 +78,10 @@ fn log_meta(lines: &[LogLine]) -> Option<LogMeta> {
     })
 }
 
+/// A line's time as the outbox keeps it; times beyond the representable range count
+/// as the epoch (they only order gap records).
 fn from_millis(ms: UnixMillis) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-fn to_millis(t: SystemTime) -> UnixMillis {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    millis_to_system_time(ms).unwrap_or(UNIX_EPOCH)
 }
 
 /// The outbox's gap encoder: a gap becomes an [`Event::Gap`] record.
@@ -93,8 +91,8 @@ pub fn encode_gap(gap: &Gap) -> Vec<u8> {
         event: Event::Gap {
             records: gap.records,
             lines: gap.lines,
-            first: to_millis(gap.first_time),
-            last: to_millis(gap.last_time),
+            first: system_time_to_millis(gap.first_time),
+            last: system_time_to_millis(gap.last_time),
         },
     })
     .unwrap_or_default()

@@ -1,7 +1,9 @@
 //! The agent as one object: it owns the managed servers, answers typed requests and
-//! produces sequenced events. The controller link (and, until it exists, the tests)
-//! drive exactly this interface: [`Agent::handle`] for requests, [`Agent::events`] and
-//! [`Agent::ack`] for the event stream.
+//! produces sequenced events. The controller link (`crate::link`) and the in-process
+//! tests drive exactly this interface: [`Agent::handle`] for requests,
+//! [`Agent::events`] and [`Agent::ack`] for the event stream. Nothing here knows a
+//! game: admin operations are checked against the server's game capabilities and
+//! handed to its adapter's control (`crate::games`).
 
 pub mod events;
 pub mod files;
@@ -12,13 +14,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use languard_shared::arma::config::escape::find_control_char;
-use languard_shared::arma::guid::is_be_guid;
-use languard_shared::arma::rcon::parse::parse_players;
+use std::time::Duration;
+
+use languard_shared::games::GameKind;
 use languard_shared::wire::event::MetricsSample;
-use languard_shared::wire::request::{BanTarget, ErrorCode};
+use languard_shared::wire::request::ErrorCode;
 use languard_shared::wire::{
-    AgentError, Event, EventEnvelope, Request, Response, ServerId, ServerSpec,
+    AgentError, Event, EventEnvelope, Operation, OperationKind, Request, Response, ServerId,
+    ServerSpec,
 };
 use thiserror::Error;
 use tokio::sync::{Mutex, watch};
@@ -173,7 +176,9 @@ impl Agent {
         }
     }
 
-    /// Answers one request. Bad input gets a typed error and changes nothing.
+    /// Answers one request. Bad input gets a typed error and changes nothing; a start
+    /// or restart carrying a spec applies it first (exactly as [`Request::ApplySpec`],
+    /// creating an unknown server), so a launch that then fails keeps the new spec.
     pub async fn handle(&self, request: Request) -> Result<Response, AgentError> {
         match request {
             Request::Inventory => {
@@ -187,7 +192,10 @@ impl Agent {
             Request::Status { server } => {
                 Ok(Response::Status(self.runtime(&server).await?.status()))
             }
-            Request::Start { server } => {
+            Request::Start { server, spec } => {
+                if let Some(spec) = spec {
+                    self.apply_for(&server, *spec).await?;
+                }
                 let runtime = self.runtime(&server).await?;
                 let _op = runtime.lock_op().await?;
                 runtime.start().await?;
@@ -197,7 +205,10 @@ impl Agent {
             }
             Request::Stop { server } => self.stop(&server, false).await,
             Request::Kill { server } => self.stop(&server, true).await,
-            Request::Restart { server } => {
+            Request::Restart { server, spec } => {
+                if let Some(spec) = spec {
+                    self.apply_for(&server, *spec).await?;
+                }
                 let runtime = self.runtime(&server).await?;
                 let _op = runtime.lock_op().await?;
                 runtime.stop(false).await?;
@@ -205,100 +216,7 @@ impl Agent {
                 self.set_desired(&runtime, true).await?;
                 Ok(Response::Status(runtime.status()))
             }
-            Request::Rcon { server, command } => {
-                check_text("command", &command)?;
-                self.command(&server, &command).await.map(Response::Text)
-            }
-            Request::Say {
-                server,
-                player,
-                message,
-            } => {
-                check_text("message", &message)?;
-                let target = player.map_or_else(|| "-1".to_owned(), |n| n.to_string());
-                self.command(&server, &format!("say {target} {message}"))
-                    .await
-                    .map(|_| Response::Done)
-            }
-            Request::Kick {
-                server,
-                player,
-                reason,
-            } => {
-                check_text("reason", &reason)?;
-                self.command(&server, format!("kick {player} {reason}").trim_end())
-                    .await
-                    .map(|_| Response::Done)
-            }
-            Request::Ban {
-                server,
-                target,
-                minutes,
-                reason,
-            } => {
-                check_text("reason", &reason)?;
-                // BattlEye reads 0 minutes as permanent.
-                let minutes = minutes.unwrap_or(0);
-                let command = match target {
-                    BanTarget::Player(n) => format!("ban {n} {minutes} {reason}"),
-                    BanTarget::Guid(guid) => {
-                        if !is_be_guid(&guid) {
-                            return Err(AgentError::new(
-                                ErrorCode::InvalidSpec,
-                                "a BattlEye GUID is 32 hexadecimal digits",
-                            ));
-                        }
-                        format!("addBan {guid} {minutes} {reason}")
-                    }
-                    BanTarget::Ip(ip) => format!("addBan {ip} {minutes} {reason}"),
-                };
-                self.command(&server, command.trim_end())
-                    .await
-                    .map(|_| Response::Done)
-            }
-            Request::Unban { server, index } => self
-                .command(&server, &format!("removeBan {index}"))
-                .await
-                .map(|_| Response::Done),
-            Request::Lock { server } => {
-                self.command(&server, "#lock").await.map(|_| Response::Done)
-            }
-            Request::Unlock { server } => self
-                .command(&server, "#unlock")
-                .await
-                .map(|_| Response::Done),
-            Request::Mission {
-                server,
-                template,
-                difficulty,
-            } => {
-                let word = |what: &str, value: &str| {
-                    if value.is_empty()
-                        || value.chars().any(|c| c.is_whitespace() || c.is_control())
-                    {
-                        Err(AgentError::new(
-                            ErrorCode::InvalidSpec,
-                            format!("{what} must be one word without spaces"),
-                        ))
-                    } else {
-                        Ok(())
-                    }
-                };
-                word("template", &template)?;
-                let mut command = format!("#mission {template}");
-                if let Some(d) = difficulty {
-                    word("difficulty", &d)?;
-                    command.push(' ');
-                    command.push_str(&d);
-                }
-                self.command(&server, &command)
-                    .await
-                    .map(|_| Response::Done)
-            }
-            Request::Players { server } => {
-                let text = self.command(&server, "players").await?;
-                Ok(Response::Players(parse_players(&text)))
-            }
+            Request::Operate { server, operation } => self.operate(&server, operation).await,
             Request::ListFiles { server, dir } => {
                 let (root, secrets) = self.server_dir(&server).await?;
                 blocking(move || files::list(&root, &dir, &secrets))
@@ -466,12 +384,92 @@ impl Agent {
         Ok(())
     }
 
-    async fn command(&self, server: &ServerId, command: &str) -> Result<String, AgentError> {
+    /// Applies the spec a start or restart carries; it must be for that server.
+    async fn apply_for(&self, server: &ServerId, spec: ServerSpec) -> Result<(), AgentError> {
+        if spec.id != *server {
+            return Err(AgentError::new(
+                ErrorCode::InvalidSpec,
+                format!(
+                    "the spec is for server {}, the request for server {server}",
+                    spec.id
+                ),
+            ));
+        }
+        self.apply_spec(spec).await.map(|_| ())
+    }
+
+    /// Runs an admin operation: refused, before anything reaches the game, when the
+    /// server's game does not have it or a text holds a control character (it would
+    /// break a command line or forge a second one).
+    async fn operate(
+        &self,
+        server: &ServerId,
+        operation: Operation,
+    ) -> Result<Response, AgentError> {
         let runtime = self.runtime(server).await?;
+        let game = runtime
+            .game()
+            .ok_or_else(|| AgentError::new(ErrorCode::Internal, "state lock poisoned"))?;
+        if !game.supports(operation.kind()) {
+            return Err(crate::games::unsupported(game, &operation));
+        }
+        if let Some((field, at, code)) = operation.find_control_char() {
+            return Err(AgentError::new(
+                ErrorCode::InvalidSpec,
+                format!("{field} contains control character U+{code:04X} at character {at}"),
+            ));
+        }
+        if let Operation::Shutdown {
+            countdown_secs,
+            message,
+        } = &operation
+        {
+            return self
+                .shutdown_server(server, game, *countdown_secs, message.as_deref())
+                .await;
+        }
         let control = runtime
             .control()
             .ok_or_else(|| AgentError::new(ErrorCode::Internal, "state lock poisoned"))?;
-        control.command(command).await
+        control.operate(&operation).await
+    }
+
+    /// A shutdown with warning: announce `message` (where the game can), wait the
+    /// countdown, then stop exactly as [`Request::Stop`] does (the server stays
+    /// stopped). No lock is held while waiting, so a stop or kill meanwhile is not
+    /// delayed; the final stop then finds the server down and changes nothing.
+    async fn shutdown_server(
+        &self,
+        server: &ServerId,
+        game: GameKind,
+        countdown_secs: u32,
+        message: Option<&str>,
+    ) -> Result<Response, AgentError> {
+        if u64::from(countdown_secs) > crate::games::MAX_TIMEOUT_SECS {
+            return Err(AgentError::new(
+                ErrorCode::InvalidSpec,
+                format!(
+                    "countdown_secs must be at most {} s, got {countdown_secs}",
+                    crate::games::MAX_TIMEOUT_SECS
+                ),
+            ));
+        }
+        if let Some(message) = message
+            && game.supports(OperationKind::Announce)
+        {
+            let announce = Operation::Announce {
+                message: message.to_owned(),
+            };
+            let runtime = self.runtime(server).await?;
+            if let Some(control) = runtime.control()
+                && let Err(e) = control.operate(&announce).await
+            {
+                // The stop matters more than the warning: go on.
+                warn!(server = %server, error = %e, "Cannot announce the shutdown.");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(u64::from(countdown_secs))).await;
+        self.stop(server, false).await
     }
 
     /// Events with a sequence number above `after`, oldest first (at most `max`).
@@ -618,19 +616,6 @@ impl Agent {
             }
         }
     }
-}
-
-/// Refuses text that would break an RCon command line (control characters, line
-/// breaks). Length is checked by the RCon client (a command too long for one datagram
-/// is refused there).
-fn check_text(what: &str, text: &str) -> Result<(), AgentError> {
-    if let Some((at, code)) = find_control_char(text) {
-        return Err(AgentError::new(
-            ErrorCode::InvalidSpec,
-            format!("{what} contains control character U+{code:04X} at character {at}"),
-        ));
-    }
-    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(

@@ -4,26 +4,27 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use languard_shared::arma::rcon::client::RconError;
-use languard_shared::arma::rcon::parse::{ServerEvent, parse_server_message};
-use languard_shared::wire::event::{LogLine, PlayerEvent as WirePlayerEvent};
+use languard_shared::games::GameKind;
+use languard_shared::wire::event::LogLine;
 use languard_shared::wire::request::{AgentError, ErrorCode};
 use languard_shared::wire::spec::RestartMode as WireRestartMode;
-use languard_shared::wire::{Event, ServerId, ServerSpec, ServerState, ServerStatus, now_millis};
+use languard_shared::wire::{
+    Event, PlayerEvent, ServerId, ServerSpec, ServerState, ServerStatus, now_millis,
+    system_time_to_millis,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::events::Emitter;
-use crate::games::{GameControl, LogSourceSpec, Prepared};
+use crate::games::{GameControl, LogSourceSpec, PlayerFeed, Prepared};
 use crate::supervisor::{
     self, Policy, RestartMode, StartError, Supervisor, SupervisorEvent, SupervisorHandle,
     SupervisorOptions,
 };
-use crate::telemetry::players::{PlayerEvent, PlayerPoller, PlayerPollerConfig, RconCommand};
-use crate::telemetry::tail::{DirTail, LogFilePattern, TailConfig, TailPosition};
+use crate::telemetry::tail::{DirTail, TailConfig, TailPosition};
 
 /// Paths and limits a runtime needs from the agent's configuration.
 #[derive(Clone, Debug)]
@@ -191,6 +192,12 @@ impl ServerRuntime {
                 .map(|(s, _)| s.clone())
                 .unwrap_or_else(|| current.spec.clone()),
         )
+    }
+
+    /// The game of the spec in force (the one its control speaks for; a pending
+    /// spec takes over at the next start).
+    pub fn game(&self) -> Option<GameKind> {
+        self.current.lock().ok().map(|c| c.spec.game.kind())
     }
 
     /// The live process id, if any.
@@ -364,7 +371,7 @@ impl ServerRuntime {
                         | supervisor::ServerState::Crashed
                         | supervisor::ServerState::Error
                 ) {
-                    // The game is gone: end the RCon session so it stops retrying.
+                    // The game is gone: end the control session so it stops retrying.
                     current.control.reset();
                 }
                 (current.since, current.exit, current.restarts)
@@ -391,15 +398,7 @@ impl ServerRuntime {
             Ok(c) => c.log.clone(),
             Err(_) => return tokio::spawn(async {}),
         };
-        let pattern = if log.suffix == ".rpt" {
-            LogFilePattern::Rpt
-        } else {
-            LogFilePattern::PrefixExt {
-                prefix: log.prefix.clone(),
-                extension: log.suffix.clone(),
-            }
-        };
-        let mut config = TailConfig::new(log.dir.clone(), pattern, log.timestamps);
+        let mut config = TailConfig::new(log.dir, log.pattern, log.parser);
         config.max_line_len = self.env.max_log_line_bytes;
         let checkpoint = self.env.tail_dir.join(format!("{}.json", self.id));
         let tail = match read_checkpoint(&checkpoint) {
@@ -416,11 +415,7 @@ impl ServerRuntime {
                         .lines
                         .iter()
                         .map(|l| LogLine {
-                            at: l
-                                .received
-                                .duration_since(UNIX_EPOCH)
-                                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                                .unwrap_or(0),
+                            at: system_time_to_millis(l.received),
                             level: l.level,
                             text: l.text.clone(),
                         })
@@ -452,57 +447,28 @@ impl ServerRuntime {
             ),
             Err(_) => return,
         };
-        let Some(mut raw) = control.take_messages() else {
+        let (events_tx, mut events_rx) = mpsc::channel::<PlayerEvent>(1024);
+        let supervisor = self.supervisor.clone();
+        let feed = PlayerFeed {
+            poll_interval: interval,
+            running: Arc::new(move || supervisor.state() == supervisor::ServerState::Running),
+            events: events_tx,
+        };
+        let Some(tracker) = control.track_players(feed) else {
             return;
         };
-        let (messages_tx, messages_rx) = mpsc::channel::<ServerEvent>(1024);
-        let (events_tx, mut events_rx) = mpsc::channel::<PlayerEvent>(1024);
         let emitter = self.emitter.clone();
         let server = self.id.clone();
-        let supervisor = self.supervisor.clone();
-        let poller = PlayerPoller::new(
-            ControlCommands {
-                control,
-                supervisor,
-            },
-            PlayerPollerConfig {
-                interval,
-                ..PlayerPollerConfig::default()
-            },
-        );
-        let admin_emitter = emitter.clone();
-        let admin_server = server.clone();
         let task = tokio::spawn(async move {
-            let forward = tokio::spawn(async move {
-                while let Some(text) = raw.recv().await {
-                    let event = parse_server_message(&text);
-                    if let ServerEvent::AdminLogin { admin_id, ip, .. } = &event {
-                        admin_emitter
-                            .emit(Event::Player {
-                                server: admin_server.clone(),
-                                event: WirePlayerEvent::AdminLogin {
-                                    admin_id: *admin_id,
-                                    ip: ip.to_string(),
-                                },
-                            })
-                            .await;
-                    }
-                    if messages_tx.send(event).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            let poll = poller.spawn(messages_rx, events_tx);
             while let Some(event) = events_rx.recv().await {
                 emitter
                     .emit(Event::Player {
                         server: server.clone(),
-                        event: wire_player_event(event),
+                        event,
                     })
                     .await;
             }
-            forward.abort();
-            poll.abort();
+            tracker.abort();
         });
         if let Ok(mut slot) = self.players_task.lock()
             && let Some(old) = slot.replace(task)
@@ -515,62 +481,6 @@ impl ServerRuntime {
     /// stays.
     pub fn forget_files(&self) {
         let _ = std::fs::remove_file(self.env.tail_dir.join(format!("{}.json", self.id)));
-    }
-}
-
-/// The poller's view of the control channel: polls only while the server runs.
-struct ControlCommands {
-    control: Arc<dyn GameControl>,
-    supervisor: SupervisorHandle,
-}
-
-impl RconCommand for ControlCommands {
-    fn command(
-        &self,
-        command: &str,
-    ) -> impl std::future::Future<Output = Result<String, RconError>> + Send {
-        let control = Arc::clone(&self.control);
-        let running = self.supervisor.state() == supervisor::ServerState::Running;
-        let command = command.to_owned();
-        async move {
-            if !running {
-                return Err(RconError::Disconnected);
-            }
-            control
-                .command(&command)
-                .await
-                .map_err(|_| RconError::Disconnected)
-        }
-    }
-}
-
-fn wire_player_event(event: PlayerEvent) -> WirePlayerEvent {
-    match event {
-        PlayerEvent::Joined(player) => WirePlayerEvent::Joined { player },
-        PlayerEvent::Left { number, name, guid } => WirePlayerEvent::Left { number, name, guid },
-        PlayerEvent::Kicked {
-            number,
-            name,
-            guid,
-            reason,
-        } => WirePlayerEvent::Kicked {
-            number,
-            name,
-            guid,
-            reason,
-        },
-        PlayerEvent::Chat {
-            channel,
-            name,
-            text,
-        } => WirePlayerEvent::Chat {
-            channel,
-            name,
-            text,
-        },
-        PlayerEvent::GuidVerified { number, name, guid } => {
-            WirePlayerEvent::GuidVerified { number, name, guid }
-        }
     }
 }
 

@@ -10,7 +10,8 @@ use languard_shared::wire::{ServerId, ServerSpec};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-/// A persisted spec. It holds the RCon password, so the file is mode 0600.
+/// A persisted spec. It holds the game's admin passwords (e.g. the RCon password),
+/// so the file is mode 0600.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredSpec {
     /// The spec.

@@ -328,6 +328,7 @@ impl Client {
             protocol_version: PROTOCOL_VERSION,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             inventory,
+            games: crate::games::kinds(),
             last_acked_seq: self.agent.acked_seq().await?,
         })
     }
@@ -662,7 +663,7 @@ mod tests {
                 lines: vec![
                     LogLine {
                         at: 1,
-                        level: languard_shared::arma::rpt::Level::Info,
+                        level: languard_shared::wire::LogLevel::Info,
                         text: line.clone(),
                     };
                     6

@@ -80,14 +80,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use process::RunRecord;
 
-/// Executable file names started by default (compared exactly with the file name).
-pub const DEFAULT_ALLOWED_EXECUTABLES: &[&str] = &[
-    "arma3server",
-    "arma3server_x64",
-    "arma3server.exe",
-    "arma3server_x64.exe",
-];
-
 /// Everything needed to launch one server, produced by the game adapter.
 #[derive(Clone, Debug)]
 pub struct LaunchPlan {
@@ -350,7 +342,8 @@ pub struct SupervisorOptions {
     pub server_id: String,
     /// Run records live here (`<server_id>.run.json`).
     pub data_dir: PathBuf,
-    /// Allowed executable file names; see [`DEFAULT_ALLOWED_EXECUTABLES`].
+    /// Allowed executable file names (compared exactly with the file name); the
+    /// agent passes its configured list, which defaults to the game adapters' names.
     pub allowed_executables: Vec<String>,
     pub policy: Policy,
     pub plan: Option<LaunchPlan>,
@@ -365,14 +358,12 @@ impl SupervisorOptions {
         server_id: impl Into<String>,
         data_dir: impl Into<PathBuf>,
         hooks: Arc<dyn GameHooks>,
+        allowed_executables: Vec<String>,
     ) -> Self {
         Self {
             server_id: server_id.into(),
             data_dir: data_dir.into(),
-            allowed_executables: DEFAULT_ALLOWED_EXECUTABLES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            allowed_executables,
             policy: Policy::default(),
             plan: None,
             hooks,

@@ -1,4 +1,4 @@
-//! Supervisor tests with real processes: small shell scripts named `arma3server_x64`.
+//! Supervisor tests with real processes: small shell scripts named [`EXE`].
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -11,6 +11,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::process::{self, RunRecord};
 use super::*;
+
+/// The allow-listed name of the test scripts.
+const EXE: &str = "gameserver";
 
 /// Appends its pid to `starts`, prints, exits 0 once `stop_requested` appears.
 const GRACEFUL: &str = "#!/bin/sh\necho $$ >> starts\necho started\necho to-stderr >&2\n\
@@ -95,7 +98,7 @@ impl Env {
         fs::create_dir_all(&server).unwrap();
         let bin = root.join("bin");
         fs::create_dir_all(&bin).unwrap();
-        let exe = bin.join("arma3server_x64");
+        let exe = bin.join(EXE);
         fs::write(&exe, script).unwrap();
         fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
         Self {
@@ -137,7 +140,7 @@ impl Env {
     }
 
     fn options(&self, policy: Policy, hooks: Hooks, plan: LaunchPlan) -> SupervisorOptions {
-        let mut o = SupervisorOptions::new("srv1", &self.data, Arc::new(hooks));
+        let mut o = SupervisorOptions::new("srv1", &self.data, Arc::new(hooks), vec![EXE.into()]);
         o.policy = policy;
         o.plan = Some(plan);
         o
@@ -307,12 +310,12 @@ async fn refuses_executable_not_allow_listed() {
     );
 
     // An allow-listed name that is a symlink to something else is refused too.
-    let link = env.root.join("arma3server");
+    let link = env.root.join(EXE);
     symlink("/bin/sh", &link).unwrap();
     plan.executable = link;
     h.set_plan(plan).await.unwrap();
     assert!(
-        matches!(h.start().await, Err(StartError::NotAllowed(p)) if p.file_name().unwrap() != "arma3server")
+        matches!(h.start().await, Err(StartError::NotAllowed(p)) if p.file_name().unwrap() != EXE)
     );
 
     assert_eq!(h.state(), ServerState::Stopped);
@@ -329,7 +332,7 @@ async fn refuses_missing_or_non_executable_file() {
     let (h, _ev, _) = env.spawn(fast_policy(), Hooks::ready()).await;
 
     let mut plan = env.plan();
-    plan.executable = env.root.join("nowhere/arma3server_x64");
+    plan.executable = env.root.join("nowhere").join(EXE);
     h.set_plan(plan.clone()).await.unwrap();
     assert!(matches!(
         h.start().await,
@@ -344,7 +347,7 @@ async fn refuses_missing_or_non_executable_file() {
         "{err}"
     );
 
-    plan.executable = "relative/arma3server_x64".into();
+    plan.executable = PathBuf::from("relative").join(EXE);
     h.set_plan(plan).await.unwrap();
     assert!(matches!(
         h.start().await,
@@ -535,10 +538,7 @@ async fn start_run_graceful_stop() {
         "{name}"
     );
     let rec: RunRecord = serde_json::from_slice(&fs::read(record_file(&env)).unwrap()).unwrap();
-    assert_eq!(
-        (rec.pid, rec.pgid, rec.exe_name.as_str()),
-        (pid, pid, "arma3server_x64")
-    );
+    assert_eq!((rec.pid, rec.pgid, rec.exe_name.as_str()), (pid, pid, EXE));
     assert_eq!(rec.console_file, console);
     assert!(rec.start_time > 0);
     assert_eq!(
@@ -868,9 +868,9 @@ async fn stale_records_are_not_adopted() {
             "start time differs (PID reuse)",
             record(me, my_start.saturating_sub(1000), &my_name),
         ),
-        ("name differs", record(me, my_start, "arma3server_x64")),
-        ("pid 1", record(1, 12345, "arma3server_x64")),
-        ("pid gone", record(u32::MAX - 7, 0, "arma3server_x64")),
+        ("name differs", record(me, my_start, EXE)),
+        ("pid 1", record(1, 12345, EXE)),
+        ("pid gone", record(u32::MAX - 7, 0, EXE)),
     ];
     for (what, rec) in cases {
         fs::write(record_file(&env), serde_json::to_vec(&rec).unwrap()).unwrap();

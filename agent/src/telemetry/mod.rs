@@ -1,14 +1,14 @@
-//! Telemetry: what the agent observes about a running game server.
+//! Telemetry: what the agent observes about a running game server, for any game.
 //!
-//! - [`tail`]: follows the newest log file in a directory (captured console output on
-//!   Linux, the `.rpt` on Windows) and emits parsed lines in bounded batches with a
-//!   resumable checkpoint.
+//! - [`tail`]: follows the newest log file in a directory (captured console output, or
+//!   the files the game writes itself) and emits lines, parsed by the game adapter's
+//!   parser, in bounded batches with a resumable checkpoint.
 //! - [`metrics`]: host and per-process resource usage (CPU, memory, disks, network).
-//! - [`players`]: the player roster from RCon `players` polls and BattlEye messages,
-//!   turned into join/leave/kick/chat events.
+//!
+//! Players are tracked by each game's adapter (`crate::games`), which knows how its
+//! game reports them.
 
 pub mod metrics;
-pub mod players;
 pub mod tail;
 
 use std::time::{Duration, Instant};

@@ -1,10 +1,12 @@
 //! Following the game's log: [`DirTail`] tails the newest file matching a pattern in a
 //! directory and delivers parsed lines in batches over a bounded channel.
 //!
-//! Both platforms look the same from here: on Linux the supervisor appends the game's
-//! stdout/stderr to a new `console_<start time>.log` per start, on Windows the game
-//! writes a new `<exe>_<start time>.rpt` per start. So the tailer follows *the newest
-//! matching file* and moves on when a newer one appears.
+//! Every log source looks the same from here: when the game logs to its console the
+//! supervisor appends stdout/stderr to a new `console_<start time>.log` per start;
+//! games that write their own files (Arma on Windows: a new `.rpt` per start) name
+//! them with their start time too. So the tailer follows *the newest matching file*
+//! (as the game adapter's [`LogFilePattern`] ranks them) and moves on when a newer one
+//! appears.
 //!
 //! Design:
 //! * Polling, no inotify: read 64 KiB chunks while data flows; at end of file check
@@ -15,9 +17,10 @@
 //!   tailer wait (stoppable).
 //!   A slow consumer makes the tailer wait, and the file is the buffer, so memory is
 //!   bounded by about `(channel_capacity + 1) × batch size + chunk + max line`.
-//! * Lines are cut by the shared [`RptLineSplitter`] (1 MiB cap; longer lines come as
-//!   pieces with [`LogLine::continued`]) and parsed with [`parse_line_with`]; invalid
-//!   UTF-8 is decoded lossily, never an error.
+//! * Lines are cut by a `LineSplitter` (1 MiB cap; longer lines come as pieces with
+//!   [`LogLine::continued`]) and parsed by the game adapter's [`LineParser`] (the
+//!   tail knows no game's log format); invalid UTF-8 is decoded lossily, never an
+//!   error.
 //! * Every batch carries the byte offset just past its last line, so a consumer that
 //!   persists [`LogBatch::position`] after storing the batch can [`DirTail::resume`]
 //!   exactly there after a restart: no line lost, none repeated.
@@ -32,26 +35,57 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use languard_shared::arma::rpt::{
-    Level, RptDateTime, RptLineSplitter, RptTime, SplitLine, TimeStampFormat, find_newest_rpt,
-    parse_line_with, parse_rpt_file_name,
-};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use self::parse::{LineDate, LineParser, LineTime, ParsedLine, PlainLines};
+use self::split::{LineSplitter, SplitLine};
 use super::RateLimitedLog;
+use languard_shared::wire::LogLevel as Level;
+
+mod parse;
+mod split;
 
 /// Which files in the directory belong to the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum LogFilePattern {
     /// `<prefix>…<extension>` (both case-sensitive), e.g. `console_` + `.log`. The
     /// newest is the one with the greatest name: the names embed a zero-padded start
     /// time (`console_YYYY-MM-DD_HH-MM-SS.log`), so name order is start order.
     PrefixExt { prefix: String, extension: String },
-    /// Any `*.rpt` (case-insensitive), ranked like [`find_newest_rpt`]: start time in
-    /// the name, then modification time, then name.
-    Rpt,
+    /// A game's own naming scheme ([`LogFileRanking`]): ranked by the start time the
+    /// game puts in the name, then modification time, then name.
+    Ranked(Arc<dyn LogFileRanking>),
 }
+
+/// A game's log file names: which belong to the log and when each was started.
+pub trait LogFileRanking: Send + Sync + std::fmt::Debug {
+    /// Does a file name belong to the log?
+    fn matches(&self, name: &str) -> bool;
+    /// The start time the name carries, as any number that grows with it (e.g.
+    /// `YYYYMMDDhhmmss`); `None` ranks below every stamped name.
+    fn start_stamp(&self, name: &str) -> Option<u64>;
+}
+
+/// Patterns are equal when they select and rank the same files; rankings are plain
+/// configuration values, so their `Debug` text identifies them.
+impl PartialEq for LogFilePattern {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Self::PrefixExt { prefix, extension },
+                Self::PrefixExt {
+                    prefix: p,
+                    extension: e,
+                },
+            ) => prefix == p && extension == e,
+            (Self::Ranked(a), Self::Ranked(b)) => format!("{a:?}") == format!("{b:?}"),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for LogFilePattern {}
 
 impl LogFilePattern {
     /// The supervisor's captured console output: `console_*.log`.
@@ -70,46 +104,50 @@ impl LogFilePattern {
                     && name.starts_with(prefix.as_str())
                     && name.ends_with(extension.as_str())
             }
-            Self::Rpt => Path::new(name)
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| e.eq_ignore_ascii_case("rpt")),
+            Self::Ranked(r) => r.matches(name),
         }
     }
 
-    /// The newest matching regular file directly in `dir`.
+    /// The newest matching regular file directly in `dir`. Directories and entries
+    /// that vanish while scanning are ignored; errors only if `dir` cannot be read.
     pub fn newest(&self, dir: &Path) -> io::Result<Option<PathBuf>> {
-        match self {
-            Self::Rpt => find_newest_rpt(dir),
-            Self::PrefixExt { .. } => {
-                let mut best: Option<(String, PathBuf)> = None;
-                for entry in std::fs::read_dir(dir)? {
-                    let Ok(entry) = entry else { continue };
-                    let Ok(name) = entry.file_name().into_string() else {
-                        continue;
-                    };
-                    if !self.matches(&name) || best.as_ref().is_some_and(|(b, _)| *b >= name) {
-                        continue;
-                    }
-                    let path = entry.path();
-                    if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                        best = Some((name, path));
-                    }
-                }
-                Ok(best.map(|(_, p)| p))
+        type Key = (Option<u64>, SystemTime, String);
+        let mut best: Option<(Key, PathBuf)> = None;
+        for entry in std::fs::read_dir(dir)? {
+            let Ok(entry) = entry else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !self.matches(&name) {
+                continue;
+            }
+            if let Self::PrefixExt { .. } = self
+                && best.as_ref().is_some_and(|((_, _, b), _)| *b >= name)
+            {
+                // Name order is start order: no need to look at this one.
+                continue;
+            }
+            let path = entry.path();
+            // Follows symlinks, so a link to a log counts and a link to a dir does not.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let key = self.rank(&name, meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            if best.as_ref().is_none_or(|(k, _)| key > *k) {
+                best = Some((key, path));
             }
         }
+        Ok(best.map(|(_, p)| p))
     }
 
     /// Rank of a file for "newer than" comparisons (greater is newer).
-    fn rank(&self, name: &str, mtime: SystemTime) -> (Option<RptDateTime>, SystemTime, String) {
+    fn rank(&self, name: &str, mtime: SystemTime) -> (Option<u64>, SystemTime, String) {
         match self {
             Self::PrefixExt { .. } => (None, SystemTime::UNIX_EPOCH, name.to_owned()),
-            Self::Rpt => (
-                parse_rpt_file_name(name).map(|(_, t)| t),
-                mtime,
-                name.to_owned(),
-            ),
+            Self::Ranked(r) => (r.start_stamp(name), mtime, name.to_owned()),
         }
     }
 }
@@ -120,8 +158,8 @@ pub struct TailConfig {
     /// Directory holding the log files; it may not exist yet.
     pub dir: PathBuf,
     pub pattern: LogFilePattern,
-    /// The server's `timeStampFormat`, for [`parse_line_with`].
-    pub format: TimeStampFormat,
+    /// The game's line format (timestamp prefix, severity).
+    pub parser: Arc<dyn LineParser>,
     /// Sleep at end of file before looking again. Default 100 ms; while the log stays
     /// quiet the sleep doubles up to [`TailConfig::max_idle_interval`], and the first
     /// new data resets it, so an idle server costs few wake-ups and a busy one none.
@@ -147,16 +185,20 @@ pub struct TailConfig {
 }
 
 impl TailConfig {
-    pub fn new(dir: impl Into<PathBuf>, pattern: LogFilePattern, format: TimeStampFormat) -> Self {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        pattern: LogFilePattern,
+        parser: Arc<dyn LineParser>,
+    ) -> Self {
         Self {
             dir: dir.into(),
             pattern,
-            format,
+            parser,
             poll_interval: Duration::from_millis(100),
             max_idle_interval: Duration::from_millis(400),
             rotation_check_interval: Duration::from_secs(1),
             read_chunk: 64 * 1024,
-            max_line_len: RptLineSplitter::DEFAULT_MAX_LINE,
+            max_line_len: LineSplitter::DEFAULT_MAX_LINE,
             batch_max_lines: 1000,
             batch_max_bytes: 256 * 1024,
             batch_max_latency: Duration::from_millis(50),
@@ -205,11 +247,11 @@ pub struct TailPosition {
 pub struct LogLine {
     /// When the tailer read it (one reading per chunk).
     pub received: SystemTime,
-    /// The RPT timestamp, if the line has one in the configured format.
-    pub time: Option<RptTime>,
+    /// The time printed at the start of the line, if the game's format has one.
+    pub time: Option<LineTime>,
     pub level: Level,
     /// The message after the timestamp prefix, without the line ending (see
-    /// [`languard_shared::arma::rpt::RptLine`]).
+    /// [`ParsedLine`]).
     pub text: String,
     /// The physical line was longer than [`TailConfig::max_line_len`]; the next line(s)
     /// continue it. Continuation pieces have no `time` and the first piece's `level`.
@@ -422,7 +464,7 @@ struct Current {
 
 /// Line-level state, reset per file.
 struct LineState {
-    splitter: RptLineSplitter,
+    splitter: LineSplitter,
     /// Offset just past the last emitted line or piece.
     emitted_offset: u64,
     /// The last piece was `continued`; the next one belongs to the same line.
@@ -433,7 +475,7 @@ struct LineState {
 impl LineState {
     fn new(max_line_len: usize, offset: u64) -> Self {
         Self {
-            splitter: RptLineSplitter::new(max_line_len),
+            splitter: LineSplitter::new(max_line_len),
             emitted_offset: offset,
             in_continuation: false,
             continuation_level: Level::Info,
@@ -712,7 +754,7 @@ impl Tailer {
         process_chunk(
             &self.buf[..n],
             base,
-            self.cfg.format,
+            self.cfg.parser.as_ref(),
             cur,
             &mut self.lines,
             &mut self.pending,
@@ -808,7 +850,7 @@ impl Tailer {
         let Some(cur) = cur.as_ref() else { return };
         let end = cur.read_offset;
         let received = SystemTime::now();
-        let format = cfg.format;
+        let parser = cfg.parser.as_ref();
         let LineState {
             splitter,
             emitted_offset,
@@ -819,7 +861,7 @@ impl Tailer {
             push_piece(
                 piece,
                 received,
-                format,
+                parser,
                 in_continuation,
                 continuation_level,
                 pending,
@@ -834,7 +876,7 @@ impl Tailer {
 fn process_chunk(
     chunk: &[u8],
     base: u64,
-    format: TimeStampFormat,
+    parser: &dyn LineParser,
     cur: &Current,
     lines: &mut LineState,
     pending: &mut Pending,
@@ -867,7 +909,7 @@ fn process_chunk(
         push_piece(
             piece,
             received,
-            format,
+            parser,
             in_continuation,
             continuation_level,
             pending,
@@ -882,7 +924,7 @@ fn process_chunk(
 fn push_piece(
     piece: SplitLine<'_>,
     received: SystemTime,
-    format: TimeStampFormat,
+    parser: &dyn LineParser,
     in_continuation: &mut bool,
     continuation_level: &mut Level,
     pending: &mut Pending,
@@ -894,8 +936,8 @@ fn push_piece(
             String::from_utf8_lossy(piece.bytes).into_owned(),
         )
     } else {
-        let parsed = parse_line_with(piece.bytes, format);
-        (parsed.time, parsed.level, parsed.message.into_owned())
+        let parsed = parser.parse(piece.bytes);
+        (parsed.time, parsed.level, parsed.text.into_owned())
     };
     if piece.continued && !*in_continuation {
         *continuation_level = level;

@@ -1,5 +1,5 @@
 //! The agent driven through its request/event interface (exactly what the controller
-//! link will carry) against real `arma3server_x64` simulator processes on loopback.
+//! link carries) against real `arma3server_x64` simulator processes on loopback.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 use languard_agent::config::AgentConfig;
 use languard_agent::host::Agent;
 use languard_shared::arma::config::ServerConfig;
-use languard_shared::wire::event::PlayerEvent;
-use languard_shared::wire::request::{BanTarget, ErrorCode};
-use languard_shared::wire::spec::{
-    Arma3Launch, Arma3Spec, GameSpec, LogSource, RestartMode, RestartPolicy, Timing,
-};
+use languard_shared::arma::spec::{Arma3Launch, Arma3Spec, LogSource};
+use languard_shared::wire::request::ErrorCode;
+use languard_shared::wire::spec::{GameSpec, RestartMode, RestartPolicy, Timing};
 use languard_shared::wire::{
-    Event, EventEnvelope, Request, Response, ServerId, ServerSpec, ServerState, ServerStatus,
+    BanTarget, Event, EventEnvelope, Operation, PlayerEvent, Request, Response, ServerId,
+    ServerSpec, ServerState, ServerStatus,
 };
 
 const SIM: &str = env!("CARGO_BIN_EXE_arma3server_x64");
@@ -249,6 +248,7 @@ async fn start_players_say_kick_stop() {
     agent
         .handle(Request::Start {
             server: id("alpha"),
+            spec: None,
         })
         .await
         .unwrap();
@@ -287,25 +287,25 @@ async fn start_players_say_kick_stop() {
         unreachable!()
     };
     let Response::Players(players) = agent
-        .handle(Request::Players {
+        .handle(Request::Operate {
             server: id("alpha"),
+            operation: Operation::Players,
         })
         .await
         .unwrap()
     else {
         panic!("players");
     };
-    assert!(
-        players.iter().any(|p| p.number == player.number),
-        "{players:?}"
-    );
+    assert!(players.iter().any(|p| p.key == player.key), "{players:?}");
 
     assert_eq!(
         agent
-            .handle(Request::Say {
+            .handle(Request::Operate {
                 server: id("alpha"),
-                player: None,
-                message: "Server restart in 5 minutes ✓".into(),
+                operation: Operation::Say {
+                    to: None,
+                    message: "Server restart in 5 minutes ✓".into()
+                }
             })
             .await
             .unwrap(),
@@ -313,25 +313,29 @@ async fn start_players_say_kick_stop() {
     );
     // A message that would smuggle a second command line is refused.
     let err = agent
-        .handle(Request::Say {
+        .handle(Request::Operate {
             server: id("alpha"),
-            player: None,
-            message: "hi\n#shutdown".into(),
+            operation: Operation::Say {
+                to: None,
+                message: "hi\n#shutdown".into(),
+            },
         })
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidSpec);
 
     agent
-        .handle(Request::Kick {
+        .handle(Request::Operate {
             server: id("alpha"),
-            player: player.number,
-            reason: "e2e kick".into(),
+            operation: Operation::Kick {
+                player: player.key.clone(),
+                reason: "e2e kick".into(),
+            },
         })
         .await
         .unwrap();
     let kicked = wait_event(&agent, &mut after, Duration::from_secs(10), |e| {
-        matches!(&e.event, Event::Player { event: PlayerEvent::Kicked { number, .. }, .. } if *number == player.number)
+        matches!(&e.event, Event::Player { event: PlayerEvent::Kicked { key, .. }, .. } if *key == player.key)
     })
     .await;
     let Event::Player {
@@ -345,11 +349,13 @@ async fn start_players_say_kick_stop() {
 
     // Ban by GUID validates the GUID first.
     let err = agent
-        .handle(Request::Ban {
+        .handle(Request::Operate {
             server: id("alpha"),
-            target: BanTarget::Guid("not-a-guid".into()),
-            minutes: Some(10),
-            reason: "x".into(),
+            operation: Operation::Ban {
+                target: BanTarget::Account("not-a-guid".into()),
+                minutes: Some(10),
+                reason: "x".into(),
+            },
         })
         .await
         .unwrap_err();
@@ -393,6 +399,7 @@ async fn crash_is_restarted_and_a_crash_loop_ends_in_error() {
     agent
         .handle(Request::Start {
             server: id("crashy"),
+            spec: None,
         })
         .await
         .unwrap();
@@ -441,6 +448,7 @@ async fn a_game_ignoring_shutdown_is_killed_after_the_timeout() {
     agent
         .handle(Request::Start {
             server: id("stubborn"),
+            spec: None,
         })
         .await
         .unwrap();
@@ -481,6 +489,7 @@ async fn a_hung_game_is_detected_and_restarted() {
     agent
         .handle(Request::Start {
             server: id("sleepy"),
+            spec: None,
         })
         .await
         .unwrap();
@@ -532,6 +541,7 @@ async fn refusals_change_nothing() {
     let err = agent
         .handle(Request::Start {
             server: id("shell"),
+            spec: None,
         })
         .await
         .unwrap_err();
@@ -543,7 +553,10 @@ async fn refusals_change_nothing() {
     let _taken = UdpSocket::bind(("0.0.0.0", a.game_port + 2)).unwrap();
     apply(&agent, s).await;
     let err = agent
-        .handle(Request::Start { server: id("busy") })
+        .handle(Request::Start {
+            server: id("busy"),
+            spec: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::PortInUse, "{err}");
@@ -612,7 +625,10 @@ async fn an_unwritable_server_folder_is_an_error_and_nothing_is_launched() {
     let folder = host.dir.path().join("servers/ro");
     std::fs::write(&folder, b"a file where the folder should be").unwrap();
     let err = agent
-        .handle(Request::Start { server: id("ro") })
+        .handle(Request::Start {
+            server: id("ro"),
+            spec: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Io, "{err}");
@@ -633,7 +649,10 @@ async fn windows_mode_rpt_is_tailed() {
     };
     apply(&agent, s).await;
     agent
-        .handle(Request::Start { server: id("win") })
+        .handle(Request::Start {
+            server: id("win"),
+            spec: None,
+        })
         .await
         .unwrap();
     wait_state(&agent, "win", ServerState::Running, Duration::from_secs(20)).await;
@@ -684,7 +703,10 @@ async fn log_flood_child_process() {
     let agent = Agent::start(config).await.unwrap();
     apply(&agent, spec("spam", &[("RPT_SPAM", "50000")])).await;
     agent
-        .handle(Request::Start { server: id("spam") })
+        .handle(Request::Start {
+            server: id("spam"),
+            spec: None,
+        })
         .await
         .unwrap();
     wait_state(
@@ -782,6 +804,7 @@ async fn agent_child_process() {
     agent
         .handle(Request::Start {
             server: id("keeper"),
+            spec: None,
         })
         .await
         .unwrap();
@@ -844,9 +867,11 @@ async fn after_sigkill_the_agent_adopts_the_running_game() {
     assert_eq!(host.games(), vec![game_pid], "no second copy");
     // RCon works again through the adopted session.
     let Response::Text(admins) = agent
-        .handle(Request::Rcon {
+        .handle(Request::Operate {
             server: id("keeper"),
-            command: "admins".into(),
+            operation: Operation::Console {
+                command: "admins".into(),
+            },
         })
         .await
         .unwrap()
@@ -856,10 +881,12 @@ async fn after_sigkill_the_agent_adopts_the_running_game() {
     assert!(admins.starts_with("Connected RCon admins:"), "{admins}");
     // The log tail is re-attached: a line written after adoption arrives as an event.
     agent
-        .handle(Request::Say {
+        .handle(Request::Operate {
             server: id("keeper"),
-            player: None,
-            message: "after-adoption-marker".into(),
+            operation: Operation::Say {
+                to: None,
+                message: "after-adoption-marker".into(),
+            },
         })
         .await
         .unwrap();
@@ -888,6 +915,7 @@ async fn file_requests_spare_secrets_and_remove_needs_a_stopped_server() {
     agent
         .handle(Request::Start {
             server: id("files"),
+            spec: None,
         })
         .await
         .unwrap();
@@ -1001,6 +1029,7 @@ async fn file_requests_spare_secrets_and_remove_needs_a_stopped_server() {
         }),
         agent.handle(Request::Start {
             server: id("files"),
+            spec: None
         }),
     );
     match (&removed, &started) {
@@ -1026,6 +1055,7 @@ async fn file_requests_spare_secrets_and_remove_needs_a_stopped_server() {
     let err = agent
         .handle(Request::Start {
             server: id("files"),
+            spec: None,
         })
         .await
         .unwrap_err();
@@ -1047,14 +1077,19 @@ async fn admin_operations_reach_the_game() {
     )
     .await;
     agent
-        .handle(Request::Start { server: id("ops") })
+        .handle(Request::Start {
+            server: id("ops"),
+            spec: None,
+        })
         .await
         .unwrap();
     let first = wait_state(&agent, "ops", ServerState::Running, Duration::from_secs(20)).await;
     let server = || id("ops");
-    let rcon = |command: &str| Request::Rcon {
+    let rcon = |command: &str| Request::Operate {
         server: server(),
-        command: command.into(),
+        operation: Operation::Console {
+            command: command.into(),
+        },
     };
     let text = |r: Response| match r {
         Response::Text(t) => t,
@@ -1065,7 +1100,10 @@ async fn admin_operations_reach_the_game() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let players = loop {
         let Response::Players(p) = agent
-            .handle(Request::Players { server: server() })
+            .handle(Request::Operate {
+                server: server(),
+                operation: Operation::Players,
+            })
             .await
             .unwrap()
         else {
@@ -1081,10 +1119,12 @@ async fn admin_operations_reach_the_game() {
 
     // A private message to one player reaches the game's console log.
     agent
-        .handle(Request::Say {
+        .handle(Request::Operate {
             server: server(),
-            player: Some(players[0].number),
-            message: "just for you".into(),
+            operation: Operation::Say {
+                to: Some(players[0].key.clone()),
+                message: "just for you".into(),
+            },
         })
         .await
         .unwrap();
@@ -1096,11 +1136,13 @@ async fn admin_operations_reach_the_game() {
     // An offline ban by GUID with a duration, listed by `bans`, then lifted.
     let guid = "0123456789abcdef0123456789abcdef";
     agent
-        .handle(Request::Ban {
+        .handle(Request::Operate {
             server: server(),
-            target: BanTarget::Guid(guid.into()),
-            minutes: Some(30),
-            reason: "e2e offline ban".into(),
+            operation: Operation::Ban {
+                target: BanTarget::Account(guid.into()),
+                minutes: Some(30),
+                reason: "e2e offline ban".into(),
+            },
         })
         .await
         .unwrap();
@@ -1112,9 +1154,11 @@ async fn admin_operations_reach_the_game() {
         "{ban:?}"
     );
     agent
-        .handle(Request::Unban {
+        .handle(Request::Operate {
             server: server(),
-            index: ban.index,
+            operation: Operation::Unban {
+                ban: ban.index.to_string(),
+            },
         })
         .await
         .unwrap();
@@ -1122,18 +1166,20 @@ async fn admin_operations_reach_the_game() {
     assert!(bans.iter().all(|b| b.target != guid), "{bans:?}");
 
     // Banning an online player kicks them with BattlEye's ban reason.
-    let victim = players[1].number;
+    let victim = players[1].key.clone();
     agent
-        .handle(Request::Ban {
+        .handle(Request::Operate {
             server: server(),
-            target: BanTarget::Player(victim),
-            minutes: Some(10),
-            reason: "e2e online ban".into(),
+            operation: Operation::Ban {
+                target: BanTarget::Player(victim.clone()),
+                minutes: Some(10),
+                reason: "e2e online ban".into(),
+            },
         })
         .await
         .unwrap();
     let kicked = wait_event(&agent, &mut after, Duration::from_secs(10), |e| {
-        matches!(&e.event, Event::Player { event: PlayerEvent::Kicked { number, .. }, .. } if *number == victim)
+        matches!(&e.event, Event::Player { event: PlayerEvent::Kicked { key, .. }, .. } if *key == victim)
     })
     .await;
     let Event::Player {
@@ -1147,17 +1193,25 @@ async fn admin_operations_reach_the_game() {
 
     // Lock/unlock are accepted by the game (an unknown command would be an error).
     for request in [
-        Request::Lock { server: server() },
-        Request::Unlock { server: server() },
+        Request::Operate {
+            server: server(),
+            operation: Operation::Lock,
+        },
+        Request::Operate {
+            server: server(),
+            operation: Operation::Unlock,
+        },
     ] {
         assert_eq!(agent.handle(request).await.unwrap(), Response::Done);
     }
     // A mission change shows in the game's log.
     agent
-        .handle(Request::Mission {
+        .handle(Request::Operate {
             server: server(),
-            template: "co10_Escape.Altis".into(),
-            difficulty: Some("Veteran".into()),
+            operation: Operation::Mission {
+                name: "co10_Escape.Altis".into(),
+                difficulty: Some("Veteran".into()),
+            },
         })
         .await
         .unwrap();
@@ -1166,10 +1220,12 @@ async fn admin_operations_reach_the_game() {
     })
     .await;
     let err = agent
-        .handle(Request::Mission {
+        .handle(Request::Operate {
             server: server(),
-            template: "two words".into(),
-            difficulty: None,
+            operation: Operation::Mission {
+                name: "two words".into(),
+                difficulty: None,
+            },
         })
         .await
         .unwrap_err();
@@ -1177,7 +1233,10 @@ async fn admin_operations_reach_the_game() {
 
     // Restart replaces the process.
     agent
-        .handle(Request::Restart { server: server() })
+        .handle(Request::Restart {
+            server: server(),
+            spec: None,
+        })
         .await
         .unwrap();
     let again = wait_state(&agent, "ops", ServerState::Running, Duration::from_secs(20)).await;
@@ -1187,5 +1246,64 @@ async fn admin_operations_reach_the_game() {
         .handle(Request::Stop { server: server() })
         .await
         .unwrap();
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_with_a_spec_then_shutdown_with_a_countdown() {
+    let host = Host::new();
+    let agent = Agent::start(host.config()).await.unwrap();
+    // One round trip: the agent did not know the server before.
+    let response = agent
+        .handle(Request::Start {
+            server: id("oneshot"),
+            spec: Some(Box::new(spec("oneshot", &[]))),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(response, Response::Status(_)), "{response:?}");
+    let running = wait_state(
+        &agent,
+        "oneshot",
+        ServerState::Running,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(host.games(), vec![running.pid.unwrap()]);
+
+    let asked = Instant::now();
+    let response = agent
+        .handle(Request::Operate {
+            server: id("oneshot"),
+            operation: Operation::Shutdown {
+                countdown_secs: 2,
+                message: Some("e2e shutdown warning".into()),
+            },
+        })
+        .await
+        .unwrap();
+    let Response::Status(stopped) = response else {
+        panic!("{response:?}");
+    };
+    assert!(asked.elapsed() >= Duration::from_secs(2), "no countdown");
+    assert_eq!(stopped.state, ServerState::Stopped);
+    assert!(host.games().is_empty(), "the game exited");
+    // The warning reached the game (its console log) before the stop began.
+    let mut after = 0;
+    let warned = wait_event(&agent, &mut after, Duration::from_secs(10), |e| {
+        log_contains(e, "e2e shutdown warning")
+    })
+    .await;
+    let stopping = wait_event(
+        &agent,
+        &mut 0,
+        Duration::from_secs(5),
+        |e| matches!(&e.event, Event::Status(s) if s.state == ServerState::Stopping),
+    )
+    .await;
+    assert!(warned.seq < stopping.seq, "{warned:?} {stopping:?}");
+    // It stays stopped, as after a stop request.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&agent, "oneshot").await.state, ServerState::Stopped);
     agent.shutdown().await;
 }

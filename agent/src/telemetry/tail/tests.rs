@@ -6,7 +6,7 @@ use tokio::time::timeout;
 use super::*;
 
 fn config(dir: &Path) -> TailConfig {
-    let mut c = TailConfig::new(dir, LogFilePattern::console(), TimeStampFormat::Short);
+    let mut c = TailConfig::new(dir, LogFilePattern::console(), Arc::new(PlainLines));
     c.poll_interval = Duration::from_millis(10);
     c
 }
@@ -57,24 +57,68 @@ async fn tail_partial_lines_arrive_whole() {
     expect_no_lines(&mut rx, Duration::from_millis(100)).await;
     append(&path, b"lo world\r\n12:00:01 Warning Message: x");
     let (lines, _) = recv_lines(&mut rx, 1).await;
-    assert_eq!(texts(&lines), ["hello world"]);
-    assert_eq!(
-        lines[0].time,
-        Some(RptTime {
-            date: None,
-            hour: 9,
-            minute: 15,
-            second: 2
-        })
-    );
+    // The plain parser keeps the whole line; games' parsers are tested with them.
+    assert_eq!(texts(&lines), [" 9:15:02 hello world"]);
+    assert_eq!(lines[0].time, None);
     expect_no_lines(&mut rx, Duration::from_millis(100)).await;
     append(&path, b" more\nError: boom\n");
     let (lines, batches) = recv_lines(&mut rx, 2).await;
-    assert_eq!(texts(&lines), ["Warning Message: x more", "Error: boom"]);
-    assert_eq!(lines[0].level, Level::Warning);
-    assert_eq!(lines[1].level, Level::Error);
+    assert_eq!(
+        texts(&lines),
+        ["12:00:01 Warning Message: x more", "Error: boom"]
+    );
+    assert_eq!(lines[1].level, Level::Info);
     let size = std::fs::metadata(&path).unwrap().len();
     assert_eq!(batches.last().unwrap().next_offset, size);
+    handle.shutdown().await;
+}
+
+/// A parser that marks every line starting with `!` as an error: the tail hands the
+/// parser each whole line once and keeps the first piece's level for continuations.
+#[derive(Debug)]
+struct Bang;
+
+impl LineParser for Bang {
+    fn parse<'a>(&self, line: &'a [u8]) -> ParsedLine<'a> {
+        let text = String::from_utf8_lossy(line);
+        match text {
+            std::borrow::Cow::Borrowed(t) if t.starts_with('!') => ParsedLine {
+                time: Some(LineTime {
+                    date: None,
+                    hour: 1,
+                    minute: 2,
+                    second: 3,
+                }),
+                level: Level::Error,
+                text: std::borrow::Cow::Borrowed(&t[1..]),
+            },
+            text => ParsedLine {
+                time: None,
+                level: Level::Info,
+                text,
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn tail_uses_the_games_parser_for_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("console_2024-05-01_10-00-00.log");
+    let mut c = config(dir.path());
+    c.parser = Arc::new(Bang);
+    c.max_line_len = 4;
+    append(&path, b"!boom\nfine\n");
+    let (handle, mut rx) = DirTail::new(c).spawn();
+    let (lines, _) = recv_lines(&mut rx, 3).await;
+    // "!boom" is cut after 4 bytes: the parser sees the first piece, the rest keeps
+    // its level and has no time.
+    assert_eq!(texts(&lines), ["boo", "m", "fine"]);
+    let levels: Vec<_> = lines.iter().map(|l| l.level).collect();
+    assert_eq!(levels, [Level::Error, Level::Error, Level::Info]);
+    assert_eq!(lines[0].time.map(|t| t.second), Some(3));
+    assert_eq!(lines[1].time, None);
+    assert!(lines[0].continued && !lines[1].continued);
     handle.shutdown().await;
 }
 
@@ -163,27 +207,43 @@ async fn tail_rotation_reads_old_file_to_end_first() {
 }
 
 #[tokio::test]
-async fn tail_rpt_pattern_follows_newest_rpt() {
+async fn tail_ranked_pattern_follows_the_newest_stamp() {
     let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("arma3server_x64_2024-05-01_10-00-00.rpt");
-    let b = dir.path().join("arma3server_x64_2024-05-02_09-00-00.RPT");
-    append(&a, b"2024/05/01, 10:00:01 a1\n");
+    let a = dir.path().join("game_20240501100000.txt");
+    let b = dir.path().join("game_20240502090000.txt");
+    let unstamped = dir.path().join("game_latest.txt");
+    append(&unstamped, b"unstamped\n");
+    append(&a, b"a1\n");
     append(
         &dir.path().join("console_2099-01-01_00-00-00.log"),
-        b"not rpt\n",
+        b"not ours\n",
     );
     let mut c = config(dir.path());
-    c.pattern = LogFilePattern::Rpt;
-    c.format = TimeStampFormat::Full;
+    c.pattern = LogFilePattern::Ranked(Arc::new(Stamped));
     let (handle, mut rx) = DirTail::new(c).spawn();
     let (lines, _) = recv_lines(&mut rx, 1).await;
     assert_eq!(texts(&lines), ["a1"]);
-    assert_eq!(lines[0].time.and_then(|t| t.date).map(|d| d.day), Some(1));
-    append(&b, b" 9:00:00 b1\n");
+    append(&b, b"b1\n");
     let (lines, batches) = recv_lines(&mut rx, 1).await;
     assert_eq!(texts(&lines), ["b1"]);
     assert_eq!(batches.last().unwrap().file, b);
     handle.shutdown().await;
+}
+
+/// `game_<YYYYMMDDhhmmss>.txt`.
+#[derive(Debug)]
+struct Stamped;
+
+impl LogFileRanking for Stamped {
+    fn matches(&self, name: &str) -> bool {
+        name.starts_with("game_") && name.ends_with(".txt")
+    }
+    fn start_stamp(&self, name: &str) -> Option<u64> {
+        name.strip_prefix("game_")?
+            .strip_suffix(".txt")?
+            .parse()
+            .ok()
+    }
 }
 
 #[tokio::test]
@@ -333,7 +393,9 @@ async fn tail_backpressure_keeps_memory_bounded() {
             .expect("ended");
         assert!(b.lines.len() <= 1000);
         for l in &b.lines {
-            let want = format!("Warning Message: No entry 'bin\\config.bin/CfgVehicles/x_{next}'.");
+            let want = format!(
+                "12:34:56 Warning Message: No entry 'bin\\config.bin/CfgVehicles/x_{next}'."
+            );
             assert_eq!(l.text, want);
             next += 1;
         }
@@ -379,6 +441,9 @@ fn tail_pattern_matching() {
     assert!(p.matches("console_2024-01-01_00-00-00.log"));
     assert!(!p.matches("console_.lo"));
     assert!(!p.matches("xconsole_1.log"));
-    assert!(LogFilePattern::Rpt.matches("a.RPT"));
-    assert!(!LogFilePattern::Rpt.matches("a.rpt.gz"));
+    let ranked = LogFilePattern::Ranked(Arc::new(Stamped));
+    assert!(ranked.matches("game_1.txt"));
+    assert!(!ranked.matches("console_2024-01-01_00-00-00.log"));
+    assert_eq!(ranked, LogFilePattern::Ranked(Arc::new(Stamped)));
+    assert_ne!(ranked, p);
 }

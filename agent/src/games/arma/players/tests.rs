@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use languard_shared::wire::ChatChannel;
+
 use super::*;
 
 const G1: &str = "4f0c611d97e5379680d79f2f36b2e9e1";
@@ -39,13 +41,153 @@ fn kinds(events: &[PlayerEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| match e {
-            PlayerEvent::Joined(p) => format!("joined #{} {}", p.number, p.name),
-            PlayerEvent::Left { number, name, .. } => format!("left #{number} {name}"),
-            PlayerEvent::Kicked { number, name, .. } => format!("kicked #{number} {name}"),
+            PlayerEvent::Joined { player } => format!("joined #{} {}", player.key, player.name),
+            PlayerEvent::Left { key, name, .. } => format!("left #{key} {name}"),
+            PlayerEvent::Kicked { key, name, .. } => format!("kicked #{key} {name}"),
             PlayerEvent::Chat { name, text, .. } => format!("chat {name}: {text}"),
-            PlayerEvent::GuidVerified { number, name, .. } => format!("verified #{number} {name}"),
+            PlayerEvent::Identified {
+                key,
+                name,
+                verified: true,
+                ..
+            } => format!("verified #{key} {name}"),
+            PlayerEvent::Identified { key, name, .. } => format!("identified #{key} {name}"),
+            PlayerEvent::AdminLogin { admin, .. } => format!("admin {admin}"),
         })
         .collect()
+}
+
+fn be_guid(number: u32, name: &str, guid: &str) -> ServerEvent {
+    ServerEvent::PlayerGuid {
+        number,
+        name: name.into(),
+        guid: guid.into(),
+        notice: languard_shared::arma::rcon::parse::GuidNotice::BeGuid,
+    }
+}
+
+fn verified_guid(number: u32, name: &str, guid: &str) -> ServerEvent {
+    ServerEvent::GuidVerified {
+        number,
+        name: name.into(),
+        guid: guid.into(),
+    }
+}
+
+fn identified(key: &str, name: &str, account: &str, verified: bool) -> PlayerEvent {
+    PlayerEvent::Identified {
+        key: key.into(),
+        name: name.into(),
+        account: account.into(),
+        verified,
+    }
+}
+
+/// The order a real server reports a join in: connect (no GUID), `BE GUID`, then
+/// `Verified GUID`. The account is reported as soon as it is known and carried by
+/// the leave.
+#[test]
+fn players_account_follows_the_real_message_order() {
+    let mut t = PlayerTracker::new();
+    let ev = t.apply_server_event(&connected(0, "Name"));
+    let [PlayerEvent::Joined { player: joined }] = ev.as_slice() else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(joined.key, "0");
+    assert_eq!(joined.account, None);
+    assert!(!joined.verified);
+    assert_eq!(joined.address, Some("10.0.0.2".parse().unwrap()));
+    assert!(joined.in_lobby);
+    assert_eq!(
+        t.apply_server_event(&be_guid(0, "Name", G1)),
+        [identified("0", "Name", G1, false)]
+    );
+    // The same line again changes nothing.
+    assert!(t.apply_server_event(&be_guid(0, "Name", G1)).is_empty());
+    assert_eq!(
+        t.apply_server_event(&verified_guid(0, "Name", G1)),
+        [identified("0", "Name", G1, true)]
+    );
+    assert!(
+        t.apply_server_event(&verified_guid(0, "Name", G1))
+            .is_empty()
+    );
+    // The poll agrees: nothing new.
+    assert!(
+        t.apply_snapshot(vec![player(0, "Name", Some(G1), true)])
+            .is_empty()
+    );
+    assert_eq!(
+        t.apply_server_event(&disconnected(0, "Name")),
+        [PlayerEvent::Left {
+            key: "0".into(),
+            name: "Name".into(),
+            account: Some(G1.into())
+        }]
+    );
+    // A kick of a player identified by message carries the account too.
+    t.apply_server_event(&connected(1, "Other"));
+    t.apply_server_event(&be_guid(1, "Other", G2));
+    let ev = t.apply_server_event(&ServerEvent::PlayerKicked {
+        number: 1,
+        name: "Other".into(),
+        guid: None,
+        reason: "Admin Kick".into(),
+    });
+    assert_eq!(
+        ev,
+        [PlayerEvent::Kicked {
+            key: "1".into(),
+            name: "Other".into(),
+            account: Some(G2.into()),
+            reason: "Admin Kick".into()
+        }]
+    );
+}
+
+/// The poller sees the player (GUID known, not yet verified) before any message.
+#[test]
+fn players_seen_by_the_poll_first_join_with_their_account() {
+    let mut t = PlayerTracker::new();
+    let ev = t.apply_snapshot(vec![player(3, "Poll", Some(G1), false)]);
+    let [PlayerEvent::Joined { player: joined }] = ev.as_slice() else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(joined.account.as_deref(), Some(G1));
+    assert!(!joined.verified);
+    assert_eq!(joined.ping_ms, Some(40));
+    // The late messages: BE GUID is known already, the verification is news.
+    assert!(t.apply_server_event(&connected(3, "Poll")).is_empty());
+    assert!(t.apply_server_event(&be_guid(3, "Poll", G1)).is_empty());
+    assert_eq!(
+        t.apply_server_event(&verified_guid(3, "Poll", G1)),
+        [identified("3", "Poll", G1, true)]
+    );
+    // An older poll answer (unverified) does not undo it.
+    assert!(
+        t.apply_snapshot(vec![player(3, "Poll", Some(G1), false)])
+            .is_empty()
+    );
+    // A player first polled without a GUID is identified by the poll that has it.
+    t.apply_snapshot(vec![
+        player(3, "Poll", Some(G1), true),
+        player(4, "Late", None, false),
+    ]);
+    assert_eq!(
+        t.apply_snapshot(vec![
+            player(3, "Poll", Some(G1), true),
+            player(4, "Late", Some(G2), false),
+        ]),
+        [identified("4", "Late", G2, false)]
+    );
+    assert_eq!(
+        t.apply_snapshot(vec![player(4, "Late", Some(G2), false)]),
+        [PlayerEvent::Left {
+            key: "3".into(),
+            name: "Poll".into(),
+            account: Some(G1.into())
+        }]
+    );
 }
 
 #[test]
@@ -67,9 +209,9 @@ fn players_snapshots_diff_into_joins_and_leaves() {
     assert_eq!(
         ev,
         [PlayerEvent::Left {
-            number: 0,
+            key: "0".into(),
             name: "Alice".into(),
-            guid: Some(G1.into())
+            account: Some(G1.into())
         }]
     );
     assert_eq!(t.players().len(), 1);
@@ -96,13 +238,8 @@ fn players_message_join_then_poll_does_not_join_twice() {
     let ev = t.apply_server_event(&connected(5, "Eve"));
     assert_eq!(kinds(&ev), ["joined #5 Eve"]);
     assert!(t.players()[0].in_lobby);
-    let ev = t.apply_server_event(&ServerEvent::PlayerGuid {
-        number: 5,
-        name: "Eve".into(),
-        guid: G1.into(),
-        notice: languard_shared::arma::rcon::parse::GuidNotice::BeGuid,
-    });
-    assert!(ev.is_empty());
+    let ev = t.apply_server_event(&be_guid(5, "Eve", G1));
+    assert_eq!(kinds(&ev), ["identified #5 Eve"]);
     let ev = t.apply_server_event(&ServerEvent::GuidVerified {
         number: 5,
         name: "Eve".into(),
@@ -180,9 +317,9 @@ fn players_kick_then_disconnect_reports_kick_once() {
     assert_eq!(
         ev,
         [PlayerEvent::Kicked {
-            number: 4,
+            key: "4".into(),
             name: "Ivan".into(),
-            guid: Some(G2.into()),
+            account: Some(G2.into()),
             reason: "Admin Kick (spam)".into()
         }]
     );
@@ -230,10 +367,13 @@ fn players_chat_and_missed_connect() {
 
 #[test]
 fn players_event_serde_shape() {
-    let ev = PlayerEvent::Joined(player(1, "A", None, false));
+    let ev = PlayerEvent::Joined {
+        player: wire_player(&player(1, "A", None, false)),
+    };
     let v = serde_json::to_value(&ev).unwrap();
     assert_eq!(v["kind"], "joined");
-    assert_eq!(v["name"], "A");
+    assert_eq!(v["player"]["name"], "A");
+    assert_eq!(v["player"]["key"], "1");
     let back: PlayerEvent = serde_json::from_value(v).unwrap();
     assert_eq!(back, ev);
     let ev = PlayerEvent::Chat {

@@ -1,5 +1,6 @@
-//! Who is on the server: [`PlayerTracker`] merges periodic RCon `players` answers and
-//! BattlEye console messages into one roster and reports changes as [`PlayerEvent`]s;
+//! Who is on an Arma 3 server: [`PlayerTracker`] merges periodic RCon `players`
+//! answers and BattlEye console messages into one roster and reports changes as the
+//! wire's [`PlayerEvent`]s (key = BattlEye player number, account = BattlEye GUID);
 //! [`PlayerPoller`] drives it.
 //!
 //! Identity: BattlEye player numbers are reused after a disconnect, so a roster entry
@@ -12,51 +13,24 @@
 //!   poll may predate the join); missing from a second poll, they left;
 //! * a player who left by message and still appears in the next poll is not re-joined
 //!   (the poll may predate the leave).
+//!
+//! Accounts: the connect message carries no GUID; `BE GUID` and `Verified GUID` lines
+//! follow. The GUID is reported with [`PlayerEvent::Identified`] as soon as it is
+//! known (unverified first, then verified: once per change), and every later `Left`
+//! or `Kicked` carries it. A player first seen by a poll that already shows the GUID
+//! joins with it.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use languard_shared::arma::rcon::client::{RconClient, RconError};
-use languard_shared::arma::rcon::parse::{ChatChannel, Player, ServerEvent, parse_players};
-use serde::{Deserialize, Serialize};
+use languard_shared::arma::rcon::parse::{Player, ServerEvent, parse_players};
+use languard_shared::wire::PlayerEvent;
 use tokio::sync::mpsc;
 
-use super::RateLimitedLog;
-
-/// A change of the roster, or a chat line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PlayerEvent {
-    /// A player appeared (BattlEye connect message or a poll). Fields not known yet
-    /// (GUID, ping) are `None`; a join by message has `in_lobby == true`.
-    Joined(Player),
-    /// A player disconnected (message) or vanished from the poll.
-    Left {
-        number: u32,
-        name: String,
-        guid: Option<String>,
-    },
-    /// BattlEye kicked (or banned) a player. Reported even when the player was not on
-    /// the roster (a ban hitting a connecting player), without a `Left`.
-    Kicked {
-        number: u32,
-        name: String,
-        guid: Option<String>,
-        reason: String,
-    },
-    Chat {
-        channel: ChatChannel,
-        name: String,
-        text: String,
-    },
-    /// BattlEye verified the player's GUID (message, or a poll showing `OK`).
-    GuidVerified {
-        number: u32,
-        name: String,
-        guid: String,
-    },
-}
+use super::commands::wire_player;
+use crate::telemetry::RateLimitedLog;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -124,8 +98,8 @@ impl PlayerTracker {
     }
 
     /// Applies the answer to one `players` poll: `Left` for every roster entry no
-    /// longer present (first), then `Joined` for new ones, plus `GuidVerified` for
-    /// GUIDs that became verified.
+    /// longer present (first), then `Joined` for new ones, plus `Identified` for
+    /// GUIDs that became known or verified.
     pub fn apply_snapshot(&mut self, snapshot: Vec<Player>) -> Vec<PlayerEvent> {
         let mut out = Vec::new();
         let tombstones = std::mem::take(&mut self.tombstones);
@@ -146,21 +120,22 @@ impl PlayerTracker {
                     present[i] = true;
                     let e = &mut self.roster[i];
                     e.unconfirmed = false;
-                    if p.verified
-                        && !e.player.verified
-                        && let Some(guid) = &p.guid
+                    let old_guid = e.player.guid.take();
+                    let old_verified = e.player.verified;
+                    // A poll answer may predate a verification message: keep it.
+                    let verified =
+                        p.verified || (old_verified && (p.guid.is_none() || p.guid == old_guid));
+                    let guid = p.guid.clone().or(old_guid.clone());
+                    if let Some(account) = &guid
+                        && (guid != old_guid || (verified && !old_verified))
                     {
-                        out.push(PlayerEvent::GuidVerified {
-                            number: p.number,
+                        out.push(PlayerEvent::Identified {
+                            key: p.number.to_string(),
                             name: p.name.clone(),
-                            guid: guid.clone(),
+                            account: account.clone(),
+                            verified,
                         });
                     }
-                    let old_guid = e.player.guid.take();
-                    // A poll answer may predate a verification message: keep it.
-                    let verified = p.verified
-                        || (e.player.verified && (p.guid.is_none() || p.guid == old_guid));
-                    let guid = p.guid.clone().or(old_guid);
                     e.player = Player {
                         guid,
                         verified,
@@ -190,7 +165,7 @@ impl PlayerTracker {
                 player: p.clone(),
                 unconfirmed: false,
             });
-            out.push(PlayerEvent::Joined(p));
+            out.push(joined(&p));
         }
         out
     }
@@ -223,7 +198,7 @@ impl PlayerTracker {
                         player: p.clone(),
                         unconfirmed: true,
                     });
-                    out.push(PlayerEvent::Joined(p));
+                    out.push(joined(&p));
                 }
             }
             ServerEvent::PlayerGuid {
@@ -254,9 +229,9 @@ impl PlayerTracker {
                     self.tombstone(&p);
                 }
                 out.push(PlayerEvent::Kicked {
-                    number: *number,
+                    key: number.to_string(),
                     name: name.clone(),
-                    guid,
+                    account: guid,
                     reason: reason.clone(),
                 });
             }
@@ -316,31 +291,43 @@ impl PlayerTracker {
                     player: p.clone(),
                     unconfirmed: true,
                 });
-                out.push(PlayerEvent::Joined(p));
+                out.push(joined(&p));
                 self.roster.len() - 1
             }
         };
         let p = &mut self.roster[i].player;
+        let mut changed = false;
         if p.guid.as_deref() != Some(guid) {
             p.guid = Some(guid.to_owned());
             p.verified = false;
+            changed = true;
         }
         if verified && !p.verified {
             p.verified = true;
-            out.push(PlayerEvent::GuidVerified {
-                number,
+            changed = true;
+        }
+        if changed {
+            out.push(PlayerEvent::Identified {
+                key: number.to_string(),
                 name: name.to_owned(),
-                guid: guid.to_owned(),
+                account: guid.to_owned(),
+                verified: p.verified,
             });
         }
     }
 }
 
+fn joined(p: &Player) -> PlayerEvent {
+    PlayerEvent::Joined {
+        player: wire_player(p),
+    }
+}
+
 fn left(p: Player) -> PlayerEvent {
     PlayerEvent::Left {
-        number: p.number,
+        key: p.number.to_string(),
         name: p.name,
-        guid: p.guid,
+        account: p.guid,
     }
 }
 
