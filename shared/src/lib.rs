@@ -4,4 +4,5 @@
 
 pub mod arma;
 pub mod games;
+pub mod lines;
 pub mod wire;

@@ -39,12 +39,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 pub use self::parse::{LineDate, LineParser, LineTime, ParsedLine, PlainLines};
-use self::split::{LineSplitter, SplitLine};
 use super::RateLimitedLog;
+use languard_shared::lines::{LineSplitter, SplitLine};
 use languard_shared::wire::LogLevel as Level;
 
 mod parse;
-mod split;
 
 /// Which files in the directory belong to the log.
 #[derive(Debug, Clone)]

@@ -421,7 +421,9 @@ async fn players_scenario(database_url: Option<String>) {
     let api = ctl.admin().await;
     let host = api.host("players").await;
     let mut agent = AgentProc::new(&dir.join("a"));
-    agent.enroll(ctl.link, &api.join_token(&host).await).unwrap();
+    agent
+        .enroll(ctl.link, &api.join_token(&host).await)
+        .unwrap();
     agent.start();
     wait_host(&api, &host, "online", Duration::from_secs(30)).await;
     let knobs = [
@@ -494,7 +496,8 @@ async fn players_scenario(database_url: Option<String>) {
     // Stopping the server closes every session.
     let (st, v) = api.post(&format!("/servers/{srv}/stop"), json!({})).await;
     assert_eq!(st, 200, "{v}");
-    api.wait_state(&srv, "stopped", Duration::from_secs(60)).await;
+    api.wait_state(&srv, "stopped", Duration::from_secs(60))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, sessions) = api.get(&format!("/servers/{srv}/sessions")).await;

@@ -1,8 +1,5 @@
-//! Cutting a byte stream into lines for the tail, game-neutral.
-//!
-//! The algorithm is the one of `languard_shared`'s RPT splitter (the tail used it
-//! before the tail became game-neutral); it lives here until shared offers it outside
-//! its Arma module.
+//! Cutting a byte stream into lines, for every log the agent tails: bounded memory
+//! whatever the writer does, and the same lines however the input was chunked.
 
 /// One line (or piece of an over-long line) from [`LineSplitter`], without its
 /// `\n` and without a `\r` right before it.
@@ -36,7 +33,7 @@ impl Default for LineSplitter {
 }
 
 impl LineSplitter {
-    /// 1 MiB: far above any real log line, small enough to bound memory.
+    /// 1 MiB: far above any real RPT line, small enough to bound memory.
     pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 
     /// `max_line_len` is clamped to at least 1.
@@ -47,13 +44,11 @@ impl LineSplitter {
         }
     }
 
-    #[cfg(test)]
     pub fn max_line_len(&self) -> usize {
         self.max
     }
 
     /// Bytes of the current incomplete line held back.
-    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
@@ -141,7 +136,7 @@ impl LineSplitter {
     }
 }
 
-fn strip_cr(b: &[u8]) -> &[u8] {
+pub(crate) fn strip_cr(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r").unwrap_or(b)
 }
 
@@ -163,7 +158,7 @@ fn cut_point(data: &[u8], max: usize) -> usize {
 
 /// First index of `needle`, scanning a word at a time (no `memchr` dependency, no
 /// `unsafe`).
-fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let pattern = LO * u64::from(needle);
@@ -185,56 +180,4 @@ fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
         .iter()
         .position(|&b| b == needle)
         .map(|i| base + i)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn split_all(splitter: &mut LineSplitter, chunks: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {
-        let mut out = Vec::new();
-        for c in chunks {
-            splitter.feed(c, |l| out.push((l.bytes.to_vec(), l.continued)));
-            assert!(splitter.pending() <= splitter.max_line_len() + 1);
-        }
-        splitter.finish(|l| out.push((l.bytes.to_vec(), l.continued)));
-        out
-    }
-
-    #[test]
-    fn splitter_basics() {
-        let mut s = LineSplitter::default();
-        let out = split_all(&mut s, &[b"a\r\nbb", b"b\r", b"\n\nlast"]);
-        assert_eq!(
-            out,
-            vec![
-                (b"a".to_vec(), false),
-                (b"bbb".to_vec(), false),
-                (b"".to_vec(), false),
-                (b"last".to_vec(), false),
-            ]
-        );
-        // Cap at 4 bytes; the UTF-8 char "é" (2 bytes) is not cut in half.
-        let mut s = LineSplitter::new(4);
-        let out = split_all(&mut s, &["abcé12\nxy".as_bytes()]);
-        assert_eq!(
-            out,
-            vec![
-                (b"abc".to_vec(), true),
-                ("é12".as_bytes().to_vec(), false),
-                (b"xy".to_vec(), false),
-            ]
-        );
-        // A writer that never sends a newline cannot grow the buffer.
-        let mut s = LineSplitter::new(16);
-        let mut pieces = 0;
-        for _ in 0..1000 {
-            s.feed(&[b'z'; 7], |l| {
-                assert!(l.continued && l.bytes.len() == 16);
-                pieces += 1;
-            });
-            assert!(s.pending() <= 17);
-        }
-        assert_eq!(pieces, 7000 / 16 - 1 + usize::from(7000 % 16 != 0));
-    }
 }
