@@ -113,16 +113,16 @@ conformance!(
     config_save_and_versions,
     config_parallel_one_wins,
     config_parallel_retry_loses_nothing,
-    mods,
-    players_sessions_bans,
+    players_and_sessions_of_any_game,
     audit_filters_and_pagination,
     logs_at_scale,
     metrics,
-    schedules,
     hostile_strings,
     server_count_and_port_guard,
     server_port_race_one_wins,
     config_delete_and_replace_sections,
+    config_sections_are_free_text,
+    set_desired_running_touches_nothing_else,
     retention_prunes_old_keeps_recent,
     tokens_valid_after_bumps,
     last_admin_guard,
@@ -172,8 +172,8 @@ async fn host(s: &S, name: &str) -> Host {
     s.create_host(NewHost {
         name: name.into(),
         agent_id: None,
-        os: "linux".into(),
-        status: "pending".into(),
+        os: HostOs::Linux,
+        status: HostStatus::Pending,
     })
     .await
     .unwrap()
@@ -191,9 +191,99 @@ fn spec(name: &str, port: i64) -> ServerSpec {
     }
 }
 
+/// The ports the game registry gives a spec (Arma 3: game_port..=game_port+4 and the RCon
+/// port; Palworld: both ports): what the controller passes to create/update.
+fn ports_of(sp: &ServerSpec) -> Vec<u16> {
+    let p = |v: i64| u16::try_from(v).unwrap();
+    match sp.game {
+        Game::Arma3 => (sp.game_port..=sp.game_port + 4)
+            .chain([sp.rcon_port])
+            .map(p)
+            .collect(),
+        Game::Palworld => vec![p(sp.game_port), p(sp.rcon_port)],
+    }
+}
+
+/// Cut-offs that prune nothing (everything is newer than the epoch).
+fn no_cutoffs() -> RetentionCutoffs {
+    let e = OffsetDateTime::UNIX_EPOCH;
+    RetentionCutoffs {
+        logs_before: e,
+        metrics_before: e,
+        audit_before: e,
+        sessions_before: e,
+        refresh_tokens_before: e,
+        events_before: e,
+        rollups_before: e,
+        join_tokens_before: e,
+    }
+}
+
+fn server_state(name: &str) -> languard_shared::wire::ServerState {
+    serde_json::from_value(json!(name)).unwrap()
+}
+
+/// Stores log lines the way agents do (one ingest batch of the servers' host).
+async fn store_logs(s: &S, lines: Vec<NewLogLine>) -> StoreResult<u64> {
+    let Some(first) = lines.first() else {
+        return Ok(0);
+    };
+    let host_id = s.get_server(first.server_id).await?.unwrap().host_id;
+    let n = lines.len() as u64;
+    s.ingest(IngestBatch {
+        host_id,
+        logs: lines,
+        ..Default::default()
+    })
+    .await?;
+    Ok(n)
+}
+
+/// Stores metric samples the way agents do (one ingest batch of the samples' host).
+async fn store_metrics(s: &S, samples: Vec<NewMetricSample>) -> StoreResult<u64> {
+    let Some(first) = samples.first() else {
+        return Ok(0);
+    };
+    let host_id = match (first.host_id, first.server_id) {
+        (Some(h), _) => h,
+        (None, Some(srv)) => s.get_server(srv).await?.unwrap().host_id,
+        (None, None) => panic!("a sample names a server or a host"),
+    };
+    let n = samples.len() as u64;
+    s.ingest(IngestBatch {
+        host_id,
+        metrics: samples,
+        ..Default::default()
+    })
+    .await?;
+    Ok(n)
+}
+
+/// The player with this account id (any game), from the directory.
+async fn player(s: &S, account: &str) -> Option<Player> {
+    s.list_players(None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.account_id == account)
+}
+
+/// Applies session changes the way agents do (one ingest batch of `host_id`).
+async fn store_sessions(s: &S, host_id: Uuid, sessions: Vec<SessionChange>) {
+    s.ingest(IngestBatch {
+        host_id,
+        sessions,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
 async fn server(s: &S) -> Server {
     let h = host(s, &format!("h-{}", Uuid::new_v4())).await;
-    s.create_server(h.id, spec("main", 2302)).await.unwrap()
+    s.create_server(h.id, spec("main", 2302), &ports_of(&spec("main", 2302)))
+        .await
+        .unwrap()
 }
 
 // ------------------------------------------------------------------ tests
@@ -371,11 +461,21 @@ async fn refresh_tokens(s: S) {
     let _ = other;
 
     // Retention: nothing expired yet, everything expired in 8 days.
-    assert_eq!(s.prune_refresh_tokens_before(now()).await.unwrap(), 0);
+    let tokens_before = |t: OffsetDateTime| RetentionCutoffs {
+        refresh_tokens_before: t,
+        ..no_cutoffs()
+    };
+    let pruned = |r: Option<PruneReport>| r.unwrap().refresh_tokens;
     assert_eq!(
-        s.prune_refresh_tokens_before(now() + Duration::days(8))
-            .await
-            .unwrap(),
+        pruned(s.prune_retention(tokens_before(now())).await.unwrap()),
+        0
+    );
+    assert_eq!(
+        pruned(
+            s.prune_retention(tokens_before(now() + Duration::days(8)))
+                .await
+                .unwrap()
+        ),
         3
     );
     assert!(
@@ -468,8 +568,8 @@ async fn hosts_and_servers(s: S) {
         s.create_host(NewHost {
             name: "alpha".into(),
             agent_id: None,
-            os: "windows".into(),
-            status: "pending".into()
+            os: HostOs::Windows,
+            status: HostStatus::Pending
         })
         .await,
         Err(StoreError::Conflict(_))
@@ -478,7 +578,7 @@ async fn hosts_and_servers(s: S) {
     assert!(s.get_host(Uuid::new_v4()).await.unwrap().is_none());
     assert_eq!(s.list_hosts().await.unwrap(), vec![h1.clone(), h2.clone()]);
     let mut h1b = h1.clone();
-    h1b.status = "online".into();
+    h1b.status = HostStatus::Online;
     h1b.agent_id = Some("agent-1".into());
     h1b.last_seen_at = Some(now());
     assert_eq!(s.update_host(&h1b).await.unwrap(), h1b);
@@ -489,16 +589,27 @@ async fn hosts_and_servers(s: S) {
         Err(StoreError::NotFound)
     ));
 
-    let a = s.create_server(h1.id, spec("main", 2302)).await.unwrap();
+    let a = s
+        .create_server(h1.id, spec("main", 2302), &ports_of(&spec("main", 2302)))
+        .await
+        .unwrap();
     assert_eq!(a.revision, 1);
     assert!(matches!(
-        s.create_server(h1.id, spec("main", 2402)).await,
+        s.create_server(h1.id, spec("main", 2402), &ports_of(&spec("main", 2402)))
+            .await,
         Err(StoreError::Conflict(_))
     ));
-    let b = s.create_server(h2.id, spec("main", 2302)).await.unwrap();
-    let c = s.create_server(h1.id, spec("coop", 2502)).await.unwrap();
+    let b = s
+        .create_server(h2.id, spec("main", 2302), &ports_of(&spec("main", 2302)))
+        .await
+        .unwrap();
+    let c = s
+        .create_server(h1.id, spec("coop", 2502), &ports_of(&spec("coop", 2502)))
+        .await
+        .unwrap();
     assert!(matches!(
-        s.create_server(Uuid::new_v4(), spec("x", 1)).await,
+        s.create_server(Uuid::new_v4(), spec("x", 1), &ports_of(&spec("x", 1)))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.get_server(a.id).await.unwrap().unwrap(), a);
@@ -516,22 +627,27 @@ async fn hosts_and_servers(s: S) {
     let mut sp = spec("main", 2602);
     sp.desired_running = true;
     sp.restart_policy = json!({"mode": "always"});
-    let a2 = s.update_server(a.id, 1, sp.clone()).await.unwrap();
+    let a2 = s
+        .update_server(a.id, 1, sp.clone(), &ports_of(&sp.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         (a2.revision, a2.game_port, a2.desired_running),
         (2, 2602, true)
     );
     assert_eq!(a2.restart_policy, json!({"mode": "always"}));
     assert!(
-        matches!(s.update_server(a.id, 1, sp.clone()).await, Err(StoreError::Conflict(ref w)) if w == "revision")
+        matches!(s.update_server(a.id, 1, sp.clone(), &ports_of(&sp.clone())).await, Err(StoreError::Conflict(ref w)) if w == "revision")
     );
     assert!(matches!(
-        s.update_server(Uuid::new_v4(), 1, sp.clone()).await,
+        s.update_server(Uuid::new_v4(), 1, sp.clone(), &ports_of(&sp.clone()))
+            .await,
         Err(StoreError::NotFound)
     ));
     // Renaming onto an existing name on the same host is a conflict.
     assert!(matches!(
-        s.update_server(c.id, 1, spec("main", 1)).await,
+        s.update_server(c.id, 1, spec("main", 1), &ports_of(&spec("main", 1)))
+            .await,
         Err(StoreError::Conflict(_))
     ));
 
@@ -552,13 +668,9 @@ async fn hosts_and_servers(s: S) {
     ));
 }
 
-fn sec(
-    kind: ConfigSectionKind,
-    content: serde_json::Value,
-    secrets: Option<&[u8]>,
-) -> ConfigSection {
+fn sec(kind: &str, content: serde_json::Value, secrets: Option<&[u8]>) -> ConfigSection {
     ConfigSection {
-        section: kind,
+        section: kind.into(),
         content,
         secrets: secrets.map(<[u8]>::to_vec),
     }
@@ -579,8 +691,8 @@ async fn config_save_and_versions(s: S) {
             srv.id,
             0,
             vec![
-                sec(ConfigSectionKind::Server, json!({"hostname": "My \"server\"", "missions": [{"template": "co10.Altis", "difficulty": "veteran"}]}), Some(&[1, 2, 3, 0, 255])),
-                sec(ConfigSectionKind::Basic, json!({"MaxMsgSend": 128}), None),
+                sec("server", json!({"hostname": "My \"server\"", "missions": [{"template": "co10.Altis", "difficulty": "veteran"}]}), Some(&[1, 2, 3, 0, 255])),
+                sec("basic", json!({"MaxMsgSend": 128}), None),
             ],
             Some(author.id),
             Some("first".into()),
@@ -591,23 +703,18 @@ async fn config_save_and_versions(s: S) {
     let c1 = s.get_config(srv.id).await.unwrap();
     assert_eq!(c1.revision, 1);
     assert_eq!(c1.sections.len(), 2);
-    assert_eq!(c1.sections[0].section.section, ConfigSectionKind::Server);
+    // Ordered by name.
+    assert_eq!(kinds(&c1), ["basic", "server"]);
     assert_eq!(
-        c1.sections[0].section.secrets.as_deref(),
+        c1.sections[1].section.secrets.as_deref(),
         Some(&[1u8, 2, 3, 0, 255][..])
     );
-    assert_eq!(c1.sections[1].section.secrets, None);
+    assert_eq!(c1.sections[0].section.secrets, None);
     assert!(c1.sections.iter().all(|x| x.revision == 1));
 
     // Stale revision -> conflict, nothing changes.
     let stale = s
-        .save_config(
-            srv.id,
-            0,
-            vec![sec(ConfigSectionKind::Basic, json!({}), None)],
-            None,
-            None,
-        )
+        .save_config(srv.id, 0, vec![sec("basic", json!({}), None)], None, None)
         .await;
     assert!(
         matches!(stale, Err(StoreError::Conflict(ref w)) if w == "config_revision"),
@@ -624,12 +731,8 @@ async fn config_save_and_versions(s: S) {
             srv.id,
             1,
             vec![
-                sec(
-                    ConfigSectionKind::Server,
-                    json!({"hostname": "renamed"}),
-                    Some(&[9, 9]),
-                ),
-                sec(ConfigSectionKind::Rcon, json!({"port": 2306}), Some(&[7])),
+                sec("server", json!({"hostname": "renamed"}), Some(&[9, 9])),
+                sec("rcon", json!({"port": 2306}), Some(&[7])),
             ],
             None,
             None,
@@ -643,7 +746,7 @@ async fn config_save_and_versions(s: S) {
     let basic = c2
         .sections
         .iter()
-        .find(|x| x.section.section == ConfigSectionKind::Basic)
+        .find(|x| x.section.section == "basic")
         .unwrap();
     assert_eq!(basic.revision, 1, "untouched section keeps its revision");
 
@@ -659,7 +762,7 @@ async fn config_save_and_versions(s: S) {
     let got1 = s.get_config_version(srv.id, 1).await.unwrap().unwrap();
     assert_eq!(got1, v1);
     assert_eq!(
-        got1.sections[0].secrets.as_deref(),
+        got1.sections[1].secrets.as_deref(),
         Some(&[1u8, 2, 3, 0, 255][..])
     );
     assert_eq!(s.get_config_version(srv.id, 2).await.unwrap().unwrap(), v2);
@@ -681,9 +784,9 @@ async fn config_save_and_versions(s: S) {
     let server_sec = c3
         .sections
         .iter()
-        .find(|x| x.section.section == ConfigSectionKind::Server)
+        .find(|x| x.section.section == "server")
         .unwrap();
-    assert_eq!(server_sec.section, got1.sections[0]);
+    assert_eq!(server_sec.section, got1.sections[1]);
 
     // Deleting the user keeps the version, author becomes NULL.
     s.delete_user(author.id).await.unwrap();
@@ -702,7 +805,7 @@ async fn config_parallel_one_wins(s: S) {
     s.save_config(
         srv.id,
         0,
-        vec![sec(ConfigSectionKind::Basic, json!({"n": 0}), None)],
+        vec![sec("basic", json!({"n": 0}), None)],
         None,
         None,
     )
@@ -715,7 +818,7 @@ async fn config_parallel_one_wins(s: S) {
             s.save_config(
                 srv.id,
                 1,
-                vec![sec(ConfigSectionKind::Basic, json!({"n": i}), None)],
+                vec![sec("basic", json!({"n": i}), None)],
                 None,
                 None,
             )
@@ -753,7 +856,7 @@ async fn config_parallel_retry_loses_nothing(s: S) {
                     .save_config(
                         srv.id,
                         rev,
-                        vec![sec(ConfigSectionKind::Profile, json!({"writer": i}), None)],
+                        vec![sec("profile", json!({"writer": i}), None)],
                         None,
                         Some(format!("w{i}")),
                     )
@@ -787,308 +890,127 @@ async fn config_parallel_retry_loses_nothing(s: S) {
     );
 }
 
-async fn mods(s: S) {
-    let srv = server(&s).await;
-    let cba = s
-        .create_mod(NewMod {
-            name: "CBA_A3".into(),
-            workshop_id: Some("450814997".into()),
-            path: "@CBA_A3".into(),
-        })
+async fn players_and_sessions_of_any_game(s: S) {
+    let arma = server(&s).await;
+    let pw_host = host(&s, "pw-host").await;
+    let pw = s
+        .create_server(pw_host.id, palworld("pw", 8211, 25575), &[8211, 25575])
         .await
         .unwrap();
-    let ace = s
-        .create_mod(NewMod {
-            name: "ACE".into(),
-            workshop_id: Some("463939057".into()),
-            path: "@ace".into(),
-        })
-        .await
-        .unwrap();
-    let local = s
-        .create_mod(NewMod {
-            name: "local".into(),
-            workshop_id: None,
-            path: "@local".into(),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(
-        s.create_mod(NewMod {
-            name: "dup".into(),
-            workshop_id: Some("450814997".into()),
-            path: "@x".into()
-        })
-        .await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(s.get_mod(ace.id).await.unwrap().unwrap(), ace);
-    assert!(s.get_mod(Uuid::new_v4()).await.unwrap().is_none());
-    assert_eq!(s.list_mods().await.unwrap().len(), 3);
-    s.set_server_mods(
-        srv.id,
+    let join =
+        |server_id: Uuid, account: &str, name: &str, at: OffsetDateTime| SessionChange::Join {
+            server_id,
+            account: account.into(),
+            name: name.into(),
+            ip: Some("198.51.100.4".into()),
+            at,
+        };
+    // The same account id in two games is two players; a second join of a player who is
+    // on the server only renames / refreshes the player.
+    store_sessions(
+        &s,
+        arma.host_id,
         vec![
-            ServerMod {
-                mod_id: cba.id,
-                server_only: false,
-            },
-            ServerMod {
-                mod_id: ace.id,
-                server_only: false,
-            },
-            ServerMod {
-                mod_id: local.id,
-                server_only: true,
-            },
+            join(arma.id, "acc-1", "Miller", t0()),
+            join(arma.id, "acc-1", "Miller2", t0() + Duration::hours(1)),
         ],
     )
-    .await
-    .unwrap();
-    let l = s.list_server_mods(srv.id).await.unwrap();
+    .await;
+    store_sessions(&s, pw_host.id, vec![join(pw.id, "acc-1", "Kerry", t0())]).await;
+    let players = s.list_players(None, 10).await.unwrap();
     assert_eq!(
-        l.iter()
-            .map(|m| (m.mod_id, m.position, m.server_only))
+        players
+            .iter()
+            .map(|p| (
+                p.game,
+                p.account_id.as_str(),
+                p.last_name.as_str(),
+                p.first_seen,
+                p.last_seen
+            ))
             .collect::<Vec<_>>(),
-        vec![(cba.id, 0, false), (ace.id, 1, false), (local.id, 2, true)]
-    );
-    assert_eq!(l[0].name, "CBA_A3");
-    // Replace (reorder, drop one).
-    s.set_server_mods(
-        srv.id,
         vec![
-            ServerMod {
-                mod_id: ace.id,
-                server_only: false,
-            },
-            ServerMod {
-                mod_id: cba.id,
-                server_only: false,
-            },
-        ],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s.list_server_mods(srv.id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| m.mod_id)
-            .collect::<Vec<_>>(),
-        vec![ace.id, cba.id]
+            (
+                Game::Arma3,
+                "acc-1",
+                "Miller2",
+                t0(),
+                t0() + Duration::hours(1)
+            ),
+            (Game::Palworld, "acc-1", "Kerry", t0(), t0()),
+        ]
     );
-    // Unknown mod -> conflict and the old list is kept (transaction).
-    assert!(matches!(
-        s.set_server_mods(
-            srv.id,
-            vec![ServerMod {
-                mod_id: Uuid::new_v4(),
-                server_only: false
-            }]
-        )
-        .await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(s.list_server_mods(srv.id).await.unwrap().len(), 2);
-    assert!(matches!(
-        s.set_server_mods(Uuid::new_v4(), vec![]).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(
-        matches!(s.delete_mod(ace.id).await, Err(StoreError::Conflict(_))),
-        "mod in use"
-    );
-    s.delete_mod(local.id).await.unwrap();
-    assert!(matches!(
-        s.delete_mod(local.id).await,
-        Err(StoreError::NotFound)
-    ));
-}
-
-async fn players_sessions_bans(s: S) {
-    let srv = server(&s).await;
-    let admin = user(&s, "banner").await;
-    let p = s
-        .upsert_player("guid-1", Some("7656119"), "Miller", t0())
-        .await
-        .unwrap();
-    let p2 = s
-        .upsert_player("guid-1", None, "Miller2", t0() + Duration::hours(1))
-        .await
-        .unwrap();
-    assert_eq!(p2.id, p.id);
-    assert_eq!(
-        (
-            p2.last_name.as_str(),
-            p2.steam_id.as_deref(),
-            p2.first_seen,
-            p2.last_seen
-        ),
-        ("Miller2", Some("7656119"), t0(), t0() + Duration::hours(1))
-    );
-    let q = s
-        .upsert_player("guid-2", None, "Kerry", t0())
-        .await
-        .unwrap();
-    assert_eq!(s.get_player(p.id).await.unwrap().unwrap(), p2);
-    assert_eq!(s.get_player_by_guid("guid-2").await.unwrap().unwrap(), q);
-    assert!(s.get_player_by_guid("nope").await.unwrap().is_none());
-    assert_eq!(
-        s.list_players(None, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|x| x.id)
-            .collect::<Vec<_>>(),
-        vec![p.id, q.id]
-    );
+    let (miller, kerry) = (players[0].clone(), players[1].clone());
     assert_eq!(
         s.list_players(Some("KER"), 10).await.unwrap(),
-        vec![q.clone()]
+        vec![kerry.clone()]
     );
+    assert_eq!(s.list_players(None, 1).await.unwrap(), vec![miller.clone()]);
 
-    let s1 = s
-        .open_player_session(srv.id, p.id, t0(), Some("198.51.100.4"))
-        .await
-        .unwrap();
-    let s2 = s
-        .open_player_session(srv.id, q.id, t0() + Duration::minutes(5), None)
-        .await
-        .unwrap();
-    s.close_player_session(s1.id, t0() + Duration::minutes(30))
-        .await
-        .unwrap();
-    assert!(matches!(
-        s.close_player_session(Uuid::new_v4(), t0()).await,
-        Err(StoreError::NotFound)
-    ));
-    let open = s
-        .list_player_sessions(SessionQuery {
-            server_id: Some(srv.id),
-            open_only: true,
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(open, vec![s2.clone()]);
-    let mine = s
-        .list_player_sessions(SessionQuery {
-            player_id: Some(p.id),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(mine.len(), 1);
-    assert_eq!(mine[0].left_at, Some(t0() + Duration::minutes(30)));
-    assert_eq!(
-        s.close_open_sessions(srv.id, t0() + Duration::hours(1))
+    let sessions = |server_id: Option<Uuid>, player_id: Option<Uuid>, open_only: bool| {
+        let s = s.clone();
+        async move {
+            s.list_player_sessions(SessionQuery {
+                server_id,
+                player_id,
+                open_only,
+                limit: 10,
+            })
             .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        s.list_player_sessions(SessionQuery {
-            server_id: Some(srv.id),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len(),
-        2
-    );
-    assert_eq!(
-        s.prune_player_sessions_before(t0() + Duration::minutes(1))
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        s.list_player_sessions(SessionQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap(),
-        {
-            let mut x = s2.clone();
-            x.left_at = Some(t0() + Duration::hours(1));
-            vec![x]
+            .unwrap()
         }
+    };
+    let open = sessions(Some(arma.id), None, true).await;
+    assert_eq!(
+        open.len(),
+        1,
+        "one open session per (server, player): {open:?}"
     );
+    assert_eq!(
+        (open[0].player_id, open[0].joined_at, open[0].ip.as_deref()),
+        (miller.id, t0(), Some("198.51.100.4"))
+    );
+    assert_eq!(sessions(None, Some(kerry.id), false).await.len(), 1);
 
-    let n = now();
-    let global = s
-        .create_ban(NewBan {
-            server_id: None,
-            kind: BanKind::Guid,
-            target: "guid-1".into(),
-            reason: "cheating".into(),
-            expires_at: None,
-            created_by: Some(admin.id),
-        })
-        .await
-        .unwrap();
-    let local = s
-        .create_ban(NewBan {
-            server_id: Some(srv.id),
-            kind: BanKind::Ip,
-            target: "198.51.100.4".into(),
-            reason: "spam".into(),
-            expires_at: Some(n + Duration::days(1)),
-            created_by: None,
-        })
-        .await
-        .unwrap();
-    let _expired = s
-        .create_ban(NewBan {
-            server_id: Some(srv.id),
-            kind: BanKind::Guid,
-            target: "guid-2".into(),
-            reason: "old".into(),
-            expires_at: Some(n - Duration::days(1)),
-            created_by: None,
-        })
-        .await
-        .unwrap();
-    let other = server(&s).await;
-    let _elsewhere = s
-        .create_ban(NewBan {
-            server_id: Some(other.id),
-            kind: BanKind::Guid,
-            target: "guid-3".into(),
-            reason: "x".into(),
-            expires_at: None,
-            created_by: None,
-        })
-        .await
-        .unwrap();
-    assert_eq!(s.get_ban(global.id).await.unwrap().unwrap(), global);
-    assert!(s.get_ban(Uuid::new_v4()).await.unwrap().is_none());
-    let active: HashSet<_> = s
-        .list_active_bans(Some(srv.id), n)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(active, HashSet::from([global.id, local.id]));
-    assert_eq!(s.list_active_bans(None, n).await.unwrap().len(), 3);
-    s.remove_ban(local.id, n).await.unwrap();
-    assert!(matches!(
-        s.remove_ban(Uuid::new_v4(), n).await,
-        Err(StoreError::NotFound)
-    ));
+    // Leave by account closes the session of that game's player only; a new join opens a
+    // new session.
+    store_sessions(
+        &s,
+        arma.host_id,
+        vec![
+            SessionChange::Leave {
+                server_id: arma.id,
+                account: Some("acc-1".into()),
+                name: "Miller2".into(),
+                at: t0() + Duration::hours(2),
+            },
+            join(arma.id, "acc-1", "Miller2", t0() + Duration::hours(3)),
+        ],
+    )
+    .await;
+    let mine = sessions(None, Some(miller.id), false).await;
     assert_eq!(
-        s.list_active_bans(Some(srv.id), n).await.unwrap(),
-        vec![global.clone()]
+        mine.iter()
+            .map(|x| (x.joined_at, x.left_at))
+            .collect::<Vec<_>>(),
+        vec![
+            (t0() + Duration::hours(3), None),
+            (t0(), Some(t0() + Duration::hours(2))),
+        ]
     );
-    assert_eq!(
-        s.get_ban(local.id).await.unwrap().unwrap().removed_at,
-        Some(n)
-    );
+    assert_eq!(sessions(Some(pw.id), None, true).await.len(), 1);
+    // CloseAll closes every open session of its server, no other.
+    store_sessions(
+        &s,
+        arma.host_id,
+        vec![SessionChange::CloseAll {
+            server_id: arma.id,
+            at: t0() + Duration::hours(4),
+        }],
+    )
+    .await;
+    assert!(sessions(Some(arma.id), None, true).await.is_empty());
+    assert_eq!(sessions(Some(pw.id), None, true).await.len(), 1);
 }
 
 async fn audit_filters_and_pagination(s: S) {
@@ -1235,9 +1157,14 @@ async fn audit_filters_and_pagination(s: S) {
     assert!(p3.next.is_none());
 
     assert_eq!(
-        s.prune_audit_before(t0() + Duration::seconds(5))
-            .await
-            .unwrap(),
+        s.prune_retention(RetentionCutoffs {
+            audit_before: t0() + Duration::seconds(5),
+            ..no_cutoffs()
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .audit,
         10
     );
     assert_eq!(s.query_audit(q(|_| {})).await.unwrap().items.len(), 15);
@@ -1271,7 +1198,7 @@ async fn logs_at_scale(s: S) {
                 },
             })
             .collect();
-        assert_eq!(s.insert_log_batch(lines).await.unwrap(), BATCH as u64);
+        assert_eq!(store_logs(&s, lines).await.unwrap(), BATCH as u64);
         seq += BATCH;
     }
     let ins = began.elapsed();
@@ -1280,7 +1207,7 @@ async fn logs_at_scale(s: S) {
         s.backend(),
         N as f64 / ins.as_secs_f64()
     );
-    assert_eq!(s.insert_log_batch(vec![]).await.unwrap(), 0);
+    assert_eq!(store_logs(&s, vec![]).await.unwrap(), 0);
 
     let timed = |label: &'static str, q: LogQuery| {
         let s = s.clone();
@@ -1461,11 +1388,16 @@ async fn logs_at_scale(s: S) {
 
     let t = Instant::now();
     let pruned = s
-        .prune_logs_before(t0() + Duration::seconds(1000))
+        .prune_retention(RetentionCutoffs {
+            logs_before: t0() + Duration::seconds(1000),
+            ..no_cutoffs()
+        })
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .logs;
     eprintln!(
-        "[{}] prune_logs_before: {pruned} rows in {:?}",
+        "[{}] prune logs: {pruned} rows in {:?}",
         s.backend(),
         t.elapsed()
     );
@@ -1509,12 +1441,15 @@ async fn metrics(s: S) {
             fps: Some(47.25),
         })
         .collect();
-    assert_eq!(s.insert_metrics_batch(samples).await.unwrap(), 1200);
+    assert_eq!(store_metrics(&s, samples).await.unwrap(), 1200);
     assert_eq!(
-        s.insert_metrics_batch(vec![NewMetricSample {
-            server_id: Some(srv.id),
-            ..Default::default()
-        }])
+        store_metrics(
+            &s,
+            vec![NewMetricSample {
+                server_id: Some(srv.id),
+                ..Default::default()
+            }]
+        )
         .await
         .unwrap(),
         1
@@ -1556,9 +1491,14 @@ async fn metrics(s: S) {
         10
     );
     assert_eq!(
-        s.prune_metrics_before(t0() + Duration::seconds(600))
-            .await
-            .unwrap(),
+        s.prune_retention(RetentionCutoffs {
+            metrics_before: t0() + Duration::seconds(600),
+            ..no_cutoffs()
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .metrics,
         600
     );
     assert_eq!(
@@ -1572,100 +1512,6 @@ async fn metrics(s: S) {
         .len(),
         300
     );
-}
-
-async fn schedules(s: S) {
-    let srv = server(&s).await;
-    let n = now();
-    let a = s
-        .create_schedule(NewSchedule {
-            server_id: srv.id,
-            cron: "0 4 * * *".into(),
-            action: "restart".into(),
-            args: json!({"warn_minutes": [10, 5, 1]}),
-            enabled: true,
-            next_run_at: Some(n - Duration::minutes(1)),
-        })
-        .await
-        .unwrap();
-    let b = s
-        .create_schedule(NewSchedule {
-            server_id: srv.id,
-            cron: "*/5 * * * *".into(),
-            action: "say".into(),
-            args: json!({"text": "hi"}),
-            enabled: false,
-            next_run_at: Some(n - Duration::minutes(1)),
-        })
-        .await
-        .unwrap();
-    let c = s
-        .create_schedule(NewSchedule {
-            server_id: srv.id,
-            cron: "0 0 1 1 *".into(),
-            action: "backup".into(),
-            args: json!(null),
-            enabled: true,
-            next_run_at: Some(n + Duration::days(30)),
-        })
-        .await
-        .unwrap();
-    assert_eq!(s.get_schedule(a.id).await.unwrap().unwrap(), a);
-    assert!(s.get_schedule(Uuid::new_v4()).await.unwrap().is_none());
-    assert_eq!(s.list_schedules(Some(srv.id)).await.unwrap().len(), 3);
-    assert_eq!(s.list_schedules(None).await.unwrap().len(), 3);
-    assert_eq!(s.due_schedules(n, 10).await.unwrap(), vec![a.clone()]);
-
-    // Two replicas race to claim the run; only one wins.
-    let next = Some(n + Duration::days(1));
-    assert!(
-        s.mark_schedule_run(a.id, a.next_run_at, n, next)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !s.mark_schedule_run(a.id, a.next_run_at, n, next)
-            .await
-            .unwrap()
-    );
-    let a2 = s.get_schedule(a.id).await.unwrap().unwrap();
-    assert_eq!((a2.last_run_at, a2.next_run_at), (Some(n), next));
-    assert!(s.due_schedules(n, 10).await.unwrap().is_empty());
-
-    let mut b2 = b.clone();
-    b2.enabled = true;
-    b2.args = json!({"text": "hello"});
-    b2.next_run_at = None;
-    assert_eq!(s.update_schedule(&b2).await.unwrap(), b2);
-    assert!(
-        s.mark_schedule_run(b.id, None, n, Some(n - Duration::seconds(1)))
-            .await
-            .unwrap(),
-        "NULL expected matches NULL"
-    );
-    assert_eq!(
-        s.due_schedules(n, 10)
-            .await
-            .unwrap()
-            .iter()
-            .map(|x| x.id)
-            .collect::<Vec<_>>(),
-        vec![b.id]
-    );
-    let mut ghost = c.clone();
-    ghost.id = Uuid::new_v4();
-    assert!(matches!(
-        s.update_schedule(&ghost).await,
-        Err(StoreError::NotFound)
-    ));
-    s.delete_schedule(c.id).await.unwrap();
-    assert!(matches!(
-        s.delete_schedule(c.id).await,
-        Err(StoreError::NotFound)
-    ));
-    // Deleting the server removes its schedules.
-    s.delete_server(srv.id).await.unwrap();
-    assert!(s.list_schedules(None).await.unwrap().is_empty());
 }
 
 async fn hostile_strings(s: S) {
@@ -1697,13 +1543,16 @@ async fn hostile_strings(s: S) {
     let big: String = "Aö🎮'\"".repeat(100 * 1024 / 12);
     assert!(big.len() >= 100 * 1024 / 2);
     let srv = server(&s).await;
-    s.insert_log_batch(vec![NewLogLine {
-        server_id: srv.id,
-        seq: 1,
-        ts: t0(),
-        level: LogLevel::Info,
-        text: big.clone(),
-    }])
+    store_logs(
+        &s,
+        vec![NewLogLine {
+            server_id: srv.id,
+            seq: 1,
+            ts: t0(),
+            level: LogLevel::Info,
+            text: big.clone(),
+        }],
+    )
     .await
     .unwrap();
     let got = s
@@ -1747,7 +1596,7 @@ async fn hostile_strings(s: S) {
             srv.id,
             0,
             vec![sec(
-                ConfigSectionKind::Server,
+                "server",
                 json!({"motd": nasty, "big": big}),
                 Some(big.as_bytes()),
             )],
@@ -1768,25 +1617,12 @@ async fn hostile_strings(s: S) {
         })
         .await;
     assert!(matches!(nul, Err(StoreError::InvalidInput(_))), "{nul:?}");
-    let nul = s
-        .insert_log_batch(vec![NewLogLine {
-            server_id: srv.id,
-            seq: 2,
-            ts: t0(),
-            level: LogLevel::Info,
-            text: "a\0b".into(),
-        }])
-        .await;
-    assert!(matches!(nul, Err(StoreError::InvalidInput(_))));
+    // (Agent log lines are scrubbed instead: see ingest_logs_nul_and_ack.)
     let nul = s
         .save_config(
             srv.id,
             1,
-            vec![sec(
-                ConfigSectionKind::Basic,
-                json!({"x": ["ok", "bad\u{0}"]}),
-                None,
-            )],
+            vec![sec("basic", json!({"x": ["ok", "bad\u{0}"]}), None)],
             None,
             None,
         )
@@ -1815,73 +1651,138 @@ fn is_port_conflict(r: &StoreResult<Server>, port: i64) -> bool {
 }
 
 async fn server_count_and_port_guard(s: S) {
-    assert_eq!(
-        reserved_ports(Game::Arma3, 2302, 2310),
-        vec![2302, 2303, 2304, 2305, 2306, 2310]
-    );
-    assert_eq!(
-        reserved_ports(Game::Arma3, 2302, 2304),
-        vec![2302, 2303, 2304, 2305, 2306]
-    );
-    assert_eq!(
-        reserved_ports(Game::Palworld, 8211, 25575),
-        vec![8211, 25575]
-    );
+    // The store claims exactly the ports it is given (duplicates ignored), not what it
+    // could derive from the game.
+    let h3 = host(&s, "p3").await;
+    s.create_server(h3.id, palworld("x", 9100, 9101), &[9100, 9100, 9500])
+        .await
+        .unwrap();
+    let r = s
+        .create_server(h3.id, palworld("y", 9200, 9201), &[9200, 9500])
+        .await;
+    assert!(is_port_conflict(&r, 9500), "{r:?}");
+    s.create_server(h3.id, palworld("y", 9101, 9201), &[9101, 9201])
+        .await
+        .unwrap();
+    s.delete_server(s.list_servers_on_host(h3.id).await.unwrap()[0].id)
+        .await
+        .unwrap();
+    s.delete_server(s.list_servers_on_host(h3.id).await.unwrap()[0].id)
+        .await
+        .unwrap();
     let h1 = host(&s, "p1").await;
     let h2 = host(&s, "p2").await;
     assert_eq!(s.count_servers(None).await.unwrap(), 0);
     // a: 2302..=2306 (+ rcon 2304 inside the range).
-    let a = s.create_server(h1.id, spec("a", 2302)).await.unwrap();
+    let a = s
+        .create_server(h1.id, spec("a", 2302), &ports_of(&spec("a", 2302)))
+        .await
+        .unwrap();
     // Overlaps a's range at 2306 (game port of b) -> conflict; nothing of b is kept.
-    let r = s.create_server(h1.id, spec("b", 2306)).await;
+    let r = s
+        .create_server(h1.id, spec("b", 2306), &ports_of(&spec("b", 2306)))
+        .await;
     assert!(is_port_conflict(&r, 2306), "{r:?}");
     // RCon port inside a's range.
-    let r = s.create_server(h1.id, palworld("pw", 8211, 2305)).await;
+    let r = s
+        .create_server(
+            h1.id,
+            palworld("pw", 8211, 2305),
+            &ports_of(&palworld("pw", 8211, 2305)),
+        )
+        .await;
     assert!(is_port_conflict(&r, 2305), "{r:?}");
     assert_eq!(s.count_servers(Some(h1.id)).await.unwrap(), 1);
     // The failed creates left no ports behind: 2307.. and 8211 are free.
-    let b = s.create_server(h1.id, spec("b", 2307)).await.unwrap();
+    let b = s
+        .create_server(h1.id, spec("b", 2307), &ports_of(&spec("b", 2307)))
+        .await
+        .unwrap();
     let pw = s
-        .create_server(h1.id, palworld("pw", 8211, 25575))
+        .create_server(
+            h1.id,
+            palworld("pw", 8211, 25575),
+            &ports_of(&palworld("pw", 8211, 25575)),
+        )
         .await
         .unwrap();
     // The same ports on another host are fine.
-    s.create_server(h2.id, spec("a", 2302)).await.unwrap();
+    s.create_server(h2.id, spec("a", 2302), &ports_of(&spec("a", 2302)))
+        .await
+        .unwrap();
     assert_eq!(s.count_servers(None).await.unwrap(), 4);
     assert_eq!(s.count_servers(Some(h1.id)).await.unwrap(), 3);
     assert_eq!(s.count_servers(Some(h2.id)).await.unwrap(), 1);
     assert_eq!(s.count_servers(Some(Uuid::new_v4())).await.unwrap(), 0);
 
     // Update: moving b onto a's ports conflicts and changes nothing.
-    let r = s.update_server(b.id, b.revision, spec("b", 2300)).await;
+    let r = s
+        .update_server(
+            b.id,
+            b.revision,
+            spec("b", 2300),
+            &ports_of(&spec("b", 2300)),
+        )
+        .await;
     assert!(is_port_conflict(&r, 2302), "{r:?}");
     assert_eq!(s.get_server(b.id).await.unwrap().unwrap(), b);
     // b still holds 2307..: a third server cannot take 2309.
-    let r = s.create_server(h1.id, palworld("c", 2309, 9000)).await;
+    let r = s
+        .create_server(
+            h1.id,
+            palworld("c", 2309, 9000),
+            &ports_of(&palworld("c", 2309, 9000)),
+        )
+        .await;
     assert!(is_port_conflict(&r, 2309), "{r:?}");
     // Moving a away frees its old ports, and claims the new ones.
     let a2 = s
-        .update_server(a.id, a.revision, spec("a", 2402))
+        .update_server(
+            a.id,
+            a.revision,
+            spec("a", 2402),
+            &ports_of(&spec("a", 2402)),
+        )
         .await
         .unwrap();
     let b2 = s
-        .update_server(b.id, b.revision, spec("b", 2300))
+        .update_server(
+            b.id,
+            b.revision,
+            spec("b", 2300),
+            &ports_of(&spec("b", 2300)),
+        )
         .await
         .unwrap();
     assert_eq!((a2.game_port, b2.game_port), (2402, 2300));
-    let r = s.create_server(h1.id, palworld("c", 2404, 9000)).await;
+    let r = s
+        .create_server(
+            h1.id,
+            palworld("c", 2404, 9000),
+            &ports_of(&palworld("c", 2404, 9000)),
+        )
+        .await;
     assert!(is_port_conflict(&r, 2404), "{r:?}");
     // Keeping its own ports on update is not a conflict with itself.
     let a3 = s
-        .update_server(a.id, a2.revision, spec("a-renamed", 2402))
+        .update_server(
+            a.id,
+            a2.revision,
+            spec("a-renamed", 2402),
+            &ports_of(&spec("a-renamed", 2402)),
+        )
         .await
         .unwrap();
     assert_eq!(a3.revision, a2.revision + 1);
     // Deleting a server frees its ports.
     s.delete_server(pw.id).await.unwrap();
-    s.create_server(h1.id, palworld("pw2", 25575, 8211))
-        .await
-        .unwrap();
+    s.create_server(
+        h1.id,
+        palworld("pw2", 25575, 8211),
+        &ports_of(&palworld("pw2", 25575, 8211)),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.count_servers(Some(h1.id)).await.unwrap(), 3);
 }
 
@@ -1892,8 +1793,12 @@ async fn server_port_race_one_wins(s: S) {
     for i in 0..5i64 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.create_server(h.id, spec(&format!("r{i}"), 2302 + i))
-                .await
+            s.create_server(
+                h.id,
+                spec(&format!("r{i}"), 2302 + i),
+                &ports_of(&spec(&format!("r{i}"), 2302 + i)),
+            )
+            .await
         }));
     }
     let mut ok = 0;
@@ -1908,19 +1813,21 @@ async fn server_port_race_one_wins(s: S) {
     assert_eq!(s.count_servers(Some(h.id)).await.unwrap(), 1);
 }
 
-fn kinds(c: &ServerConfig) -> Vec<ConfigSectionKind> {
-    c.sections.iter().map(|x| x.section.section).collect()
+fn kinds(c: &ServerConfig) -> Vec<&str> {
+    c.sections
+        .iter()
+        .map(|x| x.section.section.as_str())
+        .collect()
 }
 
 async fn config_delete_and_replace_sections(s: S) {
-    use ConfigSectionKind::*;
     let srv = server(&s).await;
     s.save_config(
         srv.id,
         0,
         vec![
-            sec(Server, json!({"hostname": "a"}), Some(&[7])),
-            sec(Basic, json!({"x": 1}), None),
+            sec("server", json!({"hostname": "a"}), Some(&[7])),
+            sec("basic", json!({"x": 1}), None),
         ],
         None,
         None,
@@ -1931,8 +1838,8 @@ async fn config_delete_and_replace_sections(s: S) {
         srv.id,
         1,
         vec![
-            sec(Launch, json!({"mods": []}), None),
-            sec(Rcon, json!({}), Some(&[9])),
+            sec("launch", json!({"mods": []}), None),
+            sec("rcon", json!({}), Some(&[9])),
         ],
         None,
         None,
@@ -1940,39 +1847,39 @@ async fn config_delete_and_replace_sections(s: S) {
     .await
     .unwrap();
     let c2 = s.get_config(srv.id).await.unwrap();
-    assert_eq!(c2.sections.len(), 4);
+    // Ordered by name.
+    assert_eq!(kinds(&c2), ["basic", "launch", "rcon", "server"]);
 
-    // Delete: stale revision refused and nothing changes.
+    // Delete = replace with the others: stale revision refused and nothing changes.
+    let without_launch: Vec<ConfigSection> = c2
+        .sections
+        .iter()
+        .map(|x| x.section.clone())
+        .filter(|x| x.section != "launch")
+        .collect();
     let r = s
-        .delete_config_sections(srv.id, 1, vec![Launch], None, None)
+        .replace_config(srv.id, 1, without_launch.clone(), None, None)
         .await;
     assert!(
         matches!(r, Err(StoreError::Conflict(ref w)) if w == "config_revision"),
         "{r:?}"
     );
     assert!(matches!(
-        s.delete_config_sections(Uuid::new_v4(), 0, vec![Launch], None, None)
+        s.replace_config(Uuid::new_v4(), 0, vec![], None, None)
             .await,
         Err(StoreError::NotFound)
     ));
-    // Removing Launch plus a kind that is not there (Profile) -> version 3 without Launch.
+    assert_eq!(s.get_config(srv.id).await.unwrap(), c2);
     let v3 = s
-        .delete_config_sections(
-            srv.id,
-            2,
-            vec![Launch, Profile],
-            None,
-            Some("drop launch".into()),
-        )
+        .replace_config(srv.id, 2, without_launch, None, Some("drop launch".into()))
         .await
         .unwrap();
     assert_eq!(v3.version, 3);
-    let mut got: Vec<_> = v3.sections.iter().map(|x| x.section).collect();
-    got.sort_by_key(|k| k.as_str());
-    assert_eq!(got, vec![Basic, Rcon, Server]);
+    let got: Vec<_> = v3.sections.iter().map(|x| x.section.as_str()).collect();
+    assert_eq!(got, ["basic", "rcon", "server"]);
     let c3 = s.get_config(srv.id).await.unwrap();
     assert_eq!(c3.revision, 3);
-    assert!(!kinds(&c3).contains(&Launch));
+    assert_eq!(kinds(&c3), ["basic", "rcon", "server"]);
     assert_eq!(
         s.get_config_version(srv.id, 3)
             .await
@@ -1983,7 +1890,7 @@ async fn config_delete_and_replace_sections(s: S) {
         3
     );
 
-    // Replace with version 1's sections (rollback): Rcon, added later, goes; Server keeps
+    // Replace with version 1's sections (rollback): rcon, added later, goes; server keeps
     // its secrets; one new version.
     let v1 = s.get_config_version(srv.id, 1).await.unwrap().unwrap();
     let r = s
@@ -2003,13 +1910,11 @@ async fn config_delete_and_replace_sections(s: S) {
     assert_eq!(v4.version, 4);
     let c4 = s.get_config(srv.id).await.unwrap();
     assert_eq!(c4.revision, 4);
-    let mut k4 = kinds(&c4);
-    k4.sort_by_key(|k| k.as_str());
-    assert_eq!(k4, vec![Basic, Server]);
+    assert_eq!(kinds(&c4), ["basic", "server"]);
     let server_sec = c4
         .sections
         .iter()
-        .find(|x| x.section.section == Server)
+        .find(|x| x.section.section == "server")
         .unwrap();
     assert_eq!(server_sec.section.secrets.as_deref(), Some(&[7u8][..]));
     assert_eq!(server_sec.revision, 4);
@@ -2032,13 +1937,89 @@ async fn config_delete_and_replace_sections(s: S) {
     assert_eq!(s.list_config_versions(srv.id, 100).await.unwrap().len(), 5);
 }
 
+/// Section names are the game's business: any name is stored (and its secrets carried
+/// through versions), except an empty one or one the snapshot codec cannot carry.
+async fn config_sections_are_free_text(s: S) {
+    let srv = server(&s).await;
+    let long = "n".repeat(255);
+    let v = s
+        .save_config(
+            srv.id,
+            0,
+            vec![
+                sec("PalWorldSettings.ini", json!({"a": 1}), Some(&[1, 2])),
+                sec(&long, json!({}), Some(&[3])),
+            ],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let back = s.get_config_version(srv.id, 1).await.unwrap().unwrap();
+    assert_eq!(back, v);
+    assert_eq!(
+        back.sections
+            .iter()
+            .map(|x| (x.section.as_str(), x.secrets.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("PalWorldSettings.ini", Some(vec![1, 2])),
+            (long.as_str(), Some(vec![3])),
+        ]
+    );
+    for bad in [String::new(), "n".repeat(256), "a\0b".to_owned()] {
+        let r = s
+            .save_config(srv.id, 1, vec![sec(&bad, json!({}), None)], None, None)
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::InvalidInput(_))),
+            "{bad:?}: {r:?}"
+        );
+    }
+    assert_eq!(s.get_config(srv.id).await.unwrap().revision, 1);
+}
+
+/// `set_desired_running` changes that one column: no revision bump, no port re-claim, and
+/// it works on a server whose spec changed meanwhile.
+async fn set_desired_running_touches_nothing_else(s: S) {
+    let srv = server(&s).await;
+    assert!(!srv.desired_running);
+    s.set_desired_running(srv.id, true).await.unwrap();
+    let got = s.get_server(srv.id).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        Server {
+            desired_running: true,
+            ..srv.clone()
+        }
+    );
+    // The cached list sees the write at once.
+    let all = s.list_all_servers().await.unwrap();
+    assert!(all.iter().any(|x| x.id == srv.id && x.desired_running));
+    // A spec update with the unchanged revision still works (no bump happened).
+    let mut sp = spec("main", 2302);
+    sp.desired_running = true;
+    let up = s
+        .update_server(srv.id, srv.revision, sp.clone(), &ports_of(&sp))
+        .await
+        .unwrap();
+    assert_eq!(up.revision, srv.revision + 1);
+    s.set_desired_running(srv.id, false).await.unwrap();
+    assert!(!s.get_server(srv.id).await.unwrap().unwrap().desired_running);
+    assert!(matches!(
+        s.set_desired_running(Uuid::new_v4(), true).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 async fn retention_prunes_old_keeps_recent(s: S) {
     let srv = server(&s).await;
     let u = user(&s, "ret").await;
     let t = now();
     let old = t - Duration::days(40);
     let recent = t - Duration::days(1);
-    s.insert_log_batch(
+    store_logs(
+        &s,
         [old, recent]
             .iter()
             .enumerate()
@@ -2053,7 +2034,8 @@ async fn retention_prunes_old_keeps_recent(s: S) {
     )
     .await
     .unwrap();
-    s.insert_metrics_batch(
+    store_metrics(
+        &s,
         [old, recent]
             .iter()
             .map(|ts| NewMetricSample {
@@ -2080,26 +2062,47 @@ async fn retention_prunes_old_keeps_recent(s: S) {
         .await
         .unwrap();
     }
-    let p = s.upsert_player("guid-ret", None, "Ret", t).await.unwrap();
-    let old_closed = s
-        .open_player_session(srv.id, p.id, old, None)
+    let join = |account: &str, at: OffsetDateTime| SessionChange::Join {
+        server_id: srv.id,
+        account: account.into(),
+        name: account.into(),
+        ip: None,
+        at,
+    };
+    let leave = |account: &str, at: OffsetDateTime| SessionChange::Leave {
+        server_id: srv.id,
+        account: Some(account.into()),
+        name: account.into(),
+        at,
+    };
+    store_sessions(
+        &s,
+        srv.host_id,
+        vec![
+            join("guid-ret", old),
+            leave("guid-ret", old + Duration::hours(1)),
+            // Old but still open: kept (the player is on the server).
+            join("guid-ret", old),
+            join("guid-ret2", recent),
+            leave("guid-ret2", recent + Duration::hours(1)),
+        ],
+    )
+    .await;
+    let before = s
+        .list_player_sessions(SessionQuery {
+            server_id: Some(srv.id),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    s.close_player_session(old_closed.id, old + Duration::hours(1))
-        .await
-        .unwrap();
-    // Old but still open: kept (the player is on the server).
-    let old_open = s
-        .open_player_session(srv.id, p.id, old, None)
-        .await
-        .unwrap();
-    let recent_closed = s
-        .open_player_session(srv.id, p.id, recent, None)
-        .await
-        .unwrap();
-    s.close_player_session(recent_closed.id, recent + Duration::hours(1))
-        .await
-        .unwrap();
+    assert_eq!(before.len(), 3);
+    let old_open = before.iter().find(|x| x.left_at.is_none()).unwrap().clone();
+    let recent_closed = before
+        .iter()
+        .find(|x| x.joined_at == recent)
+        .unwrap()
+        .clone();
     let fam = Uuid::new_v4();
     let mut expired = new_rt(u.id, fam, "rt-expired");
     expired.expires_at = t - Duration::hours(1);
@@ -2205,13 +2208,16 @@ async fn postgres_retention_lock_skips_when_held() {
     run_pg_url(|s, url| async move {
         use sqlx::Connection;
         let srv = server(&s).await;
-        s.insert_log_batch(vec![NewLogLine {
-            server_id: srv.id,
-            seq: 1,
-            ts: now() - Duration::days(90),
-            level: LogLevel::Info,
-            text: "old".into(),
-        }])
+        store_logs(
+            &s,
+            vec![NewLogLine {
+                server_id: srv.id,
+                seq: 1,
+                ts: now() - Duration::days(90),
+                level: LogLevel::Info,
+                text: "old".into(),
+            }],
+        )
         .await
         .unwrap();
         let t = now();
@@ -2520,7 +2526,7 @@ fn enrollment(token: &JoinTokenRow, agent_id: Uuid) -> Enrollment {
         token_id: token.id,
         host_id: token.host_id,
         agent_id,
-        os: "windows".into(),
+        os: HostOs::Windows,
         agent_version: "1.2.3".into(),
         at: now(),
     }
@@ -2557,7 +2563,7 @@ fn log_line(server_id: Uuid, seq: i64, text: &str) -> NewLogLine {
 fn status(server_id: Uuid, state: &str, pid: Option<i64>) -> ServerStatusRow {
     ServerStatusRow {
         server_id,
-        state: state.into(),
+        state: server_state(state),
         pid,
         since: t0(),
         detail: None,
@@ -2574,7 +2580,7 @@ fn event(srv: &Server, seq: i64, kind: &str) -> NewServerEvent {
         host_id: srv.host_id,
         seq,
         ts: t0() + Duration::seconds(seq),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         data: json!({"seq": seq}),
     }
 }
@@ -2686,9 +2692,9 @@ async fn enroll_agent_race_one_wins(s: S) {
     assert_eq!(winners.len(), 1, "exactly one enrollment may use a token");
     let (agent, bound) = &winners[0];
     assert_eq!(bound.agent_id, Some(agent.to_string()));
-    assert_eq!(bound.os, "windows");
+    assert_eq!(bound.os, HostOs::Windows);
     assert_eq!(bound.agent_version.as_deref(), Some("1.2.3"));
-    assert_eq!(bound.status, "offline");
+    assert_eq!(bound.status, HostStatus::Offline);
     assert_eq!(bound.acked_seq, 0);
     assert_eq!(s.get_host(h.id).await.unwrap().as_ref(), Some(bound));
     assert!(token_used_at(&s, tok.id).await.is_some());
@@ -2763,62 +2769,70 @@ async fn host_link_state(s: S) {
     assert!(s.get_host_by_agent_id("nobody").await.unwrap().is_none());
 
     let t1 = t0() + Duration::minutes(1);
-    s.set_host_link(h.id, "online", Some("1.3.0"), t1)
+    s.set_host_link(h.id, HostStatus::Online, Some("1.3.0"), t1)
         .await
         .unwrap();
     let got = s.get_host(h.id).await.unwrap().unwrap();
     assert_eq!(
-        (
-            got.status.as_str(),
-            got.agent_version.as_deref(),
-            got.last_seen_at
-        ),
-        ("online", Some("1.3.0"), Some(t1))
+        (got.status, got.agent_version.as_deref(), got.last_seen_at),
+        (HostStatus::Online, Some("1.3.0"), Some(t1))
     );
     // No version given: the stored one stays.
     let t2 = t1 + Duration::minutes(1);
-    s.set_host_link(h.id, "offline", None, t2).await.unwrap();
+    s.set_host_link(h.id, HostStatus::Offline, None, t2)
+        .await
+        .unwrap();
     let got = s.get_host(h.id).await.unwrap().unwrap();
     assert_eq!(
-        (
-            got.status.as_str(),
-            got.agent_version.as_deref(),
-            got.last_seen_at
-        ),
-        ("offline", Some("1.3.0"), Some(t2))
+        (got.status, got.agent_version.as_deref(), got.last_seen_at),
+        (HostStatus::Offline, Some("1.3.0"), Some(t2))
     );
     assert!(matches!(
-        s.set_host_link(h.id, "pending", None, t2).await,
+        s.set_host_link(h.id, HostStatus::Pending, None, t2).await,
         Err(StoreError::InvalidInput(_))
     ));
     assert!(matches!(
-        s.set_host_link(Uuid::now_v7(), "online", None, t2).await,
+        s.set_host_link(Uuid::now_v7(), HostStatus::Online, None, t2)
+            .await,
         Err(StoreError::NotFound)
     ));
 
     // Start-up reset: online hosts go offline, others are left alone.
     let h2 = host(&s, "link-2").await;
-    s.set_host_link(h.id, "online", None, t2).await.unwrap();
-    s.set_host_link(h2.id, "online", None, t2).await.unwrap();
+    s.set_host_link(h.id, HostStatus::Online, None, t2)
+        .await
+        .unwrap();
+    s.set_host_link(h2.id, HostStatus::Online, None, t2)
+        .await
+        .unwrap();
     let pending = host(&s, "link-pending").await;
     assert_eq!(s.reset_host_links().await.unwrap(), 2);
-    assert_eq!(s.get_host(h.id).await.unwrap().unwrap().status, "offline");
-    assert_eq!(s.get_host(h2.id).await.unwrap().unwrap().status, "offline");
+    assert_eq!(
+        s.get_host(h.id).await.unwrap().unwrap().status,
+        HostStatus::Offline
+    );
+    assert_eq!(
+        s.get_host(h2.id).await.unwrap().unwrap().status,
+        HostStatus::Offline
+    );
     assert_eq!(
         s.get_host(pending.id).await.unwrap().unwrap().status,
-        "pending"
+        HostStatus::Pending
     );
     assert_eq!(s.reset_host_links().await.unwrap(), 0);
 
     // Revoked stays revoked: a link event does not un-revoke, a second revoke keeps the time.
     let t3 = t2 + Duration::minutes(1);
     let r = s.revoke_host(h.id, t3).await.unwrap();
-    assert_eq!((r.status.as_str(), r.revoked_at), ("revoked", Some(t3)));
-    s.set_host_link(h.id, "online", None, t3 + Duration::seconds(1))
+    assert_eq!((r.status, r.revoked_at), (HostStatus::Revoked, Some(t3)));
+    s.set_host_link(h.id, HostStatus::Online, None, t3 + Duration::seconds(1))
         .await
         .unwrap();
     let got = s.get_host(h.id).await.unwrap().unwrap();
-    assert_eq!((got.status.as_str(), got.revoked_at), ("revoked", Some(t3)));
+    assert_eq!(
+        (got.status, got.revoked_at),
+        (HostStatus::Revoked, Some(t3))
+    );
     assert_eq!(got.last_seen_at, Some(t3 + Duration::seconds(1)));
     let again = s.revoke_host(h.id, t3 + Duration::hours(1)).await.unwrap();
     assert_eq!(again.revoked_at, Some(t3));
@@ -2848,8 +2862,8 @@ async fn host_link_state(s: S) {
         .await
         .unwrap();
     assert_eq!(
-        (re.status.as_str(), re.revoked_at, re.acked_seq),
-        ("offline", None, 0)
+        (re.status, re.revoked_at, re.acked_seq),
+        (HostStatus::Offline, None, 0)
     );
     assert!(agent_host(&s, agent).await.is_none());
 }
@@ -2905,7 +2919,11 @@ async fn ingest_logs_nul_and_ack(s: S) {
 async fn ingest_statuses_and_events(s: S) {
     let a = server(&s).await;
     let b = s
-        .create_server(a.host_id, spec("second", 2402))
+        .create_server(
+            a.host_id,
+            spec("second", 2402),
+            &ports_of(&spec("second", 2402)),
+        )
         .await
         .unwrap();
     let c = server(&s).await; // another host
@@ -2924,7 +2942,7 @@ async fn ingest_statuses_and_events(s: S) {
     let on_host = s.list_server_statuses(Some(a.host_id)).await.unwrap();
     assert_eq!(on_host.len(), 2);
     let sa = on_host.iter().find(|r| r.server_id == a.id).unwrap();
-    assert_eq!((sa.state.as_str(), sa.pid), ("running", Some(42)));
+    assert_eq!((sa.state, sa.pid), (server_state("running"), Some(42)));
     assert!(
         sa.updated_at >= started,
         "updated_at is the time of storing"
@@ -2970,13 +2988,13 @@ async fn ingest_statuses_and_events(s: S) {
         host_id: a.host_id,
         seq: 12,
         ts: t0(),
-        kind: "gap".into(),
+        kind: ServerEventKind::Gap,
         data: json!({"lines": 5, "note": "a\0b"}),
     });
     s.ingest(bt).await.unwrap();
     let q = |server_id: Option<Uuid>, kinds: &[&str], before: Option<i64>, limit: i64| {
         let s = s.clone();
-        let kinds = kinds.iter().map(|k| k.to_string()).collect();
+        let kinds = kinds.iter().map(|k| k.parse().unwrap()).collect();
         async move {
             s.query_server_events(ServerEventQuery {
                 server_id,
@@ -3010,7 +3028,7 @@ async fn ingest_statuses_and_events(s: S) {
     let host_wide = s
         .query_server_events(ServerEventQuery {
             host_id: Some(a.host_id),
-            kinds: vec!["gap".into()],
+            kinds: vec![ServerEventKind::Gap],
             limit: 10,
             ..Default::default()
         })
@@ -3026,9 +3044,9 @@ async fn ingest_sessions(s: S) {
     let srv = server(&s).await;
     let other = server(&s).await;
     let at = |m: i64| t0() + Duration::minutes(m);
-    let join = |server_id: Uuid, guid: &str, name: &str, m: i64| SessionChange::Join {
+    let join = |server_id: Uuid, account: &str, name: &str, m: i64| SessionChange::Join {
         server_id,
-        guid: guid.into(),
+        account: account.into(),
         name: name.into(),
         ip: Some("10.0.0.1".into()),
         at: at(m),
@@ -3050,50 +3068,49 @@ async fn ingest_sessions(s: S) {
         join(srv.id, "g-alice", "Alice", 0),
         join(srv.id, "g-bob", "Bob", 1),
         join(srv.id, "g-carol", "Carol", 2),
-        // Re-join without a leave (missed event): the previous session is closed.
+        // A join while on the server (reported twice): the player is updated, the session
+        // stays the one that is open.
         join(srv.id, "g-alice", "Alice2", 3),
         SessionChange::Leave {
             server_id: srv.id,
-            guid: Some("g-bob".into()),
+            account: Some("g-bob".into()),
             name: "ignored".into(),
             at: at(4),
         },
-        // Unknown GUID: closed by name.
+        // Unknown account: closed by name.
         SessionChange::Leave {
             server_id: srv.id,
-            guid: None,
+            account: None,
             name: "Carol".into(),
             at: at(5),
         },
         // Nothing open: nothing happens.
         SessionChange::Leave {
             server_id: srv.id,
-            guid: Some("g-nobody".into()),
+            account: Some("g-nobody".into()),
             name: "Nobody".into(),
             at: at(5),
         },
     ];
     s.ingest(b).await.unwrap();
-    let alice = s.get_player_by_guid("g-alice").await.unwrap().unwrap();
-    assert_eq!(alice.last_name, "Alice2");
+    let alice = player(&s, "g-alice").await.unwrap();
+    assert_eq!(
+        (alice.game, alice.last_name.as_str()),
+        (Game::Arma3, "Alice2")
+    );
     assert_eq!((alice.first_seen, alice.last_seen), (at(0), at(3)));
-    assert!(s.get_player_by_guid("g-nobody").await.unwrap().is_none());
+    assert!(player(&s, "g-nobody").await.is_none());
     let list = sessions(srv.id).await;
-    assert_eq!(list.len(), 4);
-    // Newest first: alice#2 (open), carol, bob, alice#1.
+    assert_eq!(list.len(), 3);
+    // Newest first: carol, bob, alice (still open).
     assert_eq!(
         list.iter()
             .map(|x| (x.joined_at, x.left_at))
             .collect::<Vec<_>>(),
-        [
-            (at(3), None),
-            (at(2), Some(at(5))),
-            (at(1), Some(at(4))),
-            (at(0), Some(at(3))),
-        ]
+        [(at(2), Some(at(5))), (at(1), Some(at(4))), (at(0), None)]
     );
-    assert_eq!(list[0].player_id, alice.id);
-    assert_eq!(list[0].ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(list[2].player_id, alice.id);
+    assert_eq!(list[2].ip.as_deref(), Some("10.0.0.1"));
 
     // CloseAll closes only that server's open sessions.
     let mut b = batch(srv.host_id, 2);
@@ -3105,7 +3122,7 @@ async fn ingest_sessions(s: S) {
         },
     ];
     s.ingest(b).await.unwrap();
-    assert_eq!(sessions(srv.id).await[0].left_at, Some(at(7)));
+    assert_eq!(sessions(srv.id).await[2].left_at, Some(at(7)));
     assert_eq!(sessions(other.id).await[0].left_at, None);
 }
 
@@ -3227,7 +3244,7 @@ async fn ingest_rollups(s: S) {
     assert_eq!(raw.len(), 4);
     assert_eq!(raw[3].cpu_percent, None);
     // Samples stored outside ingest roll up as well.
-    s.insert_metrics_batch(vec![sample(130, Some(50.0), None, None)])
+    store_metrics(&s, vec![sample(130, Some(50.0), None, None)])
         .await
         .unwrap();
     assert_eq!(q(Some(srv.id), None, 60).await.unwrap().len(), 3);
@@ -3262,7 +3279,7 @@ async fn ingest_failure_stores_nothing(s: S) {
     b.events = vec![event(&srv, 1, "status")];
     b.sessions = vec![SessionChange::Join {
         server_id: srv.id,
-        guid: "g-fail".into(),
+        account: "g-fail".into(),
         name: "Fail".into(),
         ip: None,
         at: t0(),
@@ -3304,7 +3321,7 @@ async fn ingest_failure_stores_nothing(s: S) {
             }
             assert!(s.list_server_statuses(None).await.unwrap().is_empty());
             assert!(events_of(&s, None, Some(srv.host_id)).await.is_empty());
-            assert!(s.get_player_by_guid("g-fail").await.unwrap().is_none());
+            assert!(player(&s, "g-fail").await.is_none());
         }
     };
     check_empty().await;
@@ -3312,7 +3329,7 @@ async fn ingest_failure_stores_nothing(s: S) {
     b.logs.truncate(1);
     b.sessions.push(SessionChange::Join {
         server_id: Uuid::now_v7(),
-        guid: "g-fail2".into(),
+        account: "g-fail2".into(),
         name: "Fail2".into(),
         ip: None,
         at: t0(),
@@ -3456,4 +3473,398 @@ async fn deletes_cascade_link_rows(s: S) {
     assert!(s.get_join_token(tok.id).await.unwrap().is_none());
     assert_eq!(events(None, Some(h)).await, 0);
     assert_eq!(rollups(None, Some(h)).await, 0);
+}
+
+// ------------------------------------------------------------------ migration 0005
+
+/// The migrations before 0005, copied into a temp dir (sqlx runs a directory).
+fn migrations_before_0005(backend: &str) -> tempfile::TempDir {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(backend);
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().into_string().unwrap();
+        if name.as_str() < "0005" {
+            std::fs::copy(e.path(), dir.path().join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
+const M_HOST: Uuid = Uuid::from_u128(0x10);
+const M_SERVER: Uuid = Uuid::from_u128(0x20);
+const M_ALICE: Uuid = Uuid::from_u128(0x30);
+const M_BOB: Uuid = Uuid::from_u128(0x31);
+const M_SESSIONS: [Uuid; 4] = [
+    Uuid::from_u128(0x40),
+    Uuid::from_u128(0x41),
+    Uuid::from_u128(0x42),
+    Uuid::from_u128(0x43),
+];
+
+/// Rows as the 0004 schema holds them: players with GUIDs, sessions (two open ones of one
+/// player), bans of both kinds, configs with Arma sections, a `guid_verified` event.
+/// `id` / `ts` write a UUID / timestamp literal of the backend.
+fn seed_0004(id: impl Fn(Uuid) -> String, ts: impl Fn(&str) -> String) -> Vec<String> {
+    let (h, s, a, b) = (id(M_HOST), id(M_SERVER), id(M_ALICE), id(M_BOB));
+    let t = |d: &str| ts(d);
+    let [s1, s2, s3, s4] = M_SESSIONS.map(&id);
+    vec![
+        format!(
+            "INSERT INTO hosts (id, name, os, status, created_at) VALUES ({h}, 'h', 'linux', 'offline', {})",
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO servers (id, host_id, name, game, game_port, rcon_port, executable_path, restart_policy, \
+             desired_running, revision, config_revision, created_at, updated_at) \
+             VALUES ({s}, {h}, 'main', 'arma3', 2302, 2304, '/srv/a3', '{{}}', TRUE, 3, 1, {}, {})",
+            t("2023-01-01"),
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO players (id, guid, steam_id, last_name, first_seen, last_seen) VALUES ({a}, 'guid-a', '7656', 'Alice', {}, {})",
+            t("2023-01-01"),
+            t("2023-03-01")
+        ),
+        format!(
+            "INSERT INTO players (id, guid, steam_id, last_name, first_seen, last_seen) VALUES ({b}, 'guid-b', NULL, 'Bob', {}, {})",
+            t("2023-01-01"),
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO player_sessions (id, server_id, player_id, joined_at, left_at, ip) VALUES \
+             ({s1}, {s}, {a}, {}, {}, '198.51.100.7'), ({s2}, {s}, {a}, {}, NULL, NULL), \
+             ({s3}, {s}, {a}, {}, NULL, NULL), ({s4}, {s}, {b}, {}, NULL, NULL)",
+            t("2023-01-01"),
+            t("2023-01-02"),
+            t("2023-02-01"),
+            t("2023-03-01"),
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO bans (id, server_id, kind, target, reason, created_at) VALUES \
+             ({}, NULL, 'guid', 'guid-a', 'cheat', {}), ({}, {s}, 'ip', '198.51.100.7', 'spam', {})",
+            id(Uuid::from_u128(0x50)),
+            t("2023-01-01"),
+            id(Uuid::from_u128(0x51)),
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO server_configs (server_id, section, content, secrets, revision, updated_at) VALUES \
+             ({s}, 'server', '{{\"hostname\": \"x\"}}', NULL, 1, {}), ({s}, 'rcon', '{{}}', NULL, 1, {})",
+            t("2023-01-01"),
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO config_versions (id, server_id, version, created_at, snapshot) VALUES \
+             ({}, {s}, 1, {}, '{{\"server\": {{\"hostname\": \"x\"}}, \"rcon\": {{}}}}')",
+            id(Uuid::from_u128(0x60)),
+            t("2023-01-01")
+        ),
+        format!(
+            "INSERT INTO server_events (server_id, host_id, seq, ts, kind, data) VALUES \
+             ({s}, {h}, 7, {}, 'guid_verified', '{{}}'), ({s}, {h}, 8, {}, 'chat', '{{}}')",
+            t("2023-01-01"),
+            t("2023-01-02")
+        ),
+    ]
+}
+
+/// Midnight UTC of a `YYYY-MM-DD` day.
+fn day(d: &str) -> OffsetDateTime {
+    let n: Vec<u8> = d.split('-').skip(1).map(|x| x.parse().unwrap()).collect();
+    let year: i32 = d[..4].parse().unwrap();
+    let month = time::Month::try_from(n[0]).unwrap();
+    time::Date::from_calendar_date(year, month, n[1])
+        .unwrap()
+        .midnight()
+        .assume_utc()
+}
+
+/// What the store must read after 0005; `bans` are the raw `(kind, target)` rows.
+async fn check_migrated(s: &S, bans: Vec<(String, String)>) {
+    let srv = s.get_server(M_SERVER).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            srv.game,
+            srv.desired_running,
+            srv.revision,
+            srv.config_revision
+        ),
+        (Game::Arma3, true, 3, 1)
+    );
+    let players = s.list_players(None, 10).await.unwrap();
+    assert_eq!(
+        players
+            .iter()
+            .map(|p| (
+                p.id,
+                p.game,
+                p.account_id.as_str(),
+                p.last_name.as_str(),
+                p.first_seen,
+                p.last_seen
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                M_ALICE,
+                Game::Arma3,
+                "guid-a",
+                "Alice",
+                day("2023-01-01"),
+                day("2023-03-01")
+            ),
+            (
+                M_BOB,
+                Game::Arma3,
+                "guid-b",
+                "Bob",
+                day("2023-01-01"),
+                day("2023-01-01")
+            ),
+        ]
+    );
+    let mut sessions = s
+        .list_player_sessions(SessionQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    sessions.sort_by_key(|x| x.id);
+    assert_eq!(
+        sessions
+            .iter()
+            .map(|x| (
+                x.id,
+                x.server_id,
+                x.player_id,
+                x.joined_at,
+                x.left_at,
+                x.ip.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                M_SESSIONS[0],
+                M_SERVER,
+                M_ALICE,
+                day("2023-01-01"),
+                Some(day("2023-01-02")),
+                Some("198.51.100.7")
+            ),
+            // The older of two open sessions ends when the newer began.
+            (
+                M_SESSIONS[1],
+                M_SERVER,
+                M_ALICE,
+                day("2023-02-01"),
+                Some(day("2023-03-01")),
+                None
+            ),
+            (
+                M_SESSIONS[2],
+                M_SERVER,
+                M_ALICE,
+                day("2023-03-01"),
+                None,
+                None
+            ),
+            (
+                M_SESSIONS[3],
+                M_SERVER,
+                M_BOB,
+                day("2023-01-01"),
+                None,
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        bans,
+        vec![
+            ("address".to_owned(), "198.51.100.7".to_owned()),
+            ("account".to_owned(), "guid-a".to_owned()),
+        ]
+    );
+    let cfg = s.get_config(M_SERVER).await.unwrap();
+    assert_eq!(
+        cfg.sections
+            .iter()
+            .map(|x| (
+                x.section.section.as_str(),
+                x.section.content.clone(),
+                x.revision
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            ("rcon", json!({}), 1),
+            ("server", json!({"hostname": "x"}), 1)
+        ]
+    );
+    let v1 = s.get_config_version(M_SERVER, 1).await.unwrap().unwrap();
+    assert_eq!(
+        v1.sections
+            .iter()
+            .map(|x| x.section.as_str())
+            .collect::<Vec<_>>(),
+        ["rcon", "server"]
+    );
+    let kinds: Vec<_> = events_of(s, Some(M_SERVER), None)
+        .await
+        .into_iter()
+        .map(|e| (e.seq, e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (8, ServerEventKind::Chat),
+            (7, ServerEventKind::PlayerIdentified)
+        ]
+    );
+    // The new rules hold on migrated data: free section names, one open session per player.
+    s.save_config(
+        M_SERVER,
+        1,
+        vec![sec("anything", json!({}), None)],
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    store_sessions(
+        s,
+        M_HOST,
+        vec![SessionChange::Join {
+            server_id: M_SERVER,
+            account: "guid-a".into(),
+            name: "Alice".into(),
+            ip: None,
+            at: day("2023-04-01"),
+        }],
+    )
+    .await;
+    assert_eq!(
+        s.list_player_sessions(SessionQuery {
+            player_id: Some(M_ALICE),
+            open_only: true,
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0005_moves_every_row_sqlite() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let opts = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let old = migrations_before_0005("sqlite");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let id = |u: Uuid| format!("x'{}'", u.simple());
+    let ts = |d: &str| format!("'{d}T00:00:00.000000Z'");
+    for q in seed_0004(id, ts) {
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let store = connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(SqliteConnectOptions::new().filename(&path))
+        .await
+        .unwrap();
+    let bans: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, target FROM bans ORDER BY target")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let fk: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(fk.is_empty(), "{fk:?}");
+    check_migrated(&store, bans).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0005_moves_every_row_postgres() {
+    if std::env::var("LANGUARD_TEST_PG").as_deref() == Ok("skip") {
+        eprintln!("LANGUARD_TEST_PG=skip: PostgreSQL variant skipped");
+        return;
+    }
+    use sqlx::Connection;
+    let admin_url = pg_admin_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let name = format!("languard_m_{}", Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let res = tokio::spawn(async move {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        let old = migrations_before_0005("postgres");
+        sqlx::migrate::Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let id = |u: Uuid| format!("'{u}'::uuid");
+        let ts = |d: &str| format!("'{d}T00:00:00Z'::timestamptz");
+        for q in seed_0004(id, ts) {
+            sqlx::query(sqlx::AssertSqlSafe(q))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let store = connect(&url).await.unwrap();
+        let bans: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, target FROM bans ORDER BY target")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        check_migrated(&store, bans).await;
+    })
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if let Err(e) = res {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

@@ -12,9 +12,10 @@ use super::error::ApiResult;
 use super::security::{AdminAuth, OperatorAuth, ViewerAuth};
 use super::tags::ApiTags;
 use crate::service::AppState;
+use crate::service::configs::ConfigSectionKind;
 use crate::service::configs::Plain;
 use crate::service::fleet::Expect;
-use crate::store::{ConfigSectionKind, ConfigVersion};
+use crate::store::ConfigVersion;
 
 /// Config endpoints.
 pub struct ConfigsApi(pub AppState);

@@ -5,7 +5,8 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::store::{self, ConfigSectionKind, Game};
+use crate::service::configs::ConfigSectionKind;
+use crate::store::{self, Game};
 
 /// A role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -251,8 +252,8 @@ impl From<store::Host> for HostView {
         Self {
             id: h.id,
             name: h.name,
-            os: h.os,
-            status: h.status,
+            os: h.os.as_str().into(),
+            status: h.status.as_str().into(),
             agent_id: h.agent_id,
             last_seen_at: h.last_seen_at,
             created_at: h.created_at,

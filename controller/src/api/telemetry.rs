@@ -14,7 +14,8 @@ use super::tags::ApiTags;
 use crate::error::Error;
 use crate::service::AppState;
 use crate::store::{
-    LogCursor, LogLevel, LogQuery, MetricQuery, RollupQuery, ServerEventQuery, SessionQuery,
+    LogCursor, LogLevel, LogQuery, MetricQuery, RollupQuery, ServerEventKind, ServerEventQuery,
+    SessionQuery,
 };
 
 /// Telemetry endpoints.
@@ -358,9 +359,11 @@ impl TelemetryApi {
                 k.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
+                    .map(str::parse::<ServerEventKind>)
+                    .collect::<Result<Vec<_>, _>>()
             })
+            .transpose()
+            .map_err(Error::from)?
             .unwrap_or_default();
         let events = self
             .0
@@ -380,7 +383,7 @@ impl TelemetryApi {
                 .map(|e| ServerEventView {
                     id: e.id,
                     ts: e.ts,
-                    kind: e.kind,
+                    kind: e.kind.as_str().into(),
                     data: e.data,
                 })
                 .collect(),
@@ -446,7 +449,7 @@ impl TelemetryApi {
             list.into_iter()
                 .map(|p| PlayerRecord {
                     id: p.id,
-                    guid: p.guid,
+                    guid: p.account_id,
                     last_name: p.last_name,
                     first_seen: p.first_seen,
                     last_seen: p.last_seen,

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::live::Channel;
 use crate::store::{
-    IngestBatch, LogLevel, NewLogLine, NewMetricSample, NewServerEvent, ServerStatusRow,
-    SessionChange,
+    IngestBatch, LogLevel, NewLogLine, NewMetricSample, NewServerEvent, ServerEventKind,
+    ServerStatusRow, SessionChange,
 };
 
 /// An event that named a server the agent does not own.
@@ -114,7 +114,7 @@ pub fn convert(
                 let state = state_str(st.state);
                 out.batch.statuses.push(ServerStatusRow {
                     server_id: sid,
-                    state: state.to_owned(),
+                    state: st.state,
                     pid: st.pid.map(i64::from),
                     since: ts(st.since),
                     detail: st.detail.clone(),
@@ -144,7 +144,7 @@ pub fn convert(
                     host_id,
                     seq,
                     ts: at,
-                    kind: "status".into(),
+                    kind: ServerEventKind::Status,
                     data: data.clone(),
                 });
                 out.live.push((Channel::Status, Some(sid), data.clone()));
@@ -206,29 +206,29 @@ pub fn convert(
                         if let Some(guid) = &player.guid {
                             out.batch.sessions.push(SessionChange::Join {
                                 server_id: sid,
-                                guid: guid.clone(),
+                                account: guid.clone(),
                                 name: player.name.clone(),
                                 ip: Some(player.ip.to_string()),
                                 at,
                             });
                         }
-                        ("player_joined", true)
+                        (ServerEventKind::PlayerJoined, true)
                     }
                     PlayerEvent::Left { name, guid, .. } => {
                         out.batch.sessions.push(SessionChange::Leave {
                             server_id: sid,
-                            guid: guid.clone(),
+                            account: guid.clone(),
                             name: name.clone(),
                             at,
                         });
-                        ("player_left", true)
+                        (ServerEventKind::PlayerLeft, true)
                     }
-                    PlayerEvent::Kicked { .. } => ("player_kicked", true),
+                    PlayerEvent::Kicked { .. } => (ServerEventKind::PlayerKicked, true),
                     // Sessions open on the join; a join seen before BattlEye knew the GUID
                     // has no session (the event history still has both).
-                    PlayerEvent::GuidVerified { .. } => ("guid_verified", true),
-                    PlayerEvent::Chat { .. } => ("chat", false),
-                    PlayerEvent::AdminLogin { .. } => ("admin_login", false),
+                    PlayerEvent::GuidVerified { .. } => (ServerEventKind::PlayerIdentified, true),
+                    PlayerEvent::Chat { .. } => (ServerEventKind::Chat, false),
+                    PlayerEvent::AdminLogin { .. } => (ServerEventKind::AdminLogin, false),
                 };
                 let data = serde_json::to_value(&event).unwrap_or(Value::Null);
                 out.batch.events.push(NewServerEvent {
@@ -236,7 +236,7 @@ pub fn convert(
                     host_id,
                     seq,
                     ts: at,
-                    kind: kind.into(),
+                    kind,
                     data: data.clone(),
                 });
                 if players_channel {
@@ -245,7 +245,7 @@ pub fn convert(
                 out.live.push((
                     Channel::Events,
                     Some(sid),
-                    json!({"kind": kind, "data": data}),
+                    json!({"kind": kind.as_str(), "data": data}),
                 ));
             }
             Event::Gap {
@@ -261,7 +261,7 @@ pub fn convert(
                     host_id,
                     seq,
                     ts: at,
-                    kind: "gap".into(),
+                    kind: ServerEventKind::Gap,
                     data: data.clone(),
                 });
                 out.live
@@ -351,13 +351,13 @@ mod tests {
         // A crash closes the server's sessions and is a status row plus a history event.
         let st = &out.batch.statuses[0];
         assert_eq!(
-            (st.state.as_str(), st.exit_code, st.restarts),
-            ("crashed", Some(139), 2)
+            (st.state, st.exit_code, st.restarts),
+            (ServerState::Crashed, Some(139), 2)
         );
         assert!(
             matches!(out.batch.sessions[..], [SessionChange::CloseAll { server_id, .. }] if server_id == mine)
         );
-        assert_eq!(out.batch.events[0].kind, "status");
+        assert_eq!(out.batch.events[0].kind, ServerEventKind::Status);
         assert!(
             out.live
                 .iter()
@@ -427,10 +427,10 @@ mod tests {
             false,
         );
         assert!(
-            matches!(&out.batch.sessions[0], SessionChange::Join { guid, ip: Some(ip), .. } if guid.len() == 32 && ip == "10.0.0.1")
+            matches!(&out.batch.sessions[0], SessionChange::Join { account, ip: Some(ip), .. } if account.len() == 32 && ip == "10.0.0.1")
         );
         assert!(
-            matches!(&out.batch.sessions[1], SessionChange::Leave { guid: None, name, .. } if name == "Fritz")
+            matches!(&out.batch.sessions[1], SessionChange::Leave { account: None, name, .. } if name == "Fritz")
         );
         let m = &out.batch.metrics[0];
         assert_eq!(

@@ -16,10 +16,44 @@ use uuid::Uuid;
 use super::fleet::Expect;
 use super::{App, Ctx};
 use crate::error::{Error, FieldError, Result};
-use crate::store::{
-    ConfigSection, ConfigSectionKind as Kind, ConfigVersion, ConfigVersionSummary, Server,
-    StoreError,
-};
+use crate::store::{ConfigSection, ConfigVersion, ConfigVersionSummary, Server, StoreError};
+
+/// The config sections of an Arma 3 server. The store keeps section names as free text;
+/// this is the Arma rule until the game registry owns section kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConfigSectionKind {
+    Server,
+    Basic,
+    Profile,
+    Launch,
+    Rcon,
+}
+
+use ConfigSectionKind as Kind;
+
+impl ConfigSectionKind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Server,
+        Kind::Basic,
+        Kind::Profile,
+        Kind::Launch,
+        Kind::Rcon,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Server => "server",
+            Kind::Basic => "basic",
+            Kind::Profile => "profile",
+            Kind::Launch => "launch",
+            Kind::Rcon => "rcon",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
 
 /// Shown instead of a secret.
 pub const MASK: &str = "********";
@@ -384,7 +418,10 @@ impl App {
     ) -> Result<BTreeMap<&'static str, (Kind, Plain)>> {
         let mut out = BTreeMap::new();
         for s in sections {
-            out.insert(kind_key(s.section), (s.section, self.open_section(s)?));
+            let kind = Kind::parse(&s.section).ok_or_else(|| {
+                Error::internal(format!("unknown config section {:?}", s.section))
+            })?;
+            out.insert(kind_key(kind), (kind, self.open_section(s)?));
         }
         Ok(out)
     }
@@ -470,7 +507,7 @@ impl App {
             stored.remove(*f);
         }
         let section = ConfigSection {
-            section: kind,
+            section: kind.as_str().into(),
             content: Value::Object(stored),
             secrets: self.seal_secrets(&plain.secrets)?,
         };
@@ -583,7 +620,7 @@ impl App {
     pub async fn render_files(&self, server_id: Uuid, masked: bool) -> Result<Vec<RenderedFile>> {
         let (server, cur) = self.current_config(server_id).await?;
         let host = self.get_host(server.host_id).await?;
-        let os = if host.os == "windows" {
+        let os = if host.os == crate::store::HostOs::Windows {
             HostOs::Windows
         } else {
             HostOs::Linux
@@ -714,7 +751,7 @@ impl App {
                 }
             }
             sections.push(ConfigSection {
-                section: Kind::Server,
+                section: Kind::Server.as_str().into(),
                 content: Value::Object(content),
                 secrets: self.seal_secrets(&secrets)?,
             });
@@ -726,7 +763,7 @@ impl App {
             let v = serde_json::to_value(&c).map_err(Error::internal)?;
             let canon = validate_section(Kind::Basic, &v, &server).map_err(Error::Validation)?;
             sections.push(ConfigSection {
-                section: Kind::Basic,
+                section: Kind::Basic.as_str().into(),
                 content: canon,
                 secrets: None,
             });

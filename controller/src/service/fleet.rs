@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{App, Ctx};
 use crate::error::{Error, FieldError, Result};
-use crate::store::{Game, Host, NewHost, Server, ServerSpec, StoreError};
+use crate::store::{Game, Host, HostOs, HostStatus, NewHost, Server, ServerSpec, StoreError};
 
 /// How a revision was supplied (decides 409 vs 412 on mismatch).
 #[derive(Debug, Clone, Copy)]
@@ -247,22 +247,23 @@ impl App {
     /// Registers a host (its agent enrolls later).
     pub async fn create_host(&self, ctx: &Ctx, name: &str, os: &str) -> Result<Host> {
         let mut errs: Vec<FieldError> = check_name("name", name, 64).into_iter().collect();
-        if !matches!(os, "linux" | "windows") {
+        let parsed = os.parse::<HostOs>();
+        if parsed.is_err() {
             errs.push(FieldError {
                 field: "os".into(),
                 message: "must be linux or windows".into(),
             });
         }
-        if !errs.is_empty() {
+        let (true, Ok(os_kind)) = (errs.is_empty(), parsed) else {
             return Err(Error::Validation(errs));
-        }
+        };
         let h = self
             .store
             .create_host(NewHost {
                 name: name.into(),
                 agent_id: None,
-                os: os.into(),
-                status: "pending".into(),
+                os: os_kind,
+                status: HostStatus::Pending,
             })
             .await
             .map_err(|e| match e {
@@ -283,18 +284,19 @@ impl App {
     /// Renames a host / changes its OS.
     pub async fn update_host(&self, ctx: &Ctx, id: Uuid, name: &str, os: &str) -> Result<Host> {
         let mut errs: Vec<FieldError> = check_name("name", name, 64).into_iter().collect();
-        if !matches!(os, "linux" | "windows") {
+        let parsed = os.parse::<HostOs>();
+        if parsed.is_err() {
             errs.push(FieldError {
                 field: "os".into(),
                 message: "must be linux or windows".into(),
             });
         }
-        if !errs.is_empty() {
+        let (true, Ok(os_kind)) = (errs.is_empty(), parsed) else {
             return Err(Error::Validation(errs));
-        }
+        };
         let mut h = self.get_host(id).await?;
         h.name = name.into();
-        h.os = os.into();
+        h.os = os_kind;
         let h = self.store.update_host(&h).await.map_err(|e| match e {
             StoreError::Conflict(_) => Error::Conflict("a host with this name exists".into()),
             e => e.into(),
@@ -387,7 +389,7 @@ impl App {
         self.check_port_conflicts(host, None, &spec, &ports).await?;
         let s = self
             .store
-            .create_server(host, spec)
+            .create_server(host, spec, &ports)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(w) => conflict(&w),
@@ -414,7 +416,7 @@ impl App {
             .await?;
         let s = self
             .store
-            .update_server(id, expect.value(), spec)
+            .update_server(id, expect.value(), spec, &ports)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(w) if w.contains("revision") => expect.stale(None),

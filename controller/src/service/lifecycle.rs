@@ -22,11 +22,12 @@ use languard_shared::wire::spec::{
 use serde_json::json;
 use uuid::Uuid;
 
+use super::configs::ConfigSectionKind as Kind;
 use super::configs::{LaunchSection, RconSection};
 use super::{App, Ctx};
 use crate::error::{Error, Result};
 use crate::fleet::registry::FleetError;
-use crate::store::{ConfigSectionKind as Kind, Game, Server, ServerSpec as StoredSpec};
+use crate::store::{Game, Server};
 
 /// What the lifecycle endpoints do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,31 +202,10 @@ impl App {
         Ok(())
     }
 
-    /// Records whether the server should run (retrying over concurrent spec edits).
+    /// Records whether the server should run.
     async fn set_desired_running(&self, id: Uuid, running: bool) -> Result<()> {
-        for _ in 0..5 {
-            let s = self.get_server(id).await?;
-            if s.desired_running == running {
-                return Ok(());
-            }
-            let spec = StoredSpec {
-                name: s.name.clone(),
-                game: s.game,
-                game_port: s.game_port,
-                rcon_port: s.rcon_port,
-                executable_path: s.executable_path.clone(),
-                restart_policy: s.restart_policy.clone(),
-                desired_running: running,
-            };
-            match self.store.update_server(id, s.revision, spec).await {
-                Ok(_) => return Ok(()),
-                Err(crate::store::StoreError::Conflict(w)) if w.contains("revision") => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Conflict(
-            "the server is being edited; try again".into(),
-        ))
+        self.store.set_desired_running(id, running).await?;
+        Ok(())
     }
 
     /// Start, stop, restart or kill a server; the agent's resulting status.

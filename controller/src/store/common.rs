@@ -27,9 +27,10 @@ use sqlx::{Encode, Postgres, Sqlite, Type};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
+use languard_shared::wire::ServerState;
+
 use super::{
-    AuditQuery, ConfigSection, ConfigSectionKind, LogQuery, MetricQuery, SessionQuery, StoreError,
-    StoreResult,
+    AuditQuery, ConfigSection, LogQuery, MetricQuery, SessionQuery, StoreError, StoreResult,
 };
 
 /// Bind wrapper for timestamps: PostgreSQL gets a native TIMESTAMPTZ; SQLite gets fixed-width
@@ -72,6 +73,54 @@ impl Encode<'_, Postgres> for DbTs {
         buf: &mut <Postgres as sqlx::Database>::ArgumentBuffer,
     ) -> Result<IsNull, BoxDynError> {
         <OffsetDateTime as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+/// A text column read for a type that has no sqlx decoding of its own (the shared
+/// [`ServerState`]); converted with `TryFrom` at the SQL boundary.
+#[derive(Debug, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct DbText(String);
+
+impl TryFrom<DbText> for ServerState {
+    type Error = StoreError;
+    fn try_from(s: DbText) -> Result<Self, StoreError> {
+        parse_server_state(&s.0)
+            .ok_or_else(|| StoreError::InvalidInput(format!("unknown server state {:?}", s.0)))
+    }
+}
+
+/// The stored name of a server state (the agent's wire names). Goes when the shared
+/// `ServerState::as_str` arrives.
+pub fn server_state_str(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Stopped => "stopped",
+        ServerState::Starting => "starting",
+        ServerState::Running => "running",
+        ServerState::Stopping => "stopping",
+        ServerState::Crashed => "crashed",
+        ServerState::Hung => "hung",
+        ServerState::Error => "error",
+    }
+}
+
+fn parse_server_state(s: &str) -> Option<ServerState> {
+    [
+        ServerState::Stopped,
+        ServerState::Starting,
+        ServerState::Running,
+        ServerState::Stopping,
+        ServerState::Crashed,
+        ServerState::Hung,
+        ServerState::Error,
+    ]
+    .into_iter()
+    .find(|v| server_state_str(*v) == s)
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        map_err(e)
     }
 }
 
@@ -131,6 +180,16 @@ pub(crate) fn map_migrate_err(e: sqlx::migrate::MigrateError) -> StoreError {
     }
 }
 
+/// Refuses a config section name the snapshot codec cannot carry (empty, over 255 bytes).
+pub(crate) fn check_section_name(name: &str) -> StoreResult<()> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(StoreError::InvalidInput(format!(
+            "config section name must be 1..=255 bytes: {name:?}"
+        )));
+    }
+    check_text(&[name])
+}
+
 /// Refuses NUL in any text (PostgreSQL cannot store it; SQLite would, so check both the same way).
 pub(crate) fn check_text(fields: &[&str]) -> StoreResult<()> {
     if fields.iter().any(|s| s.contains('\0')) {
@@ -178,14 +237,15 @@ pub(crate) fn snapshot_json(sections: &[ConfigSection]) -> Value {
 pub(crate) fn encode_secrets(sections: &[ConfigSection]) -> Option<Vec<u8>> {
     let with: Vec<_> = sections
         .iter()
-        .filter_map(|s| s.secrets.as_ref().map(|b| (s.section, b)))
+        .filter_map(|s| s.secrets.as_ref().map(|b| (s.section.as_str(), b)))
         .collect();
     if with.is_empty() {
         return None;
     }
     let mut out = vec![1u8];
-    for (kind, blob) in with {
-        let name = kind.as_str().as_bytes();
+    for (name, blob) in with {
+        // Names are at most 255 bytes (checked by `check_section_name` before any write).
+        let name = name.as_bytes();
         out.push(name.len() as u8);
         out.extend_from_slice(name);
         out.extend_from_slice(&(blob.len() as u32).to_be_bytes());
@@ -199,7 +259,7 @@ pub(crate) fn decode_sections(
     secrets: Option<&[u8]>,
 ) -> StoreResult<Vec<ConfigSection>> {
     let bad = || StoreError::Internal(anyhow::anyhow!("corrupt config secrets snapshot"));
-    let mut blobs: Vec<(ConfigSectionKind, Vec<u8>)> = Vec::new();
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
     if let Some(mut b) = secrets {
         if b.first() != Some(&1) {
             return Err(bad());
@@ -208,7 +268,7 @@ pub(crate) fn decode_sections(
         while !b.is_empty() {
             let n = *b.first().ok_or_else(bad)? as usize;
             let name = b.get(1..1 + n).ok_or_else(bad)?;
-            let kind: ConfigSectionKind = std::str::from_utf8(name).map_err(|_| bad())?.parse()?;
+            let kind = std::str::from_utf8(name).map_err(|_| bad())?.to_owned();
             let len_bytes: [u8; 4] = b
                 .get(1 + n..5 + n)
                 .ok_or_else(bad)?
@@ -226,8 +286,7 @@ pub(crate) fn decode_sections(
         )));
     };
     let mut out = Vec::new();
-    for (name, content) in map {
-        let section: ConfigSectionKind = name.parse()?;
+    for (section, content) in map {
         let secrets = blobs
             .iter()
             .find(|(k, _)| *k == section)
@@ -238,7 +297,7 @@ pub(crate) fn decode_sections(
             secrets,
         });
     }
-    out.sort_by_key(|s| s.section as u8);
+    out.sort_by(|a, b| a.section.cmp(&b.section));
     Ok(out)
 }
 
@@ -492,7 +551,7 @@ pub(crate) fn config_from_rows(
         };
         sections.push(super::StoredSection {
             section: ConfigSection {
-                section: name.parse()?,
+                section: name,
                 content: content.0,
                 secrets: r.secrets,
             },
@@ -500,7 +559,7 @@ pub(crate) fn config_from_rows(
             updated_at,
         });
     }
-    sections.sort_by_key(|s| s.section.section as u8);
+    sections.sort_by(|a, b| a.section.section.cmp(&b.section.section));
     Ok(super::ServerConfig {
         server_id,
         revision,
@@ -683,11 +742,12 @@ pub(crate) static ROLLUP_UPSERT: MultiInsert = MultiInsert::new(
        THEN excluded.players_max ELSE metric_rollups.players_max END",
 );
 
-/// Upserts a player by GUID (shared by `upsert_player` and ingest's joins).
-pub(crate) const UPSERT_PLAYER_SQL: &str = "INSERT INTO players (id, guid, steam_id, last_name, first_seen, last_seen) \
-     VALUES ($1, $2, $3, $4, $5, $5) \
-     ON CONFLICT (guid) DO UPDATE SET steam_id = COALESCE(excluded.steam_id, players.steam_id), \
-     last_name = excluded.last_name, last_seen = excluded.last_seen RETURNING *";
+/// Upserts the player `$3` (account id) of server `$2`'s game: name `$4`, seen at `$5`.
+/// No row when the server does not exist.
+pub(crate) const UPSERT_PLAYER_SQL: &str = "INSERT INTO players (id, game, account_id, last_name, first_seen, last_seen) \
+     SELECT $1, s.game, $3, $4, $5, $5 FROM servers s WHERE s.id = $2 \
+     ON CONFLICT (game, account_id) DO UPDATE SET \
+     last_name = excluded.last_name, last_seen = excluded.last_seen RETURNING id";
 
 // ------------------------------------------------------------------ agent telemetry
 
@@ -746,27 +806,31 @@ pub(crate) fn sanitize_batch(b: &mut super::IngestBatch) {
         m.ts = m.ts.map(truncate);
     }
     for s in &mut b.statuses {
-        scrub(&mut s.state);
         scrub_opt(&mut s.detail);
         s.since = truncate(s.since);
     }
     for e in &mut b.events {
-        scrub(&mut e.kind);
         scrub_json(&mut e.data);
         e.ts = truncate(e.ts);
     }
     for c in &mut b.sessions {
         match c {
             super::SessionChange::Join {
-                guid, name, ip, at, ..
+                account,
+                name,
+                ip,
+                at,
+                ..
             } => {
-                scrub(guid);
+                scrub(account);
                 scrub(name);
                 scrub_opt(ip);
                 *at = truncate(*at);
             }
-            super::SessionChange::Leave { guid, name, at, .. } => {
-                scrub_opt(guid);
+            super::SessionChange::Leave {
+                account, name, at, ..
+            } => {
+                scrub_opt(account);
                 scrub(name);
                 *at = truncate(*at);
             }
@@ -980,7 +1044,7 @@ pub(crate) fn server_events_sql(q: &super::ServerEventQuery) -> Sql {
             if i > 0 {
                 s.push(", ");
             }
-            s.bind(Arg::Text(k.clone()));
+            s.bind(Arg::Text(k.as_str().to_owned()));
         }
         s.push(")");
     }

@@ -19,21 +19,24 @@ macro_rules! bind_args {
     }};
 }
 
-/// Inserts the `server_ports` rows of server `$s` inside transaction `$tx`; a port held by
-/// another server of the host is `Conflict("port N")`.
+/// Inserts the `server_ports` rows (`$ports`, duplicates ignored) of server `$s` inside
+/// transaction `$tx`; a port held by another server of the host is `Conflict("port N")`.
 macro_rules! claim_ports {
-    ($tx:ident, $s:expr) => {{
+    ($tx:ident, $s:expr, $ports:expr) => {{
         let s: &Server = $s;
-        for p in $crate::store::reserved_ports(s.game, s.game_port, s.rcon_port) {
+        let mut ports: Vec<u16> = $ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        for p in ports {
             let r = sqlx::query(
                 "INSERT INTO server_ports (host_id, port, server_id) VALUES ($1, $2, $3)",
             )
             .bind(s.host_id)
-            .bind(p)
+            .bind(i64::from(p))
             .bind(s.id)
             .execute(&mut *$tx)
             .await
-            .map_err(map_err);
+            .map_err(StoreError::from);
             match r {
                 Ok(_) => {}
                 Err(StoreError::Conflict(_)) => {
@@ -52,8 +55,7 @@ macro_rules! admin_guard_lock {
         if matches!(Self::BACKEND, Backend::Postgres) {
             sqlx::query("SELECT pg_advisory_xact_lock(7428301)")
                 .execute(&mut *$tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
     }};
 }
@@ -70,7 +72,7 @@ macro_rules! impl_store {
             }
 
             async fn ping(&self) -> StoreResult<()> {
-                sqlx::query("SELECT 1").execute(self.r()).await.map_err(map_err)?;
+                sqlx::query("SELECT 1").execute(self.r()).await?;
                 Ok(())
             }
 
@@ -102,7 +104,7 @@ macro_rules! impl_store {
                 .bind(ts(t))
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 Ok(u)
             }
 
@@ -111,7 +113,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_optional(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
@@ -119,20 +121,20 @@ macro_rules! impl_store {
                     .bind(username)
                     .fetch_optional(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn list_users(&self) -> StoreResult<Vec<User>> {
                 sqlx::query_as::<_, User>("SELECT * FROM users ORDER BY lower(username), id")
                     .fetch_all(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn update_user(&self, id: Uuid, update: UserUpdate) -> StoreResult<User> {
                 check_opt(&[update.password_hash.as_deref()])?;
                 let guarded = update.role.is_some_and(|r| r != Role::Admin) || update.disabled == Some(true);
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 if guarded {
                     admin_guard_lock!(tx);
                 }
@@ -156,7 +158,7 @@ macro_rules! impl_store {
                 .bind(ts(now()))
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                ?;
                 let res = match u {
                     Some(u) => Ok(u),
                     None => {
@@ -164,16 +166,16 @@ macro_rules! impl_store {
                             .bind(id)
                             .fetch_one(&mut *tx)
                             .await
-                            .map_err(map_err)?;
+                            ?;
                         Err(if exists > 0 { StoreError::Conflict(LAST_ADMIN.into()) } else { StoreError::NotFound })
                     }
                 };
-                tx.commit().await.map_err(map_err)?;
+                tx.commit().await?;
                 res
             }
 
             async fn delete_user(&self, id: Uuid) -> StoreResult<()> {
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 admin_guard_lock!(tx);
                 let r = sqlx::query(
                     "DELETE FROM users WHERE id = $1 AND NOT ( \
@@ -184,7 +186,7 @@ macro_rules! impl_store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                ?;
                 let res = if r.rows_affected() > 0 {
                     Ok(())
                 } else {
@@ -192,10 +194,10 @@ macro_rules! impl_store {
                         .bind(id)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(map_err)?;
+                        ?;
                     Err(if exists > 0 { StoreError::Conflict(LAST_ADMIN.into()) } else { StoreError::NotFound })
                 };
-                tx.commit().await.map_err(map_err)?;
+                tx.commit().await?;
                 res
             }
 
@@ -204,7 +206,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_optional(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn bump_tokens_valid_after(&self, id: Uuid, at_us: i64) -> StoreResult<()> {
@@ -216,12 +218,12 @@ macro_rules! impl_store {
                 .bind(at_us)
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn count_users(&self) -> StoreResult<i64> {
-                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(self.r()).await.map_err(map_err)
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(self.r()).await.map_err(StoreError::from)
             }
 
             // ---------------------------------------------------------- refresh tokens
@@ -254,7 +256,7 @@ macro_rules! impl_store {
                 .bind(&t.user_agent)
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 Ok(t)
             }
 
@@ -263,7 +265,7 @@ macro_rules! impl_store {
                     .bind(token_hash)
                     .fetch_optional(self.w())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn mark_refresh_token_used(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool> {
@@ -274,7 +276,7 @@ macro_rules! impl_store {
                 .bind(ts(at))
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 Ok(r.rows_affected() == 1)
             }
 
@@ -284,7 +286,7 @@ macro_rules! impl_store {
                     .bind(ts(at))
                     .execute(self.w())
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 Ok(r.rows_affected())
             }
 
@@ -294,16 +296,7 @@ macro_rules! impl_store {
                     .bind(ts(at))
                     .execute(self.w())
                     .await
-                    .map_err(map_err)?;
-                Ok(r.rows_affected())
-            }
-
-            async fn prune_refresh_tokens_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
-                let r = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1")
-                    .bind(ts(before))
-                    .execute(self.w())
-                    .await
-                    .map_err(map_err)?;
+                    ?;
                 Ok(r.rows_affected())
             }
 
@@ -336,7 +329,7 @@ macro_rules! impl_store {
                 .bind(t.expires_at.map(ts))
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 Ok(t)
             }
 
@@ -345,7 +338,7 @@ macro_rules! impl_store {
                     .bind(token_hash)
                     .fetch_optional(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn list_api_tokens_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ApiToken>> {
@@ -353,7 +346,7 @@ macro_rules! impl_store {
                     .bind(user_id)
                     .fetch_all(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn revoke_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
@@ -362,7 +355,7 @@ macro_rules! impl_store {
                     .bind(ts(at))
                     .execute(self.w())
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -372,13 +365,13 @@ macro_rules! impl_store {
                     .bind(ts(at))
                     .execute(self.w())
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
             // ---------------------------------------------------------- hosts
             async fn create_host(&self, new: NewHost) -> StoreResult<Host> {
-                check_text(&[&new.name, &new.os, &new.status])?;
+                check_text(&[&new.name])?;
                 check_opt(&[new.agent_id.as_deref()])?;
                 let h = Host {
                     id: new_id(),
@@ -396,25 +389,25 @@ macro_rules! impl_store {
                     .bind(h.id)
                     .bind(&h.name)
                     .bind(&h.agent_id)
-                    .bind(&h.os)
-                    .bind(&h.status)
+                    .bind(h.os.as_str())
+                    .bind(h.status.as_str())
                     .bind(ts(h.created_at))
                     .execute(self.w())
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 Ok(h)
             }
 
             async fn get_host(&self, id: Uuid) -> StoreResult<Option<Host>> {
-                sqlx::query_as::<_, Host>("SELECT * FROM hosts WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+                sqlx::query_as::<_, Host>("SELECT * FROM hosts WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(StoreError::from)
             }
 
             async fn list_hosts(&self) -> StoreResult<Vec<Host>> {
-                sqlx::query_as::<_, Host>("SELECT * FROM hosts ORDER BY name, id").fetch_all(self.r()).await.map_err(map_err)
+                sqlx::query_as::<_, Host>("SELECT * FROM hosts ORDER BY name, id").fetch_all(self.r()).await.map_err(StoreError::from)
             }
 
             async fn update_host(&self, host: &Host) -> StoreResult<Host> {
-                check_text(&[&host.name, &host.os, &host.status])?;
+                check_text(&[&host.name])?;
                 check_opt(&[host.agent_id.as_deref()])?;
                 sqlx::query_as::<_, Host>(
                     "UPDATE hosts SET name = $2, agent_id = $3, os = $4, status = $5, last_seen_at = $6, revoked_at = $7 \
@@ -423,23 +416,23 @@ macro_rules! impl_store {
                 .bind(host.id)
                 .bind(&host.name)
                 .bind(&host.agent_id)
-                .bind(&host.os)
-                .bind(&host.status)
+                .bind(host.os.as_str())
+                .bind(host.status.as_str())
                 .bind(host.last_seen_at.map(ts))
                 .bind(host.revoked_at.map(ts))
                 .fetch_optional(self.w())
                 .await
-                .map_err(map_err)?
+                ?
                 .ok_or(StoreError::NotFound)
             }
 
             async fn delete_host(&self, id: Uuid) -> StoreResult<()> {
-                let r = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
+                let r = sqlx::query("DELETE FROM hosts WHERE id = $1").bind(id).execute(self.w()).await?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
             // ---------------------------------------------------------- servers
-            async fn create_server(&self, host_id: Uuid, spec: ServerSpec) -> StoreResult<Server> {
+            async fn create_server(&self, host_id: Uuid, spec: ServerSpec, ports: &[u16]) -> StoreResult<Server> {
                 check_text(&[&spec.name, &spec.executable_path])?;
                 check_json(&spec.restart_policy)?;
                 let t = now();
@@ -458,7 +451,7 @@ macro_rules! impl_store {
                     created_at: t,
                     updated_at: t,
                 };
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 sqlx::query(
                     "INSERT INTO servers (id, host_id, name, game, game_port, rcon_port, executable_path, restart_policy, \
                      desired_running, revision, config_revision, created_at, updated_at) \
@@ -479,16 +472,16 @@ macro_rules! impl_store {
                 .bind(ts(t))
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
-                claim_ports!(tx, &s);
-                let committed = tx.commit().await.map_err(map_err);
+                ?;
+                claim_ports!(tx, &s, ports);
+                let committed = tx.commit().await.map_err(StoreError::from);
                 self.servers.invalidate();
                 committed?;
                 Ok(s)
             }
 
             async fn get_server(&self, id: Uuid) -> StoreResult<Option<Server>> {
-                sqlx::query_as::<_, Server>("SELECT * FROM servers WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
+                sqlx::query_as::<_, Server>("SELECT * FROM servers WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(StoreError::from)
             }
 
             async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>> {
@@ -504,7 +497,7 @@ macro_rules! impl_store {
                             sqlx::query_as::<_, Server>("SELECT * FROM servers ORDER BY name, id")
                                 .fetch_all(self.r())
                                 .await
-                                .map_err(map_err)?,
+                                ?,
                         );
                         self.servers.put(generation, all.clone());
                         Ok(all)
@@ -517,7 +510,7 @@ macro_rules! impl_store {
                     .bind(host_id)
                     .fetch_all(self.w())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn count_servers(&self, host_id: Option<Uuid>) -> StoreResult<i64> {
@@ -525,13 +518,13 @@ macro_rules! impl_store {
                     .bind(host_id)
                     .fetch_one(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
-            async fn update_server(&self, id: Uuid, expected_revision: i64, spec: ServerSpec) -> StoreResult<Server> {
+            async fn update_server(&self, id: Uuid, expected_revision: i64, spec: ServerSpec, ports: &[u16]) -> StoreResult<Server> {
                 check_text(&[&spec.name, &spec.executable_path])?;
                 check_json(&spec.restart_policy)?;
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 let row = sqlx::query_as::<_, Server>(
                     "UPDATE servers SET name = $3, game = $4, game_port = $5, rcon_port = $6, executable_path = $7, \
                      restart_policy = $8, desired_running = $9, revision = revision + 1, updated_at = $10 \
@@ -549,16 +542,16 @@ macro_rules! impl_store {
                 .bind(ts(now()))
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                ?;
                 match row {
                     Some(s) => {
                         sqlx::query("DELETE FROM server_ports WHERE server_id = $1")
                             .bind(s.id)
                             .execute(&mut *tx)
                             .await
-                            .map_err(map_err)?;
-                        claim_ports!(tx, &s);
-                        let committed = tx.commit().await.map_err(map_err);
+                            ?;
+                        claim_ports!(tx, &s, ports);
+                        let committed = tx.commit().await.map_err(StoreError::from);
                         self.servers.invalidate();
                         committed?;
                         Ok(s)
@@ -570,10 +563,20 @@ macro_rules! impl_store {
                 }
             }
 
+            async fn set_desired_running(&self, id: Uuid, running: bool) -> StoreResult<()> {
+                let r = sqlx::query("UPDATE servers SET desired_running = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(running)
+                    .execute(self.w())
+                    .await;
+                self.servers.invalidate();
+                if r?.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+
             async fn delete_server(&self, id: Uuid) -> StoreResult<()> {
                 let r = sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(self.w()).await;
                 self.servers.invalidate();
-                let r = r.map_err(map_err)?;
+                let r = r?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -586,7 +589,7 @@ macro_rules! impl_store {
                 .bind(server_id)
                 .fetch_all(self.r())
                 .await
-                .map_err(map_err)?;
+                ?;
                 config_from_rows(server_id, rows)
             }
 
@@ -595,38 +598,37 @@ macro_rules! impl_store {
                 server_id: Uuid,
                 expected_revision: i64,
                 sections: Vec<ConfigSection>,
-                remove: Vec<ConfigSectionKind>,
+                mode: ConfigWrite,
                 author_user_id: Option<Uuid>,
                 comment: Option<String>,
             ) -> StoreResult<ConfigVersion> {
                 for s in &sections {
+                    check_section_name(&s.section)?;
                     check_json(&s.content)?;
                 }
                 check_opt(&[comment.as_deref()])?;
                 let t = now();
                 let new_rev = expected_revision + 1;
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 let r = sqlx::query("UPDATE servers SET config_revision = config_revision + 1 WHERE id = $1 AND config_revision = $2")
                     .bind(server_id)
                     .bind(expected_revision)
                     .execute(&mut *tx)
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 if r.rows_affected() == 0 {
                     let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM servers WHERE id = $1")
                         .bind(server_id)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(map_err)?;
+                        ?;
                     return Err(if n == 0 { StoreError::NotFound } else { StoreError::Conflict("config_revision".into()) });
                 }
-                for k in remove.iter().filter(|k| !sections.iter().any(|s| s.section == **k)) {
-                    sqlx::query("DELETE FROM server_configs WHERE server_id = $1 AND section = $2")
+                if mode == ConfigWrite::Replace {
+                    sqlx::query("DELETE FROM server_configs WHERE server_id = $1")
                         .bind(server_id)
-                        .bind(k.as_str())
                         .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
+                        .await?;
                 }
                 for s in &sections {
                     sqlx::query(
@@ -643,7 +645,7 @@ macro_rules! impl_store {
                     .bind(ts(t))
                     .execute(&mut *tx)
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 }
                 let rows = sqlx::query_as::<_, ConfigJoinRow>(
                     "SELECT s.config_revision, c.section, c.content, c.secrets, c.revision, c.updated_at \
@@ -652,7 +654,7 @@ macro_rules! impl_store {
                 .bind(server_id)
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                ?;
                 let all: Vec<ConfigSection> = config_from_rows(server_id, rows)?.sections.into_iter().map(|s| s.section).collect();
                 let v = ConfigVersion {
                     id: new_id(),
@@ -677,8 +679,8 @@ macro_rules! impl_store {
                 .bind(encode_secrets(&v.sections))
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
-                let committed = tx.commit().await.map_err(map_err);
+                ?;
+                let committed = tx.commit().await.map_err(StoreError::from);
                 self.servers.invalidate();
                 committed?;
                 Ok(v)
@@ -693,7 +695,7 @@ macro_rules! impl_store {
                 .bind(clamp_limit(limit, 10_000))
                 .fetch_all(self.r())
                 .await
-                .map_err(map_err)
+                .map_err(StoreError::from)
             }
 
             async fn get_config_version(&self, server_id: Uuid, version: i64) -> StoreResult<Option<ConfigVersion>> {
@@ -704,7 +706,7 @@ macro_rules! impl_store {
                 .bind(version)
                 .fetch_optional(self.r())
                 .await
-                .map_err(map_err)?;
+                ?;
                 let Some(row) = row else { return Ok(None) };
                 Ok(Some(ConfigVersion {
                     id: row.id,
@@ -717,94 +719,7 @@ macro_rules! impl_store {
                 }))
             }
 
-            // ---------------------------------------------------------- mods
-            async fn create_mod(&self, new: NewMod) -> StoreResult<Mod> {
-                check_text(&[&new.name, &new.path])?;
-                check_opt(&[new.workshop_id.as_deref()])?;
-                let m = Mod { id: new_id(), name: new.name, workshop_id: new.workshop_id, path: new.path, created_at: now() };
-                sqlx::query("INSERT INTO mods (id, name, workshop_id, path, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(m.id)
-                    .bind(&m.name)
-                    .bind(&m.workshop_id)
-                    .bind(&m.path)
-                    .bind(ts(m.created_at))
-                    .execute(self.w())
-                    .await
-                    .map_err(map_err)?;
-                Ok(m)
-            }
-
-            async fn get_mod(&self, id: Uuid) -> StoreResult<Option<Mod>> {
-                sqlx::query_as::<_, Mod>("SELECT * FROM mods WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
-            }
-
-            async fn list_mods(&self) -> StoreResult<Vec<Mod>> {
-                sqlx::query_as::<_, Mod>("SELECT * FROM mods ORDER BY name, id").fetch_all(self.r()).await.map_err(map_err)
-            }
-
-            async fn delete_mod(&self, id: Uuid) -> StoreResult<()> {
-                let r = sqlx::query("DELETE FROM mods WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
-                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-            }
-
-            async fn set_server_mods(&self, server_id: Uuid, mods: Vec<ServerMod>) -> StoreResult<()> {
-                let mut tx = self.w().begin().await.map_err(map_err)?;
-                let n = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM servers WHERE id = $1")
-                    .bind(server_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                if n == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                sqlx::query("DELETE FROM server_mods WHERE server_id = $1").bind(server_id).execute(&mut *tx).await.map_err(map_err)?;
-                for (i, m) in mods.iter().enumerate() {
-                    sqlx::query("INSERT INTO server_mods (server_id, mod_id, position, server_only) VALUES ($1, $2, $3, $4)")
-                        .bind(server_id)
-                        .bind(m.mod_id)
-                        .bind(i as i64)
-                        .bind(m.server_only)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_err)?;
-                }
-                tx.commit().await.map_err(map_err)
-            }
-
-            async fn list_server_mods(&self, server_id: Uuid) -> StoreResult<Vec<ServerModEntry>> {
-                sqlx::query_as::<_, ServerModEntry>(
-                    "SELECT m.id AS mod_id, m.name, m.workshop_id, m.path, sm.position, sm.server_only \
-                     FROM server_mods sm JOIN mods m ON m.id = sm.mod_id WHERE sm.server_id = $1 ORDER BY sm.position",
-                )
-                .bind(server_id)
-                .fetch_all(self.r())
-                .await
-                .map_err(map_err)
-            }
-
             // ---------------------------------------------------------- players
-            async fn upsert_player(&self, guid: &str, steam_id: Option<&str>, name: &str, seen_at: OffsetDateTime) -> StoreResult<Player> {
-                check_text(&[guid, name])?;
-                check_opt(&[steam_id])?;
-                sqlx::query_as::<_, Player>(UPSERT_PLAYER_SQL)
-                .bind(new_id())
-                .bind(guid)
-                .bind(steam_id)
-                .bind(name)
-                .bind(ts(seen_at))
-                .fetch_one(self.w())
-                .await
-                .map_err(map_err)
-            }
-
-            async fn get_player(&self, id: Uuid) -> StoreResult<Option<Player>> {
-                sqlx::query_as::<_, Player>("SELECT * FROM players WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
-            }
-
-            async fn get_player_by_guid(&self, guid: &str) -> StoreResult<Option<Player>> {
-                sqlx::query_as::<_, Player>("SELECT * FROM players WHERE guid = $1").bind(guid).fetch_optional(self.r()).await.map_err(map_err)
-            }
-
             async fn list_players(&self, name_contains: Option<&str>, limit: i64) -> StoreResult<Vec<Player>> {
                 sqlx::query_as::<_, Player>(
                     Self::PLAYER_SEARCH_SQL,
@@ -813,113 +728,13 @@ macro_rules! impl_store {
                 .bind(clamp_limit(limit, 10_000))
                 .fetch_all(self.r())
                 .await
-                .map_err(map_err)
-            }
-
-            async fn open_player_session(&self, server_id: Uuid, player_id: Uuid, joined_at: OffsetDateTime, ip: Option<&str>) -> StoreResult<PlayerSession> {
-                check_opt(&[ip])?;
-                let s = PlayerSession { id: new_id(), server_id, player_id, joined_at: truncate(joined_at), left_at: None, ip: ip.map(str::to_owned) };
-                sqlx::query("INSERT INTO player_sessions (id, server_id, player_id, joined_at, ip) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(s.id)
-                    .bind(server_id)
-                    .bind(player_id)
-                    .bind(ts(s.joined_at))
-                    .bind(&s.ip)
-                    .execute(self.w())
-                    .await
-                    .map_err(map_err)?;
-                Ok(s)
-            }
-
-            async fn close_player_session(&self, id: Uuid, left_at: OffsetDateTime) -> StoreResult<()> {
-                let r = sqlx::query("UPDATE player_sessions SET left_at = COALESCE(left_at, $2) WHERE id = $1")
-                    .bind(id)
-                    .bind(ts(left_at))
-                    .execute(self.w())
-                    .await
-                    .map_err(map_err)?;
-                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-            }
-
-            async fn close_open_sessions(&self, server_id: Uuid, left_at: OffsetDateTime) -> StoreResult<u64> {
-                let r = sqlx::query("UPDATE player_sessions SET left_at = $2 WHERE server_id = $1 AND left_at IS NULL")
-                    .bind(server_id)
-                    .bind(ts(left_at))
-                    .execute(self.w())
-                    .await
-                    .map_err(map_err)?;
-                Ok(r.rows_affected())
+                .map_err(StoreError::from)
             }
 
             async fn list_player_sessions(&self, query: SessionQuery) -> StoreResult<Vec<PlayerSession>> {
                 let s = sessions_sql(&query);
                 let q = sqlx::query_as::<_, PlayerSession>(sqlx::AssertSqlSafe(s.sql));
-                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)
-            }
-
-            async fn prune_player_sessions_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
-                self.prune_chunked(
-                    "DELETE FROM player_sessions WHERE id IN (SELECT id FROM player_sessions WHERE joined_at < $1 AND left_at IS NOT NULL LIMIT 5000)",
-                    before,
-                )
-                .await
-            }
-
-            async fn create_ban(&self, new: NewBan) -> StoreResult<Ban> {
-                check_text(&[&new.target, &new.reason])?;
-                let b = Ban {
-                    id: new_id(),
-                    server_id: new.server_id,
-                    kind: new.kind,
-                    target: new.target,
-                    reason: new.reason,
-                    expires_at: new.expires_at.map(truncate),
-                    created_by: new.created_by,
-                    created_at: now(),
-                    removed_at: None,
-                };
-                sqlx::query(
-                    "INSERT INTO bans (id, server_id, kind, target, reason, expires_at, created_by, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(b.id)
-                .bind(b.server_id)
-                .bind(b.kind.as_str())
-                .bind(&b.target)
-                .bind(&b.reason)
-                .bind(b.expires_at.map(ts))
-                .bind(b.created_by)
-                .bind(ts(b.created_at))
-                .execute(self.w())
-                .await
-                .map_err(map_err)?;
-                Ok(b)
-            }
-
-            async fn get_ban(&self, id: Uuid) -> StoreResult<Option<Ban>> {
-                sqlx::query_as::<_, Ban>("SELECT * FROM bans WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
-            }
-
-            async fn list_active_bans(&self, server_id: Option<Uuid>, now_: OffsetDateTime) -> StoreResult<Vec<Ban>> {
-                sqlx::query_as::<_, Ban>(
-                    "SELECT * FROM bans WHERE removed_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
-                     AND ($1 IS NULL OR server_id IS NULL OR server_id = $1) ORDER BY created_at, id",
-                )
-                .bind(server_id)
-                .bind(ts(now_))
-                .fetch_all(self.r())
-                .await
-                .map_err(map_err)
-            }
-
-            async fn remove_ban(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
-                let r = sqlx::query("UPDATE bans SET removed_at = COALESCE(removed_at, $2) WHERE id = $1")
-                    .bind(id)
-                    .bind(ts(at))
-                    .execute(self.w())
-                    .await
-                    .map_err(map_err)?;
-                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(StoreError::from)
             }
 
             // ---------------------------------------------------------- audit
@@ -953,7 +768,7 @@ macro_rules! impl_store {
                 .bind(Json(&e.details))
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 Ok(e)
             }
 
@@ -961,7 +776,7 @@ macro_rules! impl_store {
                 let limit = clamp_limit(query.limit, 1000) as usize;
                 let s = audit_sql(&query);
                 let q = sqlx::query_as::<_, AuditEvent>(sqlx::AssertSqlSafe(s.sql));
-                let mut items = bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)?;
+                let mut items = bind_args!(q, s.args).fetch_all(self.r()).await?;
                 let next = if items.len() > limit {
                     items.truncate(limit);
                     items.last().map(|e| AuditCursor { ts: e.ts, id: e.id })
@@ -971,27 +786,12 @@ macro_rules! impl_store {
                 Ok(Page { items, next })
             }
 
-            async fn prune_audit_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
-                self.prune_chunked("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE ts < $1 LIMIT 5000)", before)
-                    .await
-            }
-
             // ---------------------------------------------------------- logs
-            async fn insert_log_batch(&self, lines: Vec<NewLogLine>) -> StoreResult<u64> {
-                for l in &lines {
-                    check_text(&[&l.text])?;
-                }
-                let mut tx = self.w().begin().await.map_err(map_err)?;
-                let n = Self::insert_logs(&mut tx, &lines).await?;
-                tx.commit().await.map_err(map_err)?;
-                Ok(n)
-            }
-
             async fn query_logs(&self, query: LogQuery) -> StoreResult<Page<LogLine, LogCursor>> {
                 let limit = clamp_limit(query.limit, 5000) as usize;
                 let s = logs_sql(&query, Self::BACKEND);
                 let q = sqlx::query_as::<_, LogLine>(sqlx::AssertSqlSafe(s.sql));
-                let mut items = bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)?;
+                let mut items = bind_args!(q, s.args).fetch_all(self.r()).await?;
                 let next = if items.len() > limit {
                     items.truncate(limit);
                     items.last().map(|e| LogCursor { ts: e.ts, id: e.id })
@@ -1001,26 +801,10 @@ macro_rules! impl_store {
                 Ok(Page { items, next })
             }
 
-            async fn prune_logs_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
-                self.prune_chunked("DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts < $1 LIMIT 5000)", before).await
-            }
-
-            // ---------------------------------------------------------- metrics
-            async fn insert_metrics_batch(&self, samples: Vec<NewMetricSample>) -> StoreResult<u64> {
-                let mut tx = self.w().begin().await.map_err(map_err)?;
-                let n = Self::insert_metrics(&mut tx, &samples, now()).await?;
-                tx.commit().await.map_err(map_err)?;
-                Ok(n)
-            }
-
             async fn query_metrics(&self, query: MetricQuery) -> StoreResult<Vec<MetricSample>> {
                 let s = metrics_sql(&query);
                 let q = sqlx::query_as::<_, MetricSample>(sqlx::AssertSqlSafe(s.sql));
-                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)
-            }
-
-            async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64> {
-                self.prune_chunked("DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < $1 LIMIT 5000)", before).await
+                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(StoreError::from)
             }
 
             // ---------------------------------------------------------- retention
@@ -1029,12 +813,12 @@ macro_rules! impl_store {
                 // the whole run (released by commit, or when the connection dies); the
                 // chunked deletes run on other connections so no delete holds locks long.
                 let lock = if matches!(Self::BACKEND, Backend::Postgres) {
-                    let mut tx = self.w().begin().await.map_err(map_err)?;
+                    let mut tx = self.w().begin().await?;
                     let got = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_xact_lock($1)")
                         .bind(RETENTION_LOCK_KEY)
                         .fetch_one(&mut *tx)
                         .await
-                        .map_err(map_err)?;
+                        ?;
                     if !got {
                         return Ok(None);
                     }
@@ -1043,11 +827,26 @@ macro_rules! impl_store {
                     None
                 };
                 let report = PruneReport {
-                    logs: self.prune_logs_before(c.logs_before).await?,
-                    metrics: self.prune_metrics_before(c.metrics_before).await?,
-                    audit: self.prune_audit_before(c.audit_before).await?,
-                    sessions: self.prune_player_sessions_before(c.sessions_before).await?,
-                    refresh_tokens: self.prune_refresh_tokens_before(c.refresh_tokens_before).await?,
+                    logs: self.prune_chunked("DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts < $1 LIMIT 5000)", c.logs_before).await?,
+                    metrics: self
+                        .prune_chunked("DELETE FROM metrics WHERE id IN (SELECT id FROM metrics WHERE ts < $1 LIMIT 5000)", c.metrics_before)
+                        .await?,
+                    audit: self
+                        .prune_chunked("DELETE FROM audit_events WHERE id IN (SELECT id FROM audit_events WHERE ts < $1 LIMIT 5000)", c.audit_before)
+                        .await?,
+                    sessions: self
+                        .prune_chunked(
+                            "DELETE FROM player_sessions WHERE id IN \
+                             (SELECT id FROM player_sessions WHERE joined_at < $1 AND left_at IS NOT NULL LIMIT 5000)",
+                            c.sessions_before,
+                        )
+                        .await?,
+                    refresh_tokens: self
+                        .prune_chunked(
+                            "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT 5000)",
+                            c.refresh_tokens_before,
+                        )
+                        .await?,
                     events: self
                         .prune_chunked("DELETE FROM server_events WHERE id IN (SELECT id FROM server_events WHERE ts < $1 LIMIT 5000)", c.events_before)
                         .await?,
@@ -1071,7 +870,7 @@ macro_rules! impl_store {
                         .await?,
                 };
                 if let Some(tx) = lock {
-                    tx.commit().await.map_err(map_err)?;
+                    tx.commit().await?;
                 }
                 Ok(Some(report))
             }
@@ -1100,7 +899,7 @@ macro_rules! impl_store {
                 .bind(ts(t.created_at))
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 Ok(t)
             }
 
@@ -1109,7 +908,7 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_optional(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn list_join_tokens(&self, host_id: Uuid) -> StoreResult<Vec<JoinTokenRow>> {
@@ -1119,13 +918,13 @@ macro_rules! impl_store {
                 .bind(host_id)
                 .fetch_all(self.r())
                 .await
-                .map_err(map_err)
+                .map_err(StoreError::from)
             }
 
             async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host> {
-                check_text(&[&e.os, &e.agent_version])?;
+                check_text(&[&e.agent_version])?;
                 let at = truncate(e.at);
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 // The claim is one conditional statement: concurrent callers serialise on
                 // the token row (PostgreSQL re-checks the WHERE after the winner commits;
                 // SQLite has one writer), so exactly one sees a row change.
@@ -1138,7 +937,7 @@ macro_rules! impl_store {
                 .bind(ts(at))
                 .execute(&mut *tx)
                 .await
-                .map_err(map_err)?;
+                ?;
                 if claimed.rows_affected() != 1 {
                     return Err(StoreError::Conflict("join token".into()));
                 }
@@ -1148,13 +947,13 @@ macro_rules! impl_store {
                 )
                 .bind(e.host_id)
                 .bind(e.agent_id.to_string())
-                .bind(&e.os)
+                .bind(e.os.as_str())
                 .bind(&e.agent_version)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_err)?
+                ?
                 .ok_or(StoreError::NotFound)?;
-                tx.commit().await.map_err(map_err)?;
+                tx.commit().await?;
                 Ok(host)
             }
 
@@ -1163,18 +962,18 @@ macro_rules! impl_store {
                     .bind(agent_id)
                     .fetch_optional(self.r())
                     .await
-                    .map_err(map_err)
+                    .map_err(StoreError::from)
             }
 
             async fn set_host_link(
                 &self,
                 host_id: Uuid,
-                status: &str,
+                status: HostStatus,
                 agent_version: Option<&str>,
                 at: OffsetDateTime,
             ) -> StoreResult<()> {
-                if !matches!(status, "online" | "offline") {
-                    return Err(StoreError::InvalidInput(format!("host link status {status:?}")));
+                if !matches!(status, HostStatus::Online | HostStatus::Offline) {
+                    return Err(StoreError::InvalidInput(format!("host link status {status}")));
                 }
                 check_opt(&[agent_version])?;
                 let r = sqlx::query(
@@ -1182,12 +981,12 @@ macro_rules! impl_store {
                      last_seen_at = $3, agent_version = COALESCE($4, agent_version) WHERE id = $1",
                 )
                 .bind(host_id)
-                .bind(status)
+                .bind(status.as_str())
                 .bind(ts(at))
                 .bind(agent_version)
                 .execute(self.w())
                 .await
-                .map_err(map_err)?;
+                ?;
                 if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -1195,7 +994,7 @@ macro_rules! impl_store {
                 let r = sqlx::query("UPDATE hosts SET status = 'offline' WHERE status = 'online'")
                     .execute(self.w())
                     .await
-                    .map_err(map_err)?;
+                    ?;
                 Ok(r.rows_affected())
             }
 
@@ -1207,14 +1006,14 @@ macro_rules! impl_store {
                 .bind(ts(at))
                 .fetch_optional(self.w())
                 .await
-                .map_err(map_err)?
+                ?
                 .ok_or(StoreError::NotFound)
             }
 
             async fn ingest(&self, mut batch: IngestBatch) -> StoreResult<i64> {
                 sanitize_batch(&mut batch);
                 let t = now();
-                let mut tx = self.w().begin().await.map_err(map_err)?;
+                let mut tx = self.w().begin().await?;
                 // The host row first: it proves the host exists and (PostgreSQL) locks it, so
                 // two batches of one agent never interleave their upserts.
                 let acked = sqlx::query_scalar::<_, i64>(
@@ -1225,7 +1024,7 @@ macro_rules! impl_store {
                 .bind(batch.upto)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(map_err)?
+                ?
                 .ok_or(StoreError::NotFound)?;
                 Self::insert_logs(&mut tx, &batch.logs).await?;
                 Self::insert_metrics(&mut tx, &batch.metrics, t).await?;
@@ -1234,7 +1033,7 @@ macro_rules! impl_store {
                 for change in &batch.sessions {
                     Self::apply_session_change(&mut tx, change).await?;
                 }
-                tx.commit().await.map_err(map_err)?;
+                tx.commit().await?;
                 Ok(acked)
             }
 
@@ -1246,122 +1045,22 @@ macro_rules! impl_store {
                 .bind(host_id)
                 .fetch_all(self.r())
                 .await
-                .map_err(map_err)
+                .map_err(StoreError::from)
             }
 
             async fn query_server_events(&self, query: ServerEventQuery) -> StoreResult<Vec<ServerEvent>> {
                 let s = server_events_sql(&query);
                 let q = sqlx::query_as::<_, ServerEvent>(sqlx::AssertSqlSafe(s.sql));
-                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)
+                bind_args!(q, s.args).fetch_all(self.r()).await.map_err(StoreError::from)
             }
 
             async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>> {
                 let s = rollups_sql(&query)?;
                 let q = sqlx::query_as::<_, RollupRow>(sqlx::AssertSqlSafe(s.sql));
-                let rows = bind_args!(q, s.args).fetch_all(self.r()).await.map_err(map_err)?;
+                let rows = bind_args!(q, s.args).fetch_all(self.r()).await?;
                 Ok(rows.into_iter().map(MetricRollup::from).collect())
             }
 
-            // ---------------------------------------------------------- schedules
-            async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule> {
-                check_text(&[&new.cron, &new.action])?;
-                check_json(&new.args)?;
-                let s = Schedule {
-                    id: new_id(),
-                    server_id: new.server_id,
-                    cron: new.cron,
-                    action: new.action,
-                    args: new.args,
-                    enabled: new.enabled,
-                    last_run_at: None,
-                    next_run_at: new.next_run_at.map(truncate),
-                    created_at: now(),
-                };
-                sqlx::query(
-                    "INSERT INTO schedules (id, server_id, cron, action, args, enabled, next_run_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(s.id)
-                .bind(s.server_id)
-                .bind(&s.cron)
-                .bind(&s.action)
-                .bind(Json(&s.args))
-                .bind(s.enabled)
-                .bind(s.next_run_at.map(ts))
-                .bind(ts(s.created_at))
-                .execute(self.w())
-                .await
-                .map_err(map_err)?;
-                Ok(s)
-            }
-
-            async fn get_schedule(&self, id: Uuid) -> StoreResult<Option<Schedule>> {
-                sqlx::query_as::<_, Schedule>("SELECT * FROM schedules WHERE id = $1").bind(id).fetch_optional(self.r()).await.map_err(map_err)
-            }
-
-            async fn list_schedules(&self, server_id: Option<Uuid>) -> StoreResult<Vec<Schedule>> {
-                sqlx::query_as::<_, Schedule>("SELECT * FROM schedules WHERE ($1 IS NULL OR server_id = $1) ORDER BY created_at, id")
-                    .bind(server_id)
-                    .fetch_all(self.r())
-                    .await
-                    .map_err(map_err)
-            }
-
-            async fn update_schedule(&self, s: &Schedule) -> StoreResult<Schedule> {
-                check_text(&[&s.cron, &s.action])?;
-                check_json(&s.args)?;
-                sqlx::query_as::<_, Schedule>(
-                    "UPDATE schedules SET cron = $2, action = $3, args = $4, enabled = $5, next_run_at = $6 WHERE id = $1 RETURNING *",
-                )
-                .bind(s.id)
-                .bind(&s.cron)
-                .bind(&s.action)
-                .bind(Json(&s.args))
-                .bind(s.enabled)
-                .bind(s.next_run_at.map(ts))
-                .fetch_optional(self.w())
-                .await
-                .map_err(map_err)?
-                .ok_or(StoreError::NotFound)
-            }
-
-            async fn delete_schedule(&self, id: Uuid) -> StoreResult<()> {
-                let r = sqlx::query("DELETE FROM schedules WHERE id = $1").bind(id).execute(self.w()).await.map_err(map_err)?;
-                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
-            }
-
-            async fn due_schedules(&self, now_: OffsetDateTime, limit: i64) -> StoreResult<Vec<Schedule>> {
-                sqlx::query_as::<_, Schedule>(
-                    "SELECT * FROM schedules WHERE enabled = $1 AND next_run_at <= $2 ORDER BY next_run_at, id LIMIT $3",
-                )
-                .bind(true)
-                .bind(ts(now_))
-                .bind(clamp_limit(limit, 10_000))
-                .fetch_all(self.w())
-                .await
-                .map_err(map_err)
-            }
-
-            async fn mark_schedule_run(
-                &self,
-                id: Uuid,
-                expected_next_run_at: Option<OffsetDateTime>,
-                ran_at: OffsetDateTime,
-                next_run_at: Option<OffsetDateTime>,
-            ) -> StoreResult<bool> {
-                let r = sqlx::query(
-                    "UPDATE schedules SET last_run_at = $3, next_run_at = $4 \
-                     WHERE id = $1 AND (next_run_at = $2 OR (next_run_at IS NULL AND $2 IS NULL))",
-                )
-                .bind(id)
-                .bind(expected_next_run_at.map(ts))
-                .bind(ts(ran_at))
-                .bind(next_run_at.map(ts))
-                .execute(self.w())
-                .await
-                .map_err(map_err)?;
-                Ok(r.rows_affected() == 1)
-            }
         }
 
         impl $ty {
@@ -1374,7 +1073,7 @@ macro_rules! impl_store {
                     for l in chunk {
                         q = q.bind(l.server_id).bind(l.seq).bind(ts(l.ts)).bind(l.level.as_i16()).bind(l.text.as_str());
                     }
-                    n += q.execute(&mut *conn).await.map_err(map_err)?.rows_affected();
+                    n += q.execute(&mut *conn).await?.rows_affected();
                 }
                 Ok(n)
             }
@@ -1399,7 +1098,7 @@ macro_rules! impl_store {
                             .bind(m.players)
                             .bind(m.fps);
                     }
-                    n += q.execute(&mut *conn).await.map_err(map_err)?.rows_affected();
+                    n += q.execute(&mut *conn).await?.rows_affected();
                 }
                 let deltas = rollup_deltas(samples, t);
                 for chunk in planned_chunks(deltas.as_slice()) {
@@ -1423,7 +1122,7 @@ macro_rules! impl_store {
                             .bind(m.players_sum)
                             .bind(m.players_max);
                     }
-                    q.execute(&mut *conn).await.map_err(map_err)?;
+                    q.execute(&mut *conn).await?;
                 }
                 Ok(n)
             }
@@ -1439,7 +1138,7 @@ macro_rules! impl_store {
                     for s in chunk {
                         q = q
                             .bind(s.server_id)
-                            .bind(s.state.as_str())
+                            .bind(server_state_str(s.state))
                             .bind(s.pid)
                             .bind(ts(s.since))
                             .bind(s.detail.as_deref())
@@ -1448,7 +1147,7 @@ macro_rules! impl_store {
                             .bind(s.restarts)
                             .bind(ts(t));
                     }
-                    q.execute(&mut *conn).await.map_err(map_err)?;
+                    q.execute(&mut *conn).await?;
                 }
                 Ok(())
             }
@@ -1465,7 +1164,7 @@ macro_rules! impl_store {
                             .bind(e.kind.as_str())
                             .bind(Json(&e.data));
                     }
-                    q.execute(&mut *conn).await.map_err(map_err)?;
+                    q.execute(&mut *conn).await?;
                 }
                 Ok(())
             }
@@ -1473,48 +1172,43 @@ macro_rules! impl_store {
             /// One [`SessionChange`], as documented there.
             async fn apply_session_change(conn: &mut <Db as sqlx::Database>::Connection, change: &SessionChange) -> StoreResult<()> {
                 match change {
-                    SessionChange::Join { server_id, guid, name, ip, at } => {
-                        let player = sqlx::query_as::<_, Player>(UPSERT_PLAYER_SQL)
-                            .bind(new_id())
-                            .bind(guid.as_str())
-                            .bind(None::<&str>)
-                            .bind(name.as_str())
-                            .bind(ts(*at))
-                            .fetch_one(&mut *conn)
-                            .await
-                            .map_err(map_err)?;
-                        sqlx::query(
-                            "UPDATE player_sessions SET left_at = $3 WHERE server_id = $1 AND player_id = $2 AND left_at IS NULL",
-                        )
-                        .bind(server_id)
-                        .bind(player.id)
-                        .bind(ts(*at))
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(map_err)?;
-                        sqlx::query("INSERT INTO player_sessions (id, server_id, player_id, joined_at, ip) VALUES ($1, $2, $3, $4, $5)")
+                    SessionChange::Join { server_id, account, name, ip, at } => {
+                        let player = sqlx::query_scalar::<_, Uuid>(UPSERT_PLAYER_SQL)
                             .bind(new_id())
                             .bind(server_id)
-                            .bind(player.id)
+                            .bind(account.as_str())
+                            .bind(name.as_str())
                             .bind(ts(*at))
-                            .bind(ip.as_deref())
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(map_err)?;
+                            .fetch_optional(&mut *conn)
+                            .await?
+                            .ok_or_else(|| StoreError::Conflict("foreign key: player_sessions.server_id".into()))?;
+                        // The partial unique index `player_sessions_open` makes a join of a
+                        // player who is already on the server a no-op.
+                        sqlx::query(
+                            "INSERT INTO player_sessions (id, server_id, player_id, joined_at, ip) VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (server_id, player_id) WHERE left_at IS NULL DO NOTHING",
+                        )
+                        .bind(new_id())
+                        .bind(server_id)
+                        .bind(player)
+                        .bind(ts(*at))
+                        .bind(ip.as_deref())
+                        .execute(&mut *conn)
+                        .await?;
                     }
-                    SessionChange::Leave { server_id, guid: Some(guid), at, .. } => {
+                    SessionChange::Leave { server_id, account: Some(account), at, .. } => {
                         sqlx::query(
                             "UPDATE player_sessions SET left_at = $3 WHERE server_id = $1 AND left_at IS NULL \
-                             AND player_id IN (SELECT id FROM players WHERE guid = $2)",
+                             AND player_id IN (SELECT p.id FROM players p JOIN servers s ON s.game = p.game \
+                             WHERE s.id = $1 AND p.account_id = $2)",
                         )
                         .bind(server_id)
-                        .bind(guid.as_str())
+                        .bind(account.as_str())
                         .bind(ts(*at))
                         .execute(&mut *conn)
-                        .await
-                        .map_err(map_err)?;
+                        .await?;
                     }
-                    SessionChange::Leave { server_id, guid: None, name, at } => {
+                    SessionChange::Leave { server_id, account: None, name, at } => {
                         sqlx::query(
                             "UPDATE player_sessions SET left_at = $3 WHERE server_id = $1 AND left_at IS NULL \
                              AND player_id IN (SELECT id FROM players WHERE last_name = $2)",
@@ -1523,23 +1217,21 @@ macro_rules! impl_store {
                         .bind(name.as_str())
                         .bind(ts(*at))
                         .execute(&mut *conn)
-                        .await
-                        .map_err(map_err)?;
+                        .await?;
                     }
                     SessionChange::CloseAll { server_id, at } => {
                         sqlx::query("UPDATE player_sessions SET left_at = $2 WHERE server_id = $1 AND left_at IS NULL")
                             .bind(server_id)
                             .bind(ts(*at))
                             .execute(&mut *conn)
-                            .await
-                            .map_err(map_err)?;
+                            .await?;
                     }
                 }
                 Ok(())
             }
 
             async fn exists(&self, sql: &'static str, id: Uuid) -> StoreResult<bool> {
-                let n = sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(self.w()).await.map_err(map_err)?;
+                let n = sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(self.w()).await?;
                 Ok(n > 0)
             }
 
@@ -1548,7 +1240,7 @@ macro_rules! impl_store {
             async fn prune_chunked(&self, sql: &'static str, before: OffsetDateTime) -> StoreResult<u64> {
                 let mut total = 0;
                 loop {
-                    let r = sqlx::query(sql).bind(ts(before)).execute(self.w()).await.map_err(map_err)?;
+                    let r = sqlx::query(sql).bind(ts(before)).execute(self.w()).await?;
                     total += r.rows_affected();
                     if r.rows_affected() == 0 {
                         return Ok(total);

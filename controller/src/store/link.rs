@@ -7,7 +7,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{NewLogLine, NewMetricSample};
+use languard_shared::wire::ServerState;
+
+use super::common::DbText;
+use super::{HostOs, NewLogLine, NewMetricSample, ServerEventKind};
 
 /// A join token as stored: never the secret itself, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -41,8 +44,8 @@ pub struct Enrollment {
     pub host_id: Uuid,
     /// The new agent id (named by the agent's certificate).
     pub agent_id: Uuid,
-    /// `linux` or `windows`, as the agent reports.
-    pub os: String,
+    /// As the agent reports.
+    pub os: HostOs,
     pub agent_version: String,
     pub at: OffsetDateTime,
 }
@@ -51,8 +54,8 @@ pub struct Enrollment {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ServerStatusRow {
     pub server_id: Uuid,
-    /// `stopped`, `starting`, `running`, `stopping`, `crashed`, `hung`, `error`.
-    pub state: String,
+    #[sqlx(try_from = "DbText")]
+    pub state: ServerState,
     pub pid: Option<i64>,
     /// When the agent entered the state.
     pub since: OffsetDateTime,
@@ -75,8 +78,8 @@ pub struct ServerEvent {
     /// The agent's sequence number of the event that carried it.
     pub seq: i64,
     pub ts: OffsetDateTime,
-    /// e.g. `status`, `player_joined`, `player_left`, `chat`, `kick`, `gap`.
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: ServerEventKind,
     #[sqlx(json)]
     pub data: Value,
 }
@@ -87,7 +90,7 @@ pub struct NewServerEvent {
     pub host_id: Uuid,
     pub seq: i64,
     pub ts: OffsetDateTime,
-    pub kind: String,
+    pub kind: ServerEventKind,
     pub data: Value,
 }
 
@@ -97,7 +100,7 @@ pub struct ServerEventQuery {
     pub server_id: Option<Uuid>,
     pub host_id: Option<Uuid>,
     /// Empty = every kind.
-    pub kinds: Vec<String>,
+    pub kinds: Vec<ServerEventKind>,
     pub before: Option<i64>,
     /// Clamped to 1..=1000.
     pub limit: i64,
@@ -106,20 +109,23 @@ pub struct ServerEventQuery {
 /// A change to player sessions, applied in order inside [`super::Store::ingest`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionChange {
-    /// Upserts the player by GUID (name, last seen) and opens a session; an open session
-    /// of the same player on the same server is closed first.
+    /// Upserts the player by the server's game and `account` (name, last seen) and opens a
+    /// session, unless the player already has an open session on the server: then only the
+    /// player row changes (a game may report a join twice, e.g. once more when the account
+    /// is verified).
     Join {
         server_id: Uuid,
-        guid: String,
+        /// The game's account id (Arma 3: the BattlEye GUID).
+        account: String,
         name: String,
         ip: Option<String>,
         at: OffsetDateTime,
     },
-    /// Closes the player's open session on the server (by GUID; by last name when the
-    /// GUID is unknown). Nothing open: nothing happens.
+    /// Closes the player's open session on the server (by account; by last name when the
+    /// account is unknown). Nothing open: nothing happens.
     Leave {
         server_id: Uuid,
-        guid: Option<String>,
+        account: Option<String>,
         name: String,
         at: OffsetDateTime,
     },
@@ -150,7 +156,7 @@ pub const ROLLUP_BUCKETS: [i64; 3] = [60, 300, 3600];
 const _: () = assert!(ROLLUP_BUCKETS[0] == 60);
 
 /// One metrics roll-up bucket, maintained for every resolution in [`ROLLUP_BUCKETS`] by
-/// whatever stores samples ([`super::Store::ingest`], [`super::Store::insert_metrics_batch`]).
+/// [`super::Store::ingest`] as it stores the samples.
 /// A server's samples roll up under the server; samples without a server under the host.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct MetricRollup {

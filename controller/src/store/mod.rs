@@ -29,7 +29,7 @@ mod link;
 mod postgres;
 mod sqlite;
 
-pub use common::{new_id, now};
+pub use common::{DbText, new_id, now, server_state_str};
 pub use link::{
     Enrollment, IngestBatch, JoinTokenRow, MetricRollup, NewJoinToken, NewServerEvent,
     ROLLUP_BUCKETS, RollupQuery, ServerEvent, ServerEventQuery, ServerStatusRow, SessionChange,
@@ -62,7 +62,7 @@ macro_rules! str_enum {
     ($(#[$m:meta])* $name:ident { $($var:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
+        #[serde(rename_all = "snake_case")]
         pub enum $name { $($var),+ }
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$var),+];
@@ -93,16 +93,29 @@ str_enum!(
     Game { Arma3 = "arma3", Palworld = "palworld" }
 );
 str_enum!(
-    /// Config sections of a server.
-    ConfigSectionKind { Server = "server", Basic = "basic", Profile = "profile", Launch = "launch", Rcon = "rcon" }
+    /// A host's link state: `pending` (no agent enrolled yet), `online`, `offline`, `revoked`.
+    HostStatus { Pending = "pending", Online = "online", Offline = "offline", Revoked = "revoked" }
+);
+str_enum!(
+    /// What a stored server event records (`server_events.kind`).
+    ServerEventKind {
+        Status = "status",
+        PlayerJoined = "player_joined",
+        PlayerLeft = "player_left",
+        PlayerKicked = "player_kicked",
+        PlayerIdentified = "player_identified",
+        Chat = "chat",
+        AdminLogin = "admin_login",
+        Gap = "gap",
+    }
+);
+str_enum!(
+    /// The operating system of a host.
+    HostOs { Linux = "linux", Windows = "windows" }
 );
 str_enum!(
     /// Who performed an audited action.
     ActorKind { User = "user", ApiToken = "api_token", System = "system", Agent = "agent" }
-);
-str_enum!(
-    /// What a ban matches on.
-    BanKind { Guid = "guid", Ip = "ip" }
 );
 
 /// Log level, stored as a small integer so `min_level` filters are range scans.
@@ -270,9 +283,10 @@ pub struct Host {
     pub id: Uuid,
     pub name: String,
     pub agent_id: Option<String>,
-    pub os: String,
-    /// `pending` (no agent enrolled yet), `online`, `offline` or `revoked`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub os: HostOs,
+    #[sqlx(try_from = "String")]
+    pub status: HostStatus,
     pub last_seen_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
@@ -287,8 +301,8 @@ pub struct Host {
 pub struct NewHost {
     pub name: String,
     pub agent_id: Option<String>,
-    pub os: String,
-    pub status: String,
+    pub os: HostOs,
+    pub status: HostStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -327,10 +341,12 @@ pub struct ServerSpec {
 // ---------------------------------------------------------------- configs
 
 /// One stored section: JSON content without secrets, plus the encrypted secrets blob
-/// (nonce + ciphertext, produced by the API layer) if the section has secrets.
+/// (nonce + ciphertext, sealed by the controller's secret box) if the section has secrets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigSection {
-    pub section: ConfigSectionKind,
+    /// The section's name; which names a server may have is the game registry's rule
+    /// (the store takes any non-empty name up to 255 bytes).
+    pub section: String,
     pub content: Value,
     pub secrets: Option<Vec<u8>>,
 }
@@ -343,12 +359,21 @@ pub struct StoredSection {
     pub updated_at: OffsetDateTime,
 }
 
-/// Current config of a server: all stored sections and the config revision.
+/// Current config of a server: all stored sections (ordered by name) and the config revision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub server_id: Uuid,
     pub revision: i64,
     pub sections: Vec<StoredSection>,
+}
+
+/// How [`Store::write_config`] treats the sections it is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigWrite {
+    /// They stay as they are.
+    Merge,
+    /// They are deleted: the given sections become the whole config.
+    Replace,
 }
 
 /// A saved version (snapshot of all sections after the save).
@@ -375,47 +400,16 @@ pub struct ConfigVersionSummary {
     pub comment: Option<String>,
 }
 
-// ---------------------------------------------------------------- mods
+// ---------------------------------------------------------------- players, sessions
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Mod {
-    pub id: Uuid,
-    pub name: String,
-    pub workshop_id: Option<String>,
-    pub path: String,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewMod {
-    pub name: String,
-    pub workshop_id: Option<String>,
-    pub path: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServerMod {
-    pub mod_id: Uuid,
-    pub server_only: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ServerModEntry {
-    pub mod_id: Uuid,
-    pub name: String,
-    pub workshop_id: Option<String>,
-    pub path: String,
-    pub position: i64,
-    pub server_only: bool,
-}
-
-// ---------------------------------------------------------------- players, sessions, bans
-
+/// A player of one game, known by that game's account id (Arma 3: the BattlEye GUID).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Player {
     pub id: Uuid,
-    pub guid: String,
-    pub steam_id: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub game: Game,
+    /// Unique per game.
+    pub account_id: String,
     pub last_name: String,
     pub first_seen: OffsetDateTime,
     pub last_seen: OffsetDateTime,
@@ -437,31 +431,6 @@ pub struct SessionQuery {
     pub player_id: Option<Uuid>,
     pub open_only: bool,
     pub limit: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Ban {
-    pub id: Uuid,
-    /// `None` = global ban.
-    pub server_id: Option<Uuid>,
-    #[sqlx(try_from = "String")]
-    pub kind: BanKind,
-    pub target: String,
-    pub reason: String,
-    pub expires_at: Option<OffsetDateTime>,
-    pub created_by: Option<Uuid>,
-    pub created_at: OffsetDateTime,
-    pub removed_at: Option<OffsetDateTime>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewBan {
-    pub server_id: Option<Uuid>,
-    pub kind: BanKind,
-    pub target: String,
-    pub reason: String,
-    pub expires_at: Option<OffsetDateTime>,
-    pub created_by: Option<Uuid>,
 }
 
 // ---------------------------------------------------------------- audit
@@ -605,32 +574,6 @@ pub struct MetricQuery {
     pub limit: i64,
 }
 
-// ---------------------------------------------------------------- schedules
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Schedule {
-    pub id: Uuid,
-    pub server_id: Uuid,
-    pub cron: String,
-    pub action: String,
-    #[sqlx(json)]
-    pub args: Value,
-    pub enabled: bool,
-    pub last_run_at: Option<OffsetDateTime>,
-    pub next_run_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewSchedule {
-    pub server_id: Uuid,
-    pub cron: String,
-    pub action: String,
-    pub args: Value,
-    pub enabled: bool,
-    pub next_run_at: Option<OffsetDateTime>,
-}
-
 // ---------------------------------------------------------------- the trait
 
 #[async_trait]
@@ -676,8 +619,6 @@ pub trait Store: Send + Sync + 'static {
         user_id: Uuid,
         at: OffsetDateTime,
     ) -> StoreResult<u64>;
-    /// Deletes refresh tokens that expired before `before`.
-    async fn prune_refresh_tokens_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
     // API tokens
     async fn insert_api_token(&self, new: NewApiToken) -> StoreResult<ApiToken>;
@@ -698,10 +639,16 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_host(&self, id: Uuid) -> StoreResult<()>;
 
     // servers
-    /// Also claims the server's ports on the host ([`reserved_ports`]) in the same
-    /// transaction: a port another server of the host holds is Conflict("port N"), whichever
-    /// controller replica wrote first (unique index `server_ports (host_id, port)`).
-    async fn create_server(&self, host_id: Uuid, spec: ServerSpec) -> StoreResult<Server>;
+    /// Also claims `ports` (every port the server occupies on the host, as the game
+    /// registry computes them; duplicates are ignored) in the same transaction: a port
+    /// another server of the host holds is Conflict("port N"), whichever controller replica
+    /// wrote first (unique index `server_ports (host_id, port)`).
+    async fn create_server(
+        &self,
+        host_id: Uuid,
+        spec: ServerSpec,
+        ports: &[u16],
+    ) -> StoreResult<Server>;
     async fn get_server(&self, id: Uuid) -> StoreResult<Option<Server>>;
     /// `host_id = None` lists all servers. Ordered by name.
     async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>>;
@@ -715,13 +662,17 @@ pub trait Store: Send + Sync + 'static {
     /// `host_id = None` counts all servers.
     async fn count_servers(&self, host_id: Option<Uuid>) -> StoreResult<i64>;
     /// Conflict("revision") if the stored revision is not `expected_revision`; bumps revision.
-    /// Re-claims the ports like [`Store::create_server`] (Conflict("port N")).
+    /// Replaces the claimed ports with `ports` like [`Store::create_server`] (Conflict("port N")).
     async fn update_server(
         &self,
         id: Uuid,
         expected_revision: i64,
         spec: ServerSpec,
+        ports: &[u16],
     ) -> StoreResult<Server>;
+    /// Sets only `desired_running` (start/stop requests): no revision bump, no port claim,
+    /// so it never conflicts with a concurrent spec edit. A missing server is `NotFound`.
+    async fn set_desired_running(&self, id: Uuid, running: bool) -> StoreResult<()>;
     /// Deletes the server and everything hanging off it (configs, versions, mods, schedules,
     /// sessions, logs, metrics, server bans).
     async fn delete_server(&self, id: Uuid) -> StoreResult<()>;
@@ -729,16 +680,16 @@ pub trait Store: Send + Sync + 'static {
     // config
     async fn get_config(&self, server_id: Uuid) -> StoreResult<ServerConfig>;
     /// In one transaction: checks the config revision is `expected_revision` (else
-    /// Conflict("config_revision")), deletes the `remove` sections, upserts the `upsert`
-    /// sections (others untouched), bumps the revision by one and records a
-    /// [`ConfigVersion`] snapshot of all sections after the change. A kind in both lists is
-    /// upserted. The three wrappers below are what callers use.
+    /// Conflict("config_revision")), writes `sections` as `mode` says, bumps the revision by
+    /// one and records a [`ConfigVersion`] snapshot of all sections after the change. A
+    /// section name that is empty or longer than 255 bytes is `InvalidInput`. The two
+    /// wrappers below are what callers use.
     async fn write_config(
         &self,
         server_id: Uuid,
         expected_revision: i64,
-        upsert: Vec<ConfigSection>,
-        remove: Vec<ConfigSectionKind>,
+        sections: Vec<ConfigSection>,
+        mode: ConfigWrite,
         author_user_id: Option<Uuid>,
         comment: Option<String>,
     ) -> StoreResult<ConfigVersion>;
@@ -755,27 +706,7 @@ pub trait Store: Send + Sync + 'static {
             server_id,
             expected_revision,
             sections,
-            Vec::new(),
-            author_user_id,
-            comment,
-        )
-        .await
-    }
-    /// Deletes the given sections (missing ones are ignored) as a new version; see
-    /// [`Store::write_config`].
-    async fn delete_config_sections(
-        &self,
-        server_id: Uuid,
-        expected_revision: i64,
-        sections: Vec<ConfigSectionKind>,
-        author_user_id: Option<Uuid>,
-        comment: Option<String>,
-    ) -> StoreResult<ConfigVersion> {
-        self.write_config(
-            server_id,
-            expected_revision,
-            Vec::new(),
-            sections,
+            ConfigWrite::Merge,
             author_user_id,
             comment,
         )
@@ -791,16 +722,11 @@ pub trait Store: Send + Sync + 'static {
         author_user_id: Option<Uuid>,
         comment: Option<String>,
     ) -> StoreResult<ConfigVersion> {
-        let remove = ConfigSectionKind::ALL
-            .iter()
-            .copied()
-            .filter(|k| !sections.iter().any(|s| s.section == *k))
-            .collect();
         self.write_config(
             server_id,
             expected_revision,
             sections,
-            remove,
+            ConfigWrite::Replace,
             author_user_id,
             comment,
         )
@@ -818,74 +744,23 @@ pub trait Store: Send + Sync + 'static {
         version: i64,
     ) -> StoreResult<Option<ConfigVersion>>;
 
-    // mods
-    async fn create_mod(&self, new: NewMod) -> StoreResult<Mod>;
-    async fn get_mod(&self, id: Uuid) -> StoreResult<Option<Mod>>;
-    async fn list_mods(&self) -> StoreResult<Vec<Mod>>;
-    async fn delete_mod(&self, id: Uuid) -> StoreResult<()>;
-    /// Replaces the server's mod list; position = index in `mods`.
-    async fn set_server_mods(&self, server_id: Uuid, mods: Vec<ServerMod>) -> StoreResult<()>;
-    async fn list_server_mods(&self, server_id: Uuid) -> StoreResult<Vec<ServerModEntry>>;
-
-    // players, sessions, bans
-    /// Inserts or updates (by GUID) last name / steam id / last_seen.
-    async fn upsert_player(
-        &self,
-        guid: &str,
-        steam_id: Option<&str>,
-        name: &str,
-        seen_at: OffsetDateTime,
-    ) -> StoreResult<Player>;
-    async fn get_player(&self, id: Uuid) -> StoreResult<Option<Player>>;
-    async fn get_player_by_guid(&self, guid: &str) -> StoreResult<Option<Player>>;
-    /// Most recently seen first; `name_contains` is case-insensitive.
+    // players, sessions (written by [`Store::ingest`])
+    /// Players of every game, most recently seen first; `name_contains` is case-insensitive.
     async fn list_players(
         &self,
         name_contains: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<Player>>;
-    async fn open_player_session(
-        &self,
-        server_id: Uuid,
-        player_id: Uuid,
-        joined_at: OffsetDateTime,
-        ip: Option<&str>,
-    ) -> StoreResult<PlayerSession>;
-    async fn close_player_session(&self, id: Uuid, left_at: OffsetDateTime) -> StoreResult<()>;
-    /// Closes every open session of a server (server stopped / agent reconnect).
-    async fn close_open_sessions(
-        &self,
-        server_id: Uuid,
-        left_at: OffsetDateTime,
-    ) -> StoreResult<u64>;
     /// Newest first.
     async fn list_player_sessions(&self, query: SessionQuery) -> StoreResult<Vec<PlayerSession>>;
-    async fn prune_player_sessions_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-    async fn create_ban(&self, new: NewBan) -> StoreResult<Ban>;
-    async fn get_ban(&self, id: Uuid) -> StoreResult<Option<Ban>>;
-    /// Not removed and not expired at `now`; for `Some(server)` includes global bans.
-    async fn list_active_bans(
-        &self,
-        server_id: Option<Uuid>,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<Ban>>;
-    async fn remove_ban(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
 
     // audit
     async fn insert_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent>;
     async fn query_audit(&self, query: AuditQuery) -> StoreResult<Page<AuditEvent, AuditCursor>>;
-    async fn prune_audit_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
-    // logs
-    /// Multi-row inserts in one transaction; returns lines inserted.
-    async fn insert_log_batch(&self, lines: Vec<NewLogLine>) -> StoreResult<u64>;
+    // logs and metrics (written by [`Store::ingest`])
     async fn query_logs(&self, query: LogQuery) -> StoreResult<Page<LogLine, LogCursor>>;
-    async fn prune_logs_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-
-    // metrics
-    async fn insert_metrics_batch(&self, samples: Vec<NewMetricSample>) -> StoreResult<u64>;
     async fn query_metrics(&self, query: MetricQuery) -> StoreResult<Vec<MetricSample>>;
-    async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
     // retention
     /// Prunes logs, metrics and their roll-ups, server events, audit events, closed player
@@ -917,7 +792,7 @@ pub trait Store: Send + Sync + 'static {
     async fn set_host_link(
         &self,
         host_id: Uuid,
-        status: &str,
+        status: HostStatus,
         agent_version: Option<&str>,
         at: OffsetDateTime,
     ) -> StoreResult<()>;
@@ -954,25 +829,6 @@ pub trait Store: Send + Sync + 'static {
     /// `bucket_secs` not in [`ROLLUP_BUCKETS`], is `InvalidInput`. Averages are over the
     /// samples that had the field (`None` when none had it).
     async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>>;
-
-    // schedules
-    async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
-    async fn get_schedule(&self, id: Uuid) -> StoreResult<Option<Schedule>>;
-    async fn list_schedules(&self, server_id: Option<Uuid>) -> StoreResult<Vec<Schedule>>;
-    /// Writes cron, action, args, enabled, next_run_at.
-    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<Schedule>;
-    async fn delete_schedule(&self, id: Uuid) -> StoreResult<()>;
-    /// Enabled schedules with `next_run_at <= now`, soonest first.
-    async fn due_schedules(&self, now: OffsetDateTime, limit: i64) -> StoreResult<Vec<Schedule>>;
-    /// Records a run. Returns false if `expected_next_run_at` no longer matches (another
-    /// replica ran it) — use this as the "run once" claim.
-    async fn mark_schedule_run(
-        &self,
-        id: Uuid,
-        expected_next_run_at: Option<OffsetDateTime>,
-        ran_at: OffsetDateTime,
-        next_run_at: Option<OffsetDateTime>,
-    ) -> StoreResult<bool>;
 }
 
 /// Cut-off times for [`Store::prune_retention`]: rows older than these go.
@@ -1013,19 +869,6 @@ pub struct PruneReport {
 
 /// PostgreSQL advisory lock key held (transaction scope) while a replica prunes.
 pub const RETENTION_LOCK_KEY: i64 = 0x4c47_445f_5254_4e31; // "LGD_RTN1"
-
-/// Ports a server occupies on its host: arma3 `game_port..=game_port+4` plus the RCon
-/// port; palworld the game and RCon ports. Sorted, without duplicates. The store claims
-/// these (table `server_ports`); the API validates ranges before.
-pub fn reserved_ports(game: Game, game_port: i64, rcon_port: i64) -> Vec<i64> {
-    let mut v: Vec<i64> = match game {
-        Game::Arma3 => (game_port..=game_port + 4).chain([rcon_port]).collect(),
-        Game::Palworld => vec![game_port, rcon_port],
-    };
-    v.sort_unstable();
-    v.dedup();
-    v
-}
 
 /// Opens the store named by `url` and runs migrations.
 ///

@@ -27,8 +27,7 @@ impl PgStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
-            .await
-            .map_err(map_err)?;
+            .await?;
         // sqlx takes an advisory lock, so several replicas may start at once.
         sqlx::migrate!("../migrations/postgres")
             .run(&pool)

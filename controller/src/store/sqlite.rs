@@ -40,8 +40,7 @@ impl SqliteStore {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.clone())
-            .await
-            .map_err(map_err)?;
+            .await?;
         sqlx::migrate!("../migrations/sqlite")
             .run(&write)
             .await
@@ -53,8 +52,7 @@ impl SqliteStore {
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(base.read_only(true))
-                .await
-                .map_err(map_err)?
+                .await?
         };
         Ok(SqliteStore {
             read,
