@@ -7,8 +7,18 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::*;
-use super::*;
+use super::audit::*;
+use super::codec::*;
+use super::configs::*;
+use super::error::*;
+use super::hosts::*;
+use super::ingest::*;
+use super::players::*;
+use super::retention::*;
+use super::servers::*;
+use super::sql::*;
+use super::telemetry::*;
+use super::users::*;
 
 /// The sqlx database of this backend (named by the shared `impl_store!` code).
 type Db = sqlx::Postgres;
@@ -48,4 +58,4 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore);
+super::impl_store!(PgStore);

@@ -10,8 +10,18 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::*;
-use super::*;
+use super::audit::*;
+use super::codec::*;
+use super::configs::*;
+use super::error::*;
+use super::hosts::*;
+use super::ingest::*;
+use super::players::*;
+use super::retention::*;
+use super::servers::*;
+use super::sql::*;
+use super::telemetry::*;
+use super::users::*;
 
 /// The sqlx database of this backend (named by the shared `impl_store!` code).
 type Db = sqlx::Sqlite;
@@ -70,4 +80,4 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore);
+super::impl_store!(SqliteStore);
