@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use languard_controller::store::{
-    Game, IngestBatch, LogLevel, LogQuery, NewHost, NewLogLine, NewMetricSample, ServerSpec, Store,
-    connect,
+    Game, HostOs, HostStatus, IngestBatch, LogLevel, LogQuery, NewHost, NewLogLine,
+    NewMetricSample, ServerSpec, Store, connect,
 };
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -56,8 +56,8 @@ async fn run(label: &str, store: Arc<dyn Store>, lines: usize, batch: usize) -> 
         .create_host(NewHost {
             name: "bench".into(),
             agent_id: None,
-            os: "linux".into(),
-            status: "offline".into(),
+            os: HostOs::Linux,
+            status: HostStatus::Offline,
         })
         .await?;
     let mut servers = Vec::new();
@@ -71,7 +71,9 @@ async fn run(label: &str, store: Arc<dyn Store>, lines: usize, batch: usize) -> 
             restart_policy: serde_json::json!({}),
             desired_running: true,
         };
-        servers.push(store.create_server(host.id, spec).await?.id);
+        let game_port = 2302 + k as u16 * 10;
+        let ports: Vec<u16> = (game_port..=game_port + 4).chain([game_port + 2]).collect();
+        servers.push(store.create_server(host.id, spec, &ports).await?.id);
     }
     let t0 = OffsetDateTime::now_utc() - Duration::hours(1);
     // Batches are built before the clock starts: this measures the store, not formatting.

@@ -99,6 +99,9 @@ impl From<StoreError> for Error {
         match e {
             StoreError::NotFound => Error::NotFound("resource"),
             StoreError::Conflict(what) => Error::Conflict(format!("conflict on {what}")),
+            StoreError::StaleRevision => {
+                Error::Conflict("the resource was changed by someone else; reload and retry".into())
+            }
             StoreError::InvalidInput(m) => Error::BadRequest(m),
             StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "Storage unavailable.");

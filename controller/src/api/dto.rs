@@ -282,8 +282,8 @@ impl From<store::Host> for HostView {
         Self {
             id: h.id,
             name: h.name,
-            os: h.os,
-            status: h.status,
+            os: h.os.as_str().to_owned(),
+            status: h.status.as_str().to_owned(),
             agent_id: h.agent_id,
             last_seen_at: h.last_seen_at,
             created_at: h.created_at,

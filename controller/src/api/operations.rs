@@ -55,7 +55,7 @@ pub struct ServerStatusView {
 impl ServerStatusView {
     /// From the stored report; `unknown` unless the host is online.
     pub fn from_row(server_id: Uuid, row: Option<&ServerStatusRow>, host_online: bool) -> Self {
-        let last = row.map(|r| r.state.clone());
+        let last = row.map(|r| r.state.as_str().to_owned());
         Self {
             server_id,
             state: match (&last, host_online) {

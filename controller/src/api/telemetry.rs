@@ -14,7 +14,8 @@ use super::tags::ApiTags;
 use crate::error::Error;
 use crate::service::AppState;
 use crate::store::{
-    LogCursor, LogLevel, LogQuery, MetricQuery, RollupQuery, ServerEventQuery, SessionQuery,
+    LogCursor, LogLevel, LogQuery, MetricQuery, RollupQuery, ServerEventKind, ServerEventQuery,
+    SessionQuery,
 };
 
 /// Telemetry endpoints.
@@ -158,6 +159,8 @@ pub struct SessionView {
 pub struct PlayerRecord {
     /// Id.
     pub id: Uuid,
+    /// The game the account belongs to (`arma3`, …).
+    pub game: String,
     /// The account the game knows the player by (BattlEye GUID, Steam id, …).
     pub account: String,
     /// Last name used.
@@ -358,9 +361,13 @@ impl TelemetryApi {
                 k.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
+                    .map(|s| {
+                        s.parse::<ServerEventKind>()
+                            .map_err(|_| Error::field("kind", format!("unknown event kind {s:?}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
             })
+            .transpose()?
             .unwrap_or_default();
         let events = self
             .0
@@ -380,7 +387,7 @@ impl TelemetryApi {
                 .map(|e| ServerEventView {
                     id: e.id,
                     ts: e.ts,
-                    kind: e.kind,
+                    kind: e.kind.as_str().to_owned(),
                     data: e.data,
                 })
                 .collect(),
@@ -446,7 +453,8 @@ impl TelemetryApi {
             list.into_iter()
                 .map(|p| PlayerRecord {
                     id: p.id,
-                    account: p.guid,
+                    game: p.game.as_str().to_owned(),
+                    account: p.account_id,
                     last_name: p.last_name,
                     first_seen: p.first_seen,
                     last_seen: p.last_seen,

@@ -78,10 +78,11 @@ async fn enroll(
         ));
     };
     negotiate(protocol_version, SUPPORTED_VERSIONS).map_err(Refusal::Protocol)?;
-    let os = os.trim().to_ascii_lowercase();
-    if os != "linux" && os != "windows" {
-        return Err(Refusal::Os);
-    }
+    let os: crate::store::HostOs = os
+        .trim()
+        .to_ascii_lowercase()
+        .parse()
+        .map_err(|_| Refusal::Os)?;
     let parsed = join::parse(&token.0)?;
     let row = app
         .store

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::live::Channel;
 use crate::store::{
-    IngestBatch, LogLevel, NewLogLine, NewMetricSample, NewServerEvent, ServerStatusRow,
-    SessionChange,
+    IngestBatch, LogLevel, NewLogLine, NewMetricSample, NewServerEvent, ServerEventKind,
+    ServerStatusRow, SessionChange,
 };
 
 /// An event that named a server the agent does not own.
@@ -63,14 +63,14 @@ fn level(l: WireLevel) -> LogLevel {
 }
 
 /// The history kind of a player event.
-fn player_kind(e: &PlayerEvent) -> &'static str {
+fn player_kind(e: &PlayerEvent) -> ServerEventKind {
     match e {
-        PlayerEvent::Joined { .. } => "player_joined",
-        PlayerEvent::Identified { .. } => "player_identified",
-        PlayerEvent::Left { .. } => "player_left",
-        PlayerEvent::Kicked { .. } => "player_kicked",
-        PlayerEvent::Chat { .. } => "chat",
-        PlayerEvent::AdminLogin { .. } => "admin_login",
+        PlayerEvent::Joined { .. } => ServerEventKind::PlayerJoined,
+        PlayerEvent::Identified { .. } => ServerEventKind::PlayerIdentified,
+        PlayerEvent::Left { .. } => ServerEventKind::PlayerLeft,
+        PlayerEvent::Kicked { .. } => ServerEventKind::PlayerKicked,
+        PlayerEvent::Chat { .. } => ServerEventKind::Chat,
+        PlayerEvent::AdminLogin { .. } => ServerEventKind::AdminLogin,
     }
 }
 
@@ -93,7 +93,7 @@ impl Joins {
                     .insert((sid, player.key.clone()), (player.address, opened));
                 player.account.as_ref().map(|account| SessionChange::Join {
                     server_id: sid,
-                    guid: account.clone(),
+                    account: account.clone(),
                     name: player.name.clone(),
                     ip: player.address.map(|a| a.to_string()),
                     at,
@@ -110,7 +110,7 @@ impl Joins {
                 // A join seen in an earlier batch: the store keeps the session it opened.
                 Some(SessionChange::Join {
                     server_id: sid,
-                    guid: account.clone(),
+                    account: account.clone(),
                     name: name.clone(),
                     ip: entry.0.map(|a| a.to_string()),
                     at,
@@ -122,7 +122,7 @@ impl Joins {
                 self.0.remove(&(sid, key.clone()));
                 Some(SessionChange::Leave {
                     server_id: sid,
-                    guid: account.clone(),
+                    account: account.clone(),
                     name: name.clone(),
                     at,
                 })
@@ -185,7 +185,7 @@ pub fn convert(
                 let state = st.state.as_str();
                 out.batch.statuses.push(ServerStatusRow {
                     server_id: sid,
-                    state: state.to_owned(),
+                    state: st.state,
                     pid: st.pid.map(i64::from),
                     since: ts(st.since),
                     detail: st.detail.clone(),
@@ -212,7 +212,7 @@ pub fn convert(
                     host_id,
                     seq,
                     ts: at,
-                    kind: "status".into(),
+                    kind: ServerEventKind::Status,
                     data: data.clone(),
                 });
                 out.live.push((Channel::Status, Some(sid), data.clone()));
@@ -283,7 +283,7 @@ pub fn convert(
                     host_id,
                     seq,
                     ts: at,
-                    kind: kind.into(),
+                    kind,
                     data: data.clone(),
                 });
                 if players_channel {
@@ -292,7 +292,7 @@ pub fn convert(
                 out.live.push((
                     Channel::Events,
                     Some(sid),
-                    json!({"kind": kind, "data": data}),
+                    json!({"kind": kind.as_str(), "data": data}),
                 ));
             }
             Event::Gap {
@@ -308,7 +308,7 @@ pub fn convert(
                     host_id,
                     seq,
                     ts: at,
-                    kind: "gap".into(),
+                    kind: ServerEventKind::Gap,
                     data: data.clone(),
                 });
                 out.live
@@ -407,7 +407,7 @@ mod tests {
         assert!(
             matches!(out.batch.sessions[..], [SessionChange::CloseAll { server_id, .. }] if server_id == mine)
         );
-        assert_eq!(out.batch.events[0].kind, "status");
+        assert_eq!(out.batch.events[0].kind, ServerEventKind::Status);
         assert!(
             out.live
                 .iter()
@@ -476,10 +476,10 @@ mod tests {
             false,
         );
         assert!(
-            matches!(&out.batch.sessions[0], SessionChange::Join { guid, ip: Some(ip), .. } if guid.len() == 32 && ip == "10.0.0.1")
+            matches!(&out.batch.sessions[0], SessionChange::Join { account, ip: Some(ip), .. } if account.len() == 32 && ip == "10.0.0.1")
         );
         assert!(
-            matches!(&out.batch.sessions[1], SessionChange::Leave { guid: None, name, .. } if name == "Fritz")
+            matches!(&out.batch.sessions[1], SessionChange::Leave { account: None, name, .. } if name == "Fritz")
         );
         let m = &out.batch.metrics[0];
         assert_eq!(
@@ -504,8 +504,8 @@ mod tests {
         sessions
             .iter()
             .map(|s| match s {
-                SessionChange::Join { guid, .. } => ("open", Some(guid.clone())),
-                SessionChange::Leave { guid, .. } => ("close", guid.clone()),
+                SessionChange::Join { account, .. } => ("open", Some(account.clone())),
+                SessionChange::Leave { account, .. } => ("close", account.clone()),
                 SessionChange::CloseAll { .. } => ("close_all", None),
             })
             .collect()
@@ -611,7 +611,7 @@ mod tests {
             false,
         );
         assert!(
-            matches!(&out.batch.sessions[..], [SessionChange::Join { guid, ip: None, .. }] if *guid == "c".repeat(32))
+            matches!(&out.batch.sessions[..], [SessionChange::Join { account, ip: None, .. }] if *account == "c".repeat(32))
         );
     }
 

@@ -303,7 +303,12 @@ async fn session<T>(
     }
     if let Err(e) = app
         .store
-        .set_host_link(host_id, "online", Some(&agent_version), crate::store::now())
+        .set_host_link(
+            host_id,
+            crate::store::HostStatus::Online,
+            Some(&agent_version),
+            crate::store::now(),
+        )
         .await
     {
         tracing::warn!(host = %host_id, error = %e, "Host status not stored.");
@@ -357,7 +362,12 @@ async fn session<T>(
     if app.registry.detach(host_id, conn_id) {
         if let Err(e) = app
             .store
-            .set_host_link(host_id, "offline", None, crate::store::now())
+            .set_host_link(
+                host_id,
+                crate::store::HostStatus::Offline,
+                None,
+                crate::store::now(),
+            )
             .await
         {
             tracing::warn!(host = %host_id, error = %e, "Host status not stored.");

@@ -13,9 +13,7 @@ use super::expect::Expect;
 use super::{App, Ctx};
 use crate::error::{Error, FieldError, Result};
 use crate::games::{self, FileView, Game, RenderedFile, Section, Sections};
-use crate::store::{
-    ConfigSection, ConfigSectionKind, ConfigVersion, ConfigVersionSummary, Server, StoreError,
-};
+use crate::store::{ConfigSection, ConfigVersion, ConfigVersionSummary, Server, StoreError};
 
 /// Shown instead of a secret.
 pub const MASK: &str = "********";
@@ -132,12 +130,6 @@ fn section_of(game: &dyn Game, name: &str) -> Result<&'static Section> {
     })
 }
 
-/// The store's key for a section name. Until the store keeps free-text names, every
-/// name a game registers must be one the store has.
-fn stored_kind(name: &str) -> Result<ConfigSectionKind> {
-    name.parse().map_err(Error::internal)
-}
-
 /// Moves the section's secret fields of `content` into `secrets`.
 fn split_secrets(
     section: &Section,
@@ -209,7 +201,7 @@ impl App {
             content.remove(*f);
         }
         Ok(ConfigSection {
-            section: stored_kind(section.name)?,
+            section: section.name.to_owned(),
             content: Value::Object(content),
             secrets: self.seal_secrets(secrets)?,
         })
@@ -231,7 +223,7 @@ impl App {
 
     fn save_err(expect: Expect) -> impl Fn(StoreError) -> Error {
         move |e| match e {
-            StoreError::Conflict(w) if w.contains("revision") => expect.stale(None),
+            StoreError::StaleRevision => expect.stale(None),
             e => e.into(),
         }
     }

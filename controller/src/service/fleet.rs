@@ -7,7 +7,23 @@ use super::expect::Expect;
 use super::{App, Ctx};
 use crate::error::{Error, FieldError, Result};
 use crate::games;
-use crate::store::{Host, NewHost, Server, ServerSpec, StoreError};
+use crate::store::{Host, HostOs, HostStatus, NewHost, Server, ServerSpec, StoreError};
+
+/// A host's name and OS, checked together (every problem reported at once).
+fn check_host(name: &str, os: &str) -> Result<HostOs> {
+    let mut errs: Vec<FieldError> = check_name("name", name, 64).into_iter().collect();
+    let parsed = os.parse::<HostOs>().ok();
+    if parsed.is_none() {
+        errs.push(FieldError {
+            field: "os".into(),
+            message: "must be linux or windows".into(),
+        });
+    }
+    match parsed {
+        Some(os) if errs.is_empty() => Ok(os),
+        _ => Err(Error::Validation(errs)),
+    }
+}
 
 /// Text that must be non-empty, short, without control characters.
 pub fn check_name(field: &str, v: &str, max: usize) -> Option<FieldError> {
@@ -107,23 +123,14 @@ impl App {
 
     /// Registers a host (its agent enrolls later).
     pub async fn create_host(&self, ctx: &Ctx, name: &str, os: &str) -> Result<Host> {
-        let mut errs: Vec<FieldError> = check_name("name", name, 64).into_iter().collect();
-        if !matches!(os, "linux" | "windows") {
-            errs.push(FieldError {
-                field: "os".into(),
-                message: "must be linux or windows".into(),
-            });
-        }
-        if !errs.is_empty() {
-            return Err(Error::Validation(errs));
-        }
+        let os = check_host(name, os)?;
         let h = self
             .store
             .create_host(NewHost {
                 name: name.into(),
                 agent_id: None,
-                os: os.into(),
-                status: "pending".into(),
+                os,
+                status: HostStatus::Pending,
             })
             .await
             .map_err(|e| match e {
@@ -143,19 +150,10 @@ impl App {
 
     /// Renames a host / changes its OS.
     pub async fn update_host(&self, ctx: &Ctx, id: Uuid, name: &str, os: &str) -> Result<Host> {
-        let mut errs: Vec<FieldError> = check_name("name", name, 64).into_iter().collect();
-        if !matches!(os, "linux" | "windows") {
-            errs.push(FieldError {
-                field: "os".into(),
-                message: "must be linux or windows".into(),
-            });
-        }
-        if !errs.is_empty() {
-            return Err(Error::Validation(errs));
-        }
+        let os = check_host(name, os)?;
         let mut h = self.get_host(id).await?;
         h.name = name.into();
-        h.os = os.into();
+        h.os = os;
         let h = self.store.update_host(&h).await.map_err(|e| match e {
             StoreError::Conflict(_) => Error::Conflict("a host with this name exists".into()),
             e => e.into(),
@@ -247,7 +245,7 @@ impl App {
         self.check_port_conflicts(host, None, &spec, &ports).await?;
         let s = self
             .store
-            .create_server(host, spec)
+            .create_server(host, spec, &ports)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(w) => conflict(&w),
@@ -274,10 +272,10 @@ impl App {
             .await?;
         let s = self
             .store
-            .update_server(id, expect.value(), spec)
+            .update_server(id, expect.value(), spec, &ports)
             .await
             .map_err(|e| match e {
-                StoreError::Conflict(w) if w.contains("revision") => expect.stale(None),
+                StoreError::StaleRevision => expect.stale(None),
                 StoreError::Conflict(w) => conflict(&w),
                 e => e.into(),
             })?;

@@ -25,7 +25,7 @@ use super::{App, Ctx};
 use crate::error::{Error, Result};
 use crate::fleet::registry::FleetError;
 use crate::games::{self, GameKind};
-use crate::store::{Server, ServerSpec as StoredSpec};
+use crate::store::Server;
 
 /// What the lifecycle endpoints do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,33 +169,10 @@ impl App {
         Ok(())
     }
 
-    /// Records whether the server should run (retrying over concurrent spec edits).
-    // The store rewrites the whole row for this (bumping the spec revision); a
-    // dedicated `set_desired_running` in the store replaces this loop.
+    /// Records whether the server should run: the controller's desired state, its own
+    /// column (no spec revision bump, no port re-claim).
     pub(crate) async fn set_desired_running(&self, id: Uuid, running: bool) -> Result<()> {
-        for _ in 0..5 {
-            let s = self.get_server(id).await?;
-            if s.desired_running == running {
-                return Ok(());
-            }
-            let spec = StoredSpec {
-                name: s.name.clone(),
-                game: s.game,
-                game_port: s.game_port,
-                rcon_port: s.rcon_port,
-                executable_path: s.executable_path.clone(),
-                restart_policy: s.restart_policy.clone(),
-                desired_running: running,
-            };
-            match self.store.update_server(id, s.revision, spec).await {
-                Ok(_) => return Ok(()),
-                Err(crate::store::StoreError::Conflict(w)) if w.contains("revision") => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Conflict(
-            "the server is being edited; try again".into(),
-        ))
+        Ok(self.store.set_desired_running(id, running).await?)
     }
 
     /// Start, stop, restart or kill a server; the agent's resulting status.

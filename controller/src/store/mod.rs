@@ -1,6 +1,11 @@
 //! Storage layer: one [`Store`] trait, a SQLite and a PostgreSQL implementation
 //! (reference/rust-style.md §6). Handlers hold an `Arc<dyn Store>` obtained from [`connect`].
 //!
+//! One module per area, each with its rows, its trait ([`Users`], [`Hosts`], [`Servers`],
+//! [`Configs`], [`Players`], [`Audit`], [`Telemetry`], [`Ingest`], [`Retention`]; [`Store`]
+//! combines them) and an `impl_*!` macro holding the one body both backends expand. The
+//! store knows no game: section names, ports and player accounts come from the caller.
+//!
 //! Conventions shared by every method:
 //! * IDs are app-generated UUIDv7 ([`new_id`]); logs and metrics use DB-assigned `i64` ids
 //!   (time series; the SQLite FTS5 index needs an integer rowid).
@@ -11,1021 +16,115 @@
 //!   missing row return [`StoreError::NotFound`].
 //! * Text or JSON containing NUL (U+0000) is refused with [`StoreError::InvalidInput`] on both
 //!   backends (PostgreSQL cannot store it); the API should reject it earlier with a 400.
-//!   The one exception is agent telemetry ([`Store::ingest`]), where NUL becomes U+FFFD.
+//!   The one exception is agent telemetry ([`Ingest::ingest`]), where NUL becomes U+FFFD.
 //! * Mission rotation is kept inside the `server` config section JSON (no table).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use time::OffsetDateTime;
-use uuid::Uuid;
 
-mod common;
 #[macro_use]
-mod imp;
-mod link;
+mod text_enum;
+#[macro_use]
+mod sql;
+mod codec;
+mod error;
+
+#[macro_use]
+mod audit;
+#[macro_use]
+mod configs;
+#[macro_use]
+mod hosts;
+#[macro_use]
+mod ingest;
+#[macro_use]
+mod players;
+#[macro_use]
+mod retention;
+#[macro_use]
+mod servers;
+#[macro_use]
+mod telemetry;
+#[macro_use]
+mod users;
+
 mod postgres;
 mod sqlite;
 
-pub use common::{new_id, now};
-pub use link::{
-    Enrollment, IngestBatch, JoinTokenRow, MetricRollup, NewJoinToken, NewServerEvent,
-    ROLLUP_BUCKETS, RollupQuery, ServerEvent, ServerEventQuery, ServerStatusRow, SessionChange,
+pub use audit::{ActorKind, Audit, AuditCursor, AuditEvent, AuditQuery, NewAuditEvent, Page};
+pub use codec::{DbText, new_id, now};
+pub use configs::{
+    ConfigSection, ConfigVersion, ConfigVersionSummary, ConfigWrite, Configs, ServerConfig,
+    StoredSection,
+};
+pub use error::{StoreError, StoreResult};
+pub use hosts::{Enrollment, Host, HostOs, HostStatus, Hosts, JoinTokenRow, NewHost, NewJoinToken};
+pub use ingest::{Ingest, IngestBatch, SessionChange};
+pub use players::{Player, PlayerSession, Players, SessionQuery};
+pub use retention::{PruneReport, RETENTION_LOCK_KEY, Retention, RetentionCutoffs};
+pub use servers::{Game, Server, ServerSpec, Servers};
+pub use telemetry::{
+    LogCursor, LogLevel, LogLine, LogQuery, MetricQuery, MetricRollup, MetricSample, NewLogLine,
+    NewMetricSample, NewServerEvent, ROLLUP_BUCKETS, RollupQuery, ServerEvent, ServerEventKind,
+    ServerEventQuery, ServerStatusRow, Telemetry,
+};
+pub use users::{
+    ApiToken, LAST_ADMIN, NewApiToken, NewRefreshToken, NewUser, RefreshToken, Role, User,
+    UserUpdate, Users,
 };
 
-/// Errors of the storage layer.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The addressed row does not exist.
-    #[error("not found")]
-    NotFound,
-    /// A uniqueness/foreign-key constraint or an optimistic-concurrency check failed.
-    /// The string names what conflicted (e.g. `"revision"`, `"users.username"`).
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The value cannot be stored (e.g. NUL in text, out-of-range value).
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
-    /// The database cannot be reached / pool timed out / closed.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else (bug, corrupt row, unexpected driver error).
-    #[error("storage internal error: {0}")]
-    Internal(#[from] anyhow::Error),
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
-macro_rules! str_enum {
-    ($(#[$m:meta])* $name:ident { $($var:ident = $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($var),+ }
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$var),+];
-            pub fn as_str(self) -> &'static str { match self { $($name::$var => $s),+ } }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
-        }
-        impl std::str::FromStr for $name {
-            type Err = StoreError;
-            fn from_str(s: &str) -> Result<Self, StoreError> {
-                match s { $($s => Ok($name::$var),)+ _ => Err(StoreError::InvalidInput(format!("unknown {} {s:?}", stringify!($name)))) }
-            }
-        }
-        impl TryFrom<String> for $name {
-            type Error = StoreError;
-            fn try_from(s: String) -> Result<Self, StoreError> { s.parse() }
-        }
-    };
-}
-
-str_enum!(
-    /// User / API token role.
-    Role { Admin = "admin", Operator = "operator", Viewer = "viewer" }
-);
-str_enum!(
-    /// Supported games.
-    Game { Arma3 = "arma3", Palworld = "palworld" }
-);
-str_enum!(
-    /// Config sections of a server.
-    ConfigSectionKind { Server = "server", Basic = "basic", Profile = "profile", Launch = "launch", Rcon = "rcon" }
-);
-str_enum!(
-    /// Who performed an audited action.
-    ActorKind { User = "user", ApiToken = "api_token", System = "system", Agent = "agent" }
-);
-str_enum!(
-    /// What a ban matches on.
-    BanKind { Guid = "guid", Ip = "ip" }
-);
-
-/// Log level, stored as a small integer so `min_level` filters are range scans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace = 0,
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-}
-
-impl LogLevel {
-    pub fn as_i16(self) -> i16 {
-        self as i16
-    }
-}
-
-impl TryFrom<i16> for LogLevel {
-    type Error = StoreError;
-    fn try_from(v: i16) -> Result<Self, StoreError> {
-        Ok(match v {
-            0 => LogLevel::Trace,
-            1 => LogLevel::Debug,
-            2 => LogLevel::Info,
-            3 => LogLevel::Warn,
-            4 => LogLevel::Error,
-            _ => return Err(StoreError::InvalidInput(format!("unknown log level {v}"))),
-        })
-    }
-}
-
-// ---------------------------------------------------------------- users & tokens
-
-/// What [`Store::update_user`] / [`Store::delete_user`] report in `Conflict` when the change
-/// would leave no enabled admin.
-pub const LAST_ADMIN: &str = "last_admin";
-
-#[derive(Clone, PartialEq, sqlx::FromRow)]
-pub struct User {
-    pub id: Uuid,
-    /// As entered (case preserved); uniqueness is case-insensitive.
-    pub username: String,
-    pub password_hash: String,
-    #[sqlx(try_from = "String")]
-    pub role: Role,
-    pub must_change_password: bool,
-    pub disabled: bool,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("username", &self.username)
-            .field("password_hash", &"<redacted>")
-            .field("role", &self.role)
-            .field("must_change_password", &self.must_change_password)
-            .field("disabled", &self.disabled)
-            .field("created_at", &self.created_at)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
-}
-
-#[derive(Clone)]
-pub struct NewUser {
-    pub username: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub must_change_password: bool,
-}
-
-impl std::fmt::Debug for NewUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser")
-            .field("username", &self.username)
-            .field("password_hash", &"<redacted>")
-            .field("role", &self.role)
-            .field("must_change_password", &self.must_change_password)
-            .finish()
-    }
-}
-
-/// Partial update; `None` leaves the field unchanged.
-#[derive(Clone, Default)]
-pub struct UserUpdate {
-    pub role: Option<Role>,
-    pub disabled: Option<bool>,
-    pub must_change_password: Option<bool>,
-    pub password_hash: Option<String>,
-}
-
-impl std::fmt::Debug for UserUpdate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserUpdate")
-            .field("role", &self.role)
-            .field("disabled", &self.disabled)
-            .field("must_change_password", &self.must_change_password)
-            .field(
-                "password_hash",
-                &self.password_hash.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct RefreshToken {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub family_id: Uuid,
-    pub token_hash: String,
-    pub expires_at: OffsetDateTime,
-    pub created_at: OffsetDateTime,
-    pub used_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewRefreshToken {
-    pub user_id: Uuid,
-    pub family_id: Uuid,
-    pub token_hash: String,
-    pub expires_at: OffsetDateTime,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ApiToken {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub name: String,
-    pub token_hash: String,
-    /// Non-secret leading characters shown in listings.
-    pub prefix: String,
-    #[sqlx(try_from = "String")]
-    pub role: Role,
-    pub created_at: OffsetDateTime,
-    pub last_used_at: Option<OffsetDateTime>,
-    pub expires_at: Option<OffsetDateTime>,
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewApiToken {
-    pub user_id: Uuid,
-    pub name: String,
-    pub token_hash: String,
-    pub prefix: String,
-    pub role: Role,
-    pub expires_at: Option<OffsetDateTime>,
-}
-
-// ---------------------------------------------------------------- hosts & servers
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Host {
-    pub id: Uuid,
-    pub name: String,
-    pub agent_id: Option<String>,
-    pub os: String,
-    /// `pending` (no agent enrolled yet), `online`, `offline` or `revoked`.
-    pub status: String,
-    pub last_seen_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
-    pub revoked_at: Option<OffsetDateTime>,
-    /// The enrolled agent's build, as it reported at enrollment / last connect.
-    pub agent_version: Option<String>,
-    /// Highest agent event sequence number committed for this host (the link's ack).
-    /// Written only by [`Store::ingest`] and reset by [`Store::enroll_agent`].
-    pub acked_seq: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewHost {
-    pub name: String,
-    pub agent_id: Option<String>,
-    pub os: String,
-    pub status: String,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Server {
-    pub id: Uuid,
-    pub host_id: Uuid,
-    pub name: String,
-    #[sqlx(try_from = "String")]
-    pub game: Game,
-    pub game_port: i64,
-    pub rcon_port: i64,
-    pub executable_path: String,
-    #[sqlx(json)]
-    pub restart_policy: Value,
-    pub desired_running: bool,
-    /// Revision of this spec row (optimistic concurrency for [`Store::update_server`]).
-    pub revision: i64,
-    /// Revision of the config sections; equals the latest config version number (0 = none yet).
-    pub config_revision: i64,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-}
-
-/// Mutable fields of a server (create and full update).
-#[derive(Debug, Clone)]
-pub struct ServerSpec {
-    pub name: String,
-    pub game: Game,
-    pub game_port: i64,
-    pub rcon_port: i64,
-    pub executable_path: String,
-    pub restart_policy: Value,
-    pub desired_running: bool,
-}
-
-// ---------------------------------------------------------------- configs
-
-/// One stored section: JSON content without secrets, plus the encrypted secrets blob
-/// (nonce + ciphertext, produced by the API layer) if the section has secrets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigSection {
-    pub section: ConfigSectionKind,
-    pub content: Value,
-    pub secrets: Option<Vec<u8>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredSection {
-    pub section: ConfigSection,
-    /// Config revision at which this section was last written.
-    pub revision: i64,
-    pub updated_at: OffsetDateTime,
-}
-
-/// Current config of a server: all stored sections and the config revision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
-    pub server_id: Uuid,
-    pub revision: i64,
-    pub sections: Vec<StoredSection>,
-}
-
-/// A saved version (snapshot of all sections after the save).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigVersion {
-    pub id: Uuid,
-    pub server_id: Uuid,
-    /// 1, 2, 3 … per server; equals the config revision produced by that save.
-    pub version: i64,
-    pub author_user_id: Option<Uuid>,
-    pub created_at: OffsetDateTime,
-    pub comment: Option<String>,
-    pub sections: Vec<ConfigSection>,
-}
-
-/// Listing entry without the snapshot.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ConfigVersionSummary {
-    pub id: Uuid,
-    pub server_id: Uuid,
-    pub version: i64,
-    pub author_user_id: Option<Uuid>,
-    pub created_at: OffsetDateTime,
-    pub comment: Option<String>,
-}
-
-// ---------------------------------------------------------------- mods
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Mod {
-    pub id: Uuid,
-    pub name: String,
-    pub workshop_id: Option<String>,
-    pub path: String,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewMod {
-    pub name: String,
-    pub workshop_id: Option<String>,
-    pub path: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServerMod {
-    pub mod_id: Uuid,
-    pub server_only: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ServerModEntry {
-    pub mod_id: Uuid,
-    pub name: String,
-    pub workshop_id: Option<String>,
-    pub path: String,
-    pub position: i64,
-    pub server_only: bool,
-}
-
-// ---------------------------------------------------------------- players, sessions, bans
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Player {
-    pub id: Uuid,
-    pub guid: String,
-    pub steam_id: Option<String>,
-    pub last_name: String,
-    pub first_seen: OffsetDateTime,
-    pub last_seen: OffsetDateTime,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct PlayerSession {
-    pub id: Uuid,
-    pub server_id: Uuid,
-    pub player_id: Uuid,
-    pub joined_at: OffsetDateTime,
-    pub left_at: Option<OffsetDateTime>,
-    pub ip: Option<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SessionQuery {
-    pub server_id: Option<Uuid>,
-    pub player_id: Option<Uuid>,
-    pub open_only: bool,
-    pub limit: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Ban {
-    pub id: Uuid,
-    /// `None` = global ban.
-    pub server_id: Option<Uuid>,
-    #[sqlx(try_from = "String")]
-    pub kind: BanKind,
-    pub target: String,
-    pub reason: String,
-    pub expires_at: Option<OffsetDateTime>,
-    pub created_by: Option<Uuid>,
-    pub created_at: OffsetDateTime,
-    pub removed_at: Option<OffsetDateTime>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewBan {
-    pub server_id: Option<Uuid>,
-    pub kind: BanKind,
-    pub target: String,
-    pub reason: String,
-    pub expires_at: Option<OffsetDateTime>,
-    pub created_by: Option<Uuid>,
-}
-
-// ---------------------------------------------------------------- audit
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct AuditEvent {
-    pub id: Uuid,
-    pub ts: OffsetDateTime,
-    pub actor_user_id: Option<Uuid>,
-    #[sqlx(try_from = "String")]
-    pub actor_kind: ActorKind,
-    pub action: String,
-    pub target_kind: Option<String>,
-    pub target_id: Option<String>,
-    pub ip: Option<String>,
-    #[sqlx(json)]
-    pub details: Value,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewAuditEvent {
-    /// `None` = now.
-    pub ts: Option<OffsetDateTime>,
-    pub actor_user_id: Option<Uuid>,
-    pub actor_kind: ActorKind,
-    pub action: String,
-    pub target_kind: Option<String>,
-    pub target_id: Option<String>,
-    pub ip: Option<String>,
-    pub details: Value,
-}
-
-/// Keyset cursor for newest-first listings keyed by `(ts, id)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuditCursor {
-    pub ts: OffsetDateTime,
-    pub id: Uuid,
-}
-
-/// All filters are ANDed; `None` = no filter. Results are newest first.
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub actor_user_id: Option<Uuid>,
-    pub actor_kind: Option<ActorKind>,
-    pub action: Option<String>,
-    pub target_kind: Option<String>,
-    pub target_id: Option<String>,
-    /// Inclusive.
-    pub from: Option<OffsetDateTime>,
-    /// Exclusive.
-    pub to: Option<OffsetDateTime>,
-    /// Return items strictly older than this cursor (from a previous page's `next`).
-    pub before: Option<AuditCursor>,
-    /// Clamped to 1..=1000.
-    pub limit: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T, C> {
-    pub items: Vec<T>,
-    /// Cursor for the next (older) page; `None` when this page is the last.
-    pub next: Option<C>,
-}
-
-// ---------------------------------------------------------------- logs & metrics
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct LogLine {
-    pub id: i64,
-    pub server_id: Uuid,
-    /// Sequence number assigned by the agent (not unique across agent restarts).
-    pub seq: i64,
-    pub ts: OffsetDateTime,
-    #[sqlx(try_from = "i16")]
-    pub level: LogLevel,
-    pub text: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewLogLine {
-    pub server_id: Uuid,
-    pub seq: i64,
-    pub ts: OffsetDateTime,
-    pub level: LogLevel,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogCursor {
-    pub ts: OffsetDateTime,
-    pub id: i64,
-}
-
-/// Results are newest first. `contains` is a case-insensitive substring match, index-backed
-/// for 3+ characters (SQLite: FTS5 trigram; PostgreSQL: pg_trgm GIN), a scan otherwise.
-#[derive(Debug, Clone, Default)]
-pub struct LogQuery {
-    pub server_id: Option<Uuid>,
-    pub min_level: Option<LogLevel>,
-    /// Inclusive.
-    pub from: Option<OffsetDateTime>,
-    /// Exclusive.
-    pub to: Option<OffsetDateTime>,
-    pub contains: Option<String>,
-    pub before: Option<LogCursor>,
-    /// Clamped to 1..=5000.
-    pub limit: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct MetricSample {
-    pub id: i64,
-    pub server_id: Option<Uuid>,
-    pub host_id: Option<Uuid>,
-    pub ts: OffsetDateTime,
-    pub cpu_percent: Option<f64>,
-    pub rss_bytes: Option<i64>,
-    pub players: Option<i64>,
-    pub fps: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct NewMetricSample {
-    pub server_id: Option<Uuid>,
-    pub host_id: Option<Uuid>,
-    pub ts: Option<OffsetDateTime>,
-    pub cpu_percent: Option<f64>,
-    pub rss_bytes: Option<i64>,
-    pub players: Option<i64>,
-    pub fps: Option<f64>,
-}
-
-/// Oldest first. At least one of `server_id`/`host_id` should be set.
-#[derive(Debug, Clone, Default)]
-pub struct MetricQuery {
-    pub server_id: Option<Uuid>,
-    pub host_id: Option<Uuid>,
-    pub from: Option<OffsetDateTime>,
-    pub to: Option<OffsetDateTime>,
-    /// Clamped to 1..=10000.
-    pub limit: i64,
-}
-
-// ---------------------------------------------------------------- schedules
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Schedule {
-    pub id: Uuid,
-    pub server_id: Uuid,
-    pub cron: String,
-    pub action: String,
-    #[sqlx(json)]
-    pub args: Value,
-    pub enabled: bool,
-    pub last_run_at: Option<OffsetDateTime>,
-    pub next_run_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewSchedule {
-    pub server_id: Uuid,
-    pub cron: String,
-    pub action: String,
-    pub args: Value,
-    pub enabled: bool,
-    pub next_run_at: Option<OffsetDateTime>,
-}
-
-// ---------------------------------------------------------------- the trait
-
+/// Everything the controller needs from storage.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    Users
+    + Hosts
+    + Servers
+    + Configs
+    + Players
+    + Audit
+    + Telemetry
+    + Ingest
+    + Retention
+    + Send
+    + Sync
+    + 'static
+{
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
     /// Cheap liveness check (health endpoint).
     async fn ping(&self) -> StoreResult<()>;
-
-    // users
-    async fn create_user(&self, new: NewUser) -> StoreResult<User>;
-    async fn get_user_by_id(&self, id: Uuid) -> StoreResult<Option<User>>;
-    /// Case-insensitive.
-    async fn get_user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
-    /// Ordered by username (case-insensitive).
-    async fn list_users(&self) -> StoreResult<Vec<User>>;
-    /// Atomically refuses (`Conflict(LAST_ADMIN)`) a change that would leave no enabled
-    /// admin (demoting or disabling the last one), also under concurrent calls.
-    async fn update_user(&self, id: Uuid, update: UserUpdate) -> StoreResult<User>;
-    /// Also deletes the user's refresh and API tokens (cascade). Refuses
-    /// (`Conflict(LAST_ADMIN)`) to delete the last enabled admin, atomically.
-    async fn delete_user(&self, id: Uuid) -> StoreResult<()>;
-    async fn count_users(&self) -> StoreResult<i64>;
-    /// Access tokens of the user issued before this instant (microseconds since the Unix
-    /// epoch) are invalid; `None` when the user does not exist.
-    async fn tokens_valid_after(&self, id: Uuid) -> StoreResult<Option<i64>>;
-    /// Raises `tokens_valid_after` to `at_us` (never lowers it). A missing user is `NotFound`.
-    async fn bump_tokens_valid_after(&self, id: Uuid, at_us: i64) -> StoreResult<()>;
-
-    // refresh tokens
-    async fn insert_refresh_token(&self, new: NewRefreshToken) -> StoreResult<RefreshToken>;
-    async fn get_refresh_token_by_hash(
-        &self,
-        token_hash: &str,
-    ) -> StoreResult<Option<RefreshToken>>;
-    /// Atomically sets `used_at` only if the token is neither used nor revoked.
-    /// `Ok(true)` = this caller consumed it; `Ok(false)` = already used/revoked (reuse!) or missing.
-    async fn mark_refresh_token_used(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<bool>;
-    /// Revokes every not-yet-revoked token of the family; returns how many.
-    async fn revoke_refresh_family(&self, family_id: Uuid, at: OffsetDateTime) -> StoreResult<u64>;
-    async fn revoke_user_refresh_tokens(
-        &self,
-        user_id: Uuid,
-        at: OffsetDateTime,
-    ) -> StoreResult<u64>;
-    /// Deletes refresh tokens that expired before `before`.
-    async fn prune_refresh_tokens_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-
-    // API tokens
-    async fn insert_api_token(&self, new: NewApiToken) -> StoreResult<ApiToken>;
-    async fn get_api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
-    async fn list_api_tokens_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ApiToken>>;
-    async fn revoke_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
-    async fn touch_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
-
-    // hosts
-    async fn create_host(&self, new: NewHost) -> StoreResult<Host>;
-    async fn get_host(&self, id: Uuid) -> StoreResult<Option<Host>>;
-    async fn list_hosts(&self) -> StoreResult<Vec<Host>>;
-    /// Writes every mutable field of `host` (name, agent_id, os, status, last_seen_at, revoked_at).
-    /// Never `agent_version` / `acked_seq`: those belong to the link (enrollment, ingest), and
-    /// a stale `Host` written back must not move the ack.
-    async fn update_host(&self, host: &Host) -> StoreResult<Host>;
-    /// Fails with Conflict while servers still reference the host.
-    async fn delete_host(&self, id: Uuid) -> StoreResult<()>;
-
-    // servers
-    /// Also claims the server's ports on the host ([`reserved_ports`]) in the same
-    /// transaction: a port another server of the host holds is Conflict("port N"), whichever
-    /// controller replica wrote first (unique index `server_ports (host_id, port)`).
-    async fn create_server(&self, host_id: Uuid, spec: ServerSpec) -> StoreResult<Server>;
-    async fn get_server(&self, id: Uuid) -> StoreResult<Option<Server>>;
-    /// `host_id = None` lists all servers. Ordered by name.
-    async fn list_servers(&self, host_id: Option<Uuid>) -> StoreResult<Vec<Server>>;
-    async fn list_servers_on_host(&self, host_id: Uuid) -> StoreResult<Vec<Server>>;
-    /// All servers ordered by name, shared: SQL stores answer from a short-lived cache
-    /// (invalidated by their own writes; other replicas' writes show within ~1 s) and
-    /// return the same `Arc` while the cached list is unchanged.
-    async fn list_all_servers(&self) -> StoreResult<Arc<Vec<Server>>> {
-        Ok(Arc::new(self.list_servers(None).await?))
-    }
-    /// `host_id = None` counts all servers.
-    async fn count_servers(&self, host_id: Option<Uuid>) -> StoreResult<i64>;
-    /// Conflict("revision") if the stored revision is not `expected_revision`; bumps revision.
-    /// Re-claims the ports like [`Store::create_server`] (Conflict("port N")).
-    async fn update_server(
-        &self,
-        id: Uuid,
-        expected_revision: i64,
-        spec: ServerSpec,
-    ) -> StoreResult<Server>;
-    /// Deletes the server and everything hanging off it (configs, versions, mods, schedules,
-    /// sessions, logs, metrics, server bans).
-    async fn delete_server(&self, id: Uuid) -> StoreResult<()>;
-
-    // config
-    async fn get_config(&self, server_id: Uuid) -> StoreResult<ServerConfig>;
-    /// In one transaction: checks the config revision is `expected_revision` (else
-    /// Conflict("config_revision")), deletes the `remove` sections, upserts the `upsert`
-    /// sections (others untouched), bumps the revision by one and records a
-    /// [`ConfigVersion`] snapshot of all sections after the change. A kind in both lists is
-    /// upserted. The three wrappers below are what callers use.
-    async fn write_config(
-        &self,
-        server_id: Uuid,
-        expected_revision: i64,
-        upsert: Vec<ConfigSection>,
-        remove: Vec<ConfigSectionKind>,
-        author_user_id: Option<Uuid>,
-        comment: Option<String>,
-    ) -> StoreResult<ConfigVersion>;
-    /// Upserts the given sections (others untouched); see [`Store::write_config`].
-    async fn save_config(
-        &self,
-        server_id: Uuid,
-        expected_revision: i64,
-        sections: Vec<ConfigSection>,
-        author_user_id: Option<Uuid>,
-        comment: Option<String>,
-    ) -> StoreResult<ConfigVersion> {
-        self.write_config(
-            server_id,
-            expected_revision,
-            sections,
-            Vec::new(),
-            author_user_id,
-            comment,
-        )
-        .await
-    }
-    /// Deletes the given sections (missing ones are ignored) as a new version; see
-    /// [`Store::write_config`].
-    async fn delete_config_sections(
-        &self,
-        server_id: Uuid,
-        expected_revision: i64,
-        sections: Vec<ConfigSectionKind>,
-        author_user_id: Option<Uuid>,
-        comment: Option<String>,
-    ) -> StoreResult<ConfigVersion> {
-        self.write_config(
-            server_id,
-            expected_revision,
-            Vec::new(),
-            sections,
-            author_user_id,
-            comment,
-        )
-        .await
-    }
-    /// Makes `sections` the complete section set atomically (sections not listed are
-    /// deleted), e.g. a rollback to an older version; see [`Store::write_config`].
-    async fn replace_config(
-        &self,
-        server_id: Uuid,
-        expected_revision: i64,
-        sections: Vec<ConfigSection>,
-        author_user_id: Option<Uuid>,
-        comment: Option<String>,
-    ) -> StoreResult<ConfigVersion> {
-        let remove = ConfigSectionKind::ALL
-            .iter()
-            .copied()
-            .filter(|k| !sections.iter().any(|s| s.section == *k))
-            .collect();
-        self.write_config(
-            server_id,
-            expected_revision,
-            sections,
-            remove,
-            author_user_id,
-            comment,
-        )
-        .await
-    }
-    /// Newest first.
-    async fn list_config_versions(
-        &self,
-        server_id: Uuid,
-        limit: i64,
-    ) -> StoreResult<Vec<ConfigVersionSummary>>;
-    async fn get_config_version(
-        &self,
-        server_id: Uuid,
-        version: i64,
-    ) -> StoreResult<Option<ConfigVersion>>;
-
-    // mods
-    async fn create_mod(&self, new: NewMod) -> StoreResult<Mod>;
-    async fn get_mod(&self, id: Uuid) -> StoreResult<Option<Mod>>;
-    async fn list_mods(&self) -> StoreResult<Vec<Mod>>;
-    async fn delete_mod(&self, id: Uuid) -> StoreResult<()>;
-    /// Replaces the server's mod list; position = index in `mods`.
-    async fn set_server_mods(&self, server_id: Uuid, mods: Vec<ServerMod>) -> StoreResult<()>;
-    async fn list_server_mods(&self, server_id: Uuid) -> StoreResult<Vec<ServerModEntry>>;
-
-    // players, sessions, bans
-    /// Inserts or updates (by GUID) last name / steam id / last_seen.
-    async fn upsert_player(
-        &self,
-        guid: &str,
-        steam_id: Option<&str>,
-        name: &str,
-        seen_at: OffsetDateTime,
-    ) -> StoreResult<Player>;
-    async fn get_player(&self, id: Uuid) -> StoreResult<Option<Player>>;
-    async fn get_player_by_guid(&self, guid: &str) -> StoreResult<Option<Player>>;
-    /// Most recently seen first; `name_contains` is case-insensitive.
-    async fn list_players(
-        &self,
-        name_contains: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<Player>>;
-    async fn open_player_session(
-        &self,
-        server_id: Uuid,
-        player_id: Uuid,
-        joined_at: OffsetDateTime,
-        ip: Option<&str>,
-    ) -> StoreResult<PlayerSession>;
-    async fn close_player_session(&self, id: Uuid, left_at: OffsetDateTime) -> StoreResult<()>;
-    /// Closes every open session of a server (server stopped / agent reconnect).
-    async fn close_open_sessions(
-        &self,
-        server_id: Uuid,
-        left_at: OffsetDateTime,
-    ) -> StoreResult<u64>;
-    /// Newest first.
-    async fn list_player_sessions(&self, query: SessionQuery) -> StoreResult<Vec<PlayerSession>>;
-    async fn prune_player_sessions_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-    async fn create_ban(&self, new: NewBan) -> StoreResult<Ban>;
-    async fn get_ban(&self, id: Uuid) -> StoreResult<Option<Ban>>;
-    /// Not removed and not expired at `now`; for `Some(server)` includes global bans.
-    async fn list_active_bans(
-        &self,
-        server_id: Option<Uuid>,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<Ban>>;
-    async fn remove_ban(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
-
-    // audit
-    async fn insert_audit(&self, event: NewAuditEvent) -> StoreResult<AuditEvent>;
-    async fn query_audit(&self, query: AuditQuery) -> StoreResult<Page<AuditEvent, AuditCursor>>;
-    async fn prune_audit_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-
-    // logs
-    /// Multi-row inserts in one transaction; returns lines inserted.
-    async fn insert_log_batch(&self, lines: Vec<NewLogLine>) -> StoreResult<u64>;
-    async fn query_logs(&self, query: LogQuery) -> StoreResult<Page<LogLine, LogCursor>>;
-    async fn prune_logs_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-
-    // metrics
-    async fn insert_metrics_batch(&self, samples: Vec<NewMetricSample>) -> StoreResult<u64>;
-    async fn query_metrics(&self, query: MetricQuery) -> StoreResult<Vec<MetricSample>>;
-    async fn prune_metrics_before(&self, before: OffsetDateTime) -> StoreResult<u64>;
-
-    // retention
-    /// Prunes logs, metrics and their roll-ups, server events, audit events, closed player
-    /// sessions, expired refresh and join tokens older than the cut-offs. On PostgreSQL only
-    /// one replica prunes at a time: the run holds `pg_try_advisory_xact_lock(RETENTION_LOCK_KEY)`
-    /// in an open transaction and returns `Ok(None)` without touching anything when another
-    /// session holds it. SQLite (single process) takes no lock.
-    async fn prune_retention(&self, cutoffs: RetentionCutoffs) -> StoreResult<Option<PruneReport>>;
-
-    // fleet link
-    /// Stores a join token (the caller chose the id; `created_at` is now). A missing host
-    /// is `Conflict("foreign key: …")`.
-    async fn insert_join_token(&self, new: NewJoinToken) -> StoreResult<JoinTokenRow>;
-    async fn get_join_token(&self, id: Uuid) -> StoreResult<Option<JoinTokenRow>>;
-    /// The host's tokens, newest first.
-    async fn list_join_tokens(&self, host_id: Uuid) -> StoreResult<Vec<JoinTokenRow>>;
-    /// In one transaction: marks the token used — only if it is unused, unexpired at
-    /// `e.at` and made for `e.host_id`, else `Conflict("join token")` and nothing changes —
-    /// and binds the host to the new agent: `agent_id`, `os`, `agent_version`, status
-    /// `offline`, `revoked_at` cleared, `acked_seq` 0 (a new agent numbers from 1).
-    /// Exactly one of any number of concurrent calls with one token succeeds (the token
-    /// update is one conditional statement). An `agent_id` another host already has is a
-    /// `Conflict` from the unique index, and the token stays unused.
-    async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host>;
-    async fn get_host_by_agent_id(&self, agent_id: &str) -> StoreResult<Option<Host>>;
-    /// Link came up / went down: sets `status` (`online` / `offline`; anything else is
-    /// `InvalidInput`), `last_seen_at = at` and, when given, `agent_version`. Leaves a
-    /// revoked host's status alone (it stays `revoked`). A missing host is `NotFound`.
-    async fn set_host_link(
-        &self,
-        host_id: Uuid,
-        status: &str,
-        agent_version: Option<&str>,
-        at: OffsetDateTime,
-    ) -> StoreResult<()>;
-    /// Controller start-up: every `online` host becomes `offline` (no link exists yet).
-    /// Returns how many changed.
-    async fn reset_host_links(&self) -> StoreResult<u64>;
-    /// Sets `revoked_at = at` (an already revoked host keeps its first revocation time)
-    /// and status `revoked` (the agent's certificate is refused from now on). A missing
-    /// host is `NotFound`.
-    async fn revoke_host(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<Host>;
-    /// Stores a batch of agent telemetry in ONE transaction: log lines, metric samples
-    /// (and their roll-ups for every [`ROLLUP_BUCKETS`] resolution), status upserts, server
-    /// events, session changes in order — and raises the host's `acked_seq` to
-    /// `batch.upto` (never lowers it). Returns the host's `acked_seq` after the commit.
-    /// Text is stored as given except NUL, which becomes U+FFFD (agent data must never make
-    /// a batch unstorable, or the agent would replay it forever).
-    ///
-    /// Any failure (missing host: `NotFound`; a row naming a server that does not exist:
-    /// `Conflict("foreign key: …")`) stores nothing and leaves `acked_seq` unchanged.
-    /// Whether the servers belong to the host is the caller's check (the link knows the
-    /// agent's identity); the caller must also drop rows of servers that no longer exist
-    /// (deleted meanwhile), or the batch would fail on every replay. Status rows get
-    /// `updated_at` = now. Batches of one host are serialised (the host row is updated
-    /// first), so a replayed batch cannot interleave.
-    async fn ingest(&self, batch: IngestBatch) -> StoreResult<i64>;
-    /// Every stored status, for servers of `host_id` (or all), ordered by server id.
-    async fn list_server_statuses(
-        &self,
-        host_id: Option<Uuid>,
-    ) -> StoreResult<Vec<ServerStatusRow>>;
-    /// Newest first (by id); see [`ServerEventQuery`].
-    async fn query_server_events(&self, query: ServerEventQuery) -> StoreResult<Vec<ServerEvent>>;
-    /// Oldest first; see [`RollupQuery`]. Not exactly one of `server_id` / `host_id`, or a
-    /// `bucket_secs` not in [`ROLLUP_BUCKETS`], is `InvalidInput`. Averages are over the
-    /// samples that had the field (`None` when none had it).
-    async fn query_metric_rollups(&self, query: RollupQuery) -> StoreResult<Vec<MetricRollup>>;
-
-    // schedules
-    async fn create_schedule(&self, new: NewSchedule) -> StoreResult<Schedule>;
-    async fn get_schedule(&self, id: Uuid) -> StoreResult<Option<Schedule>>;
-    async fn list_schedules(&self, server_id: Option<Uuid>) -> StoreResult<Vec<Schedule>>;
-    /// Writes cron, action, args, enabled, next_run_at.
-    async fn update_schedule(&self, schedule: &Schedule) -> StoreResult<Schedule>;
-    async fn delete_schedule(&self, id: Uuid) -> StoreResult<()>;
-    /// Enabled schedules with `next_run_at <= now`, soonest first.
-    async fn due_schedules(&self, now: OffsetDateTime, limit: i64) -> StoreResult<Vec<Schedule>>;
-    /// Records a run. Returns false if `expected_next_run_at` no longer matches (another
-    /// replica ran it) — use this as the "run once" claim.
-    async fn mark_schedule_run(
-        &self,
-        id: Uuid,
-        expected_next_run_at: Option<OffsetDateTime>,
-        ran_at: OffsetDateTime,
-        next_run_at: Option<OffsetDateTime>,
-    ) -> StoreResult<bool>;
 }
 
-/// Cut-off times for [`Store::prune_retention`]: rows older than these go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionCutoffs {
-    /// Log lines with `ts` before this.
-    pub logs_before: OffsetDateTime,
-    /// Metric samples with `ts` before this, and the 1-minute roll-ups that start before it.
-    pub metrics_before: OffsetDateTime,
-    /// Audit events with `ts` before this.
-    pub audit_before: OffsetDateTime,
-    /// Closed player sessions that started before this.
-    pub sessions_before: OffsetDateTime,
-    /// Refresh tokens that expired before this.
-    pub refresh_tokens_before: OffsetDateTime,
-    /// Server events with `ts` before this.
-    pub events_before: OffsetDateTime,
-    /// Coarse (5-minute and 1-hour) metric roll-ups that start before this; kept longer
-    /// than raw samples so long charts stay cheap.
-    pub rollups_before: OffsetDateTime,
-    /// Join tokens (used or not) that expired before this.
-    pub join_tokens_before: OffsetDateTime,
-}
+/// Implements [`Store`] and every area trait for a backend.
+macro_rules! impl_store {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $ty {
+            fn backend(&self) -> &'static str {
+                match Self::BACKEND {
+                    Backend::Sqlite => "sqlite",
+                    Backend::Postgres => "postgres",
+                }
+            }
 
-/// Rows removed by one [`Store::prune_retention`] run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    pub logs: u64,
-    pub metrics: u64,
-    pub audit: u64,
-    pub sessions: u64,
-    pub refresh_tokens: u64,
-    pub events: u64,
-    /// Roll-up rows of every resolution.
-    pub rollups: u64,
-    pub join_tokens: u64,
-}
-
-/// PostgreSQL advisory lock key held (transaction scope) while a replica prunes.
-pub const RETENTION_LOCK_KEY: i64 = 0x4c47_445f_5254_4e31; // "LGD_RTN1"
-
-/// Ports a server occupies on its host: arma3 `game_port..=game_port+4` plus the RCon
-/// port; palworld the game and RCon ports. Sorted, without duplicates. The store claims
-/// these (table `server_ports`); the API validates ranges before.
-pub fn reserved_ports(game: Game, game_port: i64, rcon_port: i64) -> Vec<i64> {
-    let mut v: Vec<i64> = match game {
-        Game::Arma3 => (game_port..=game_port + 4).chain([rcon_port]).collect(),
-        Game::Palworld => vec![game_port, rcon_port],
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(self.r()).await?;
+                Ok(())
+            }
+        }
+        impl_users!($ty);
+        impl_hosts!($ty);
+        impl_servers!($ty);
+        impl_configs!($ty);
+        impl_players!($ty);
+        impl_audit!($ty);
+        impl_telemetry!($ty);
+        impl_ingest!($ty);
+        impl_retention!($ty);
     };
-    v.sort_unstable();
-    v.dedup();
-    v
 }
+pub(crate) use impl_store;
 
 /// Opens the store named by `url` and runs migrations.
 ///
@@ -1045,39 +144,5 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
         Err(StoreError::InvalidInput(format!(
             "unsupported database URL scheme {scheme:?}: use sqlite://<path> or postgres://…"
         )))
-    }
-}
-
-#[cfg(test)]
-mod debug_tests {
-    use super::*;
-
-    #[test]
-    fn user_debug_redacts_password_hash() {
-        let u = User {
-            id: Uuid::nil(),
-            username: "alice".into(),
-            password_hash: "$argon2id$SECRETHASH".into(),
-            role: Role::Viewer,
-            must_change_password: false,
-            disabled: false,
-            created_at: now(),
-            updated_at: now(),
-        };
-        let d = format!("{u:?}");
-        assert!(!d.contains("SECRETHASH"), "{d}");
-        assert!(d.contains("alice") && d.contains("<redacted>"));
-        let n = NewUser {
-            username: "bob".into(),
-            password_hash: "SECRETHASH".into(),
-            role: Role::Viewer,
-            must_change_password: true,
-        };
-        assert!(!format!("{n:?}").contains("SECRETHASH"));
-        let up = UserUpdate {
-            password_hash: Some("SECRETHASH".into()),
-            ..Default::default()
-        };
-        assert!(!format!("{up:?}").contains("SECRETHASH"));
     }
 }

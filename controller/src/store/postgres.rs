@@ -7,8 +7,18 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::*;
-use super::*;
+use super::audit::*;
+use super::codec::*;
+use super::configs::*;
+use super::error::*;
+use super::hosts::*;
+use super::ingest::*;
+use super::players::*;
+use super::retention::*;
+use super::servers::*;
+use super::sql::*;
+use super::telemetry::*;
+use super::users::*;
 
 /// The sqlx database of this backend (named by the shared `impl_store!` code).
 type Db = sqlx::Postgres;
@@ -27,8 +37,7 @@ impl PgStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
-            .await
-            .map_err(map_err)?;
+            .await?;
         // sqlx takes an advisory lock, so several replicas may start at once.
         sqlx::migrate!("../migrations/postgres")
             .run(&pool)
@@ -49,4 +58,4 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore);
+super::impl_store!(PgStore);

@@ -10,8 +10,18 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::common::*;
-use super::*;
+use super::audit::*;
+use super::codec::*;
+use super::configs::*;
+use super::error::*;
+use super::hosts::*;
+use super::ingest::*;
+use super::players::*;
+use super::retention::*;
+use super::servers::*;
+use super::sql::*;
+use super::telemetry::*;
+use super::users::*;
 
 /// The sqlx database of this backend (named by the shared `impl_store!` code).
 type Db = sqlx::Sqlite;
@@ -40,8 +50,7 @@ impl SqliteStore {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.clone())
-            .await
-            .map_err(map_err)?;
+            .await?;
         sqlx::migrate!("../migrations/sqlite")
             .run(&write)
             .await
@@ -53,8 +62,7 @@ impl SqliteStore {
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(base.read_only(true))
-                .await
-                .map_err(map_err)?
+                .await?
         };
         Ok(SqliteStore {
             read,
@@ -72,4 +80,4 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore);
+super::impl_store!(SqliteStore);
