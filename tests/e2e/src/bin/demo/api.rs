@@ -137,7 +137,7 @@ impl Api {
                 Some(json!({"host_id": s.host, "name": s.name, "game": "arma3",
                             "game_port": s.game_port, "rcon_port": s.rcon_port,
                             "executable_path": s.executable,
-                            "restart_policy": {"mode": "on-failure"}})),
+                            "restart_policy": {"mode": "on_crash"}})),
             )
             .await?;
         let id = id_of(&srv, "POST /servers")?;
