@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use languard_controller::store::{
-    Game, HostOs, HostStatus, IngestBatch, LogLevel, LogQuery, NewHost, NewLogLine,
+    GameKind, HostOs, HostStatus, IngestBatch, LogLevel, LogQuery, NewHost, NewLogLine,
     NewMetricSample, ServerSpec, Store, connect,
 };
 use time::{Duration, OffsetDateTime};
@@ -64,7 +64,7 @@ async fn run(label: &str, store: Arc<dyn Store>, lines: usize, batch: usize) -> 
     for k in 0..4 {
         let spec = ServerSpec {
             name: format!("s{k}"),
-            game: Game::Arma3,
+            game: GameKind::Arma3,
             game_port: 2302 + k * 10,
             rcon_port: 2304 + k * 10,
             executable_path: "/srv/arma3/arma3server_x64".into(),

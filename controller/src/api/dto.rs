@@ -444,7 +444,7 @@ impl From<store::Server> for ServerView {
             .collect();
         let restart_policy = crate::service::restart::from_stored(&s.restart_policy).into();
         // Rows name only games the wire knows (the store checks its names).
-        let game = GameName(crate::games::kind_of(s.game).unwrap_or(GameKind::ALL[0]));
+        let game = GameName(s.game);
         Self {
             id: s.id,
             host_id: s.host_id,
@@ -498,7 +498,7 @@ impl ServerRequest {
             .unwrap_or_default();
         Ok(store::ServerSpec {
             name: self.name.clone(),
-            game: crate::games::stored(self.game.0)?,
+            game: self.game.0,
             game_port: self.game_port,
             rcon_port: self.rcon_port,
             executable_path: self.executable_path.clone(),

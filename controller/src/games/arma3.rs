@@ -437,7 +437,7 @@ mod tests {
             id: uuid::Uuid::nil(),
             host_id: uuid::Uuid::nil(),
             name: "main".into(),
-            game: crate::games::stored(GameKind::Arma3).unwrap(),
+            game: GameKind::Arma3,
             game_port: 2302,
             rcon_port: 2312,
             executable_path: "/srv/arma3/arma3server_x64".into(),

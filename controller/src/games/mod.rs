@@ -27,7 +27,7 @@ pub use languard_shared::games::{FileView, GameKind, GameSpec};
 use serde_json::Value;
 
 use crate::error::{Error, FieldError, Result};
-use crate::store::{self, Server};
+use crate::store::Server;
 
 /// The games Languard can run: one line per game.
 static REGISTERED: &[&dyn Game] = &[&arma3::Arma3];
@@ -50,27 +50,16 @@ pub fn require(kind: GameKind) -> Result<&'static dyn Game> {
     })
 }
 
-/// The game of a stored server (the store names games with [`GameKind::as_str`]).
-pub fn kind_of(game: store::Game) -> Result<GameKind> {
-    GameKind::parse(game.as_str())
-        .ok_or_else(|| Error::internal(format!("the store names an unknown game {game}")))
-}
-
-/// The store's name for `kind`.
-pub fn stored(kind: GameKind) -> Result<store::Game> {
-    kind.as_str().parse().map_err(Error::internal)
-}
-
 /// The registry entry of a stored server's game.
 pub fn of(server: &Server) -> Result<&'static dyn Game> {
-    require(kind_of(server.game)?)
+    require(server.game)
 }
 
 /// The ports a server occupies on its host. Games without a registry entry (rows
 /// written before their entry went away) reserve their two configured ports, so port
 /// checks still see them.
-pub fn reserved_ports(game: store::Game, game_port: i64, rcon_port: i64) -> Vec<u16> {
-    match kind_of(game).ok().and_then(get) {
+pub fn reserved_ports(game: GameKind, game_port: i64, rcon_port: i64) -> Vec<u16> {
+    match get(game) {
         Some(g) => g.ports(game_port, rcon_port).unwrap_or_default(),
         None => [game_port, rcon_port]
             .into_iter()
@@ -226,16 +215,9 @@ mod tests {
     }
 
     #[test]
-    fn store_names_match_the_shared_names() {
-        for g in GameKind::ALL {
-            assert_eq!(kind_of(stored(g).unwrap()).unwrap(), g);
-        }
-    }
-
-    #[test]
     fn unregistered_games_still_reserve_their_ports() {
         assert_eq!(
-            reserved_ports(stored(GameKind::Palworld).unwrap(), 8211, 25575),
+            reserved_ports(GameKind::Palworld, 8211, 25575),
             [8211, 25575]
         );
     }

@@ -69,7 +69,7 @@ fn file_name(p: &str) -> &str {
 /// Checks a server's fields against its game's registry entry; the ports it would
 /// occupy. A game Languard cannot run is refused here, so no such server is created.
 fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
-    let game = games::require(games::kind_of(spec.game)?)?;
+    let game = games::require(spec.game)?;
     let mut errs = Vec::new();
     errs.extend(check_name("name", &spec.name, 64));
     let exe = &spec.executable_path;

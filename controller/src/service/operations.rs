@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::lifecycle::wire_id;
 use super::{App, Ctx};
 use crate::error::{Error, Result};
-use crate::games::{self, GameKind};
+use crate::games::GameKind;
 
 /// How people call an operation, for refusals ("Arma 3 servers have no save operation").
 pub fn title(kind: OperationKind) -> &'static str {
@@ -101,7 +101,7 @@ impl App {
     /// A shutdown leaves the server stopped, so it records "should not run" first.
     pub async fn operate(&self, ctx: &Ctx, id: Uuid, operation: Operation) -> Result<Response> {
         let server = self.get_server(id).await?;
-        let game = games::kind_of(server.game)?;
+        let game = server.game;
         check(game, &operation)?;
         self.check_agent_runs(server.host_id, game)?;
         if matches!(operation, Operation::Shutdown { .. }) {

@@ -87,6 +87,13 @@ impl TryFrom<DbText> for ServerState {
     }
 }
 
+impl TryFrom<DbText> for languard_shared::games::GameKind {
+    type Error = StoreError;
+    fn try_from(s: DbText) -> Result<Self, StoreError> {
+        Self::parse(&s.0).ok_or_else(|| StoreError::InvalidInput(format!("unknown game {:?}", s.0)))
+    }
+}
+
 /// Refuses a config section name the snapshot codec cannot carry (empty, over 255 bytes).
 pub(crate) fn check_section_name(name: &str) -> StoreResult<()> {
     if name.is_empty() || name.len() > 255 {

@@ -63,7 +63,7 @@ pub use hosts::{Enrollment, Host, HostOs, HostStatus, Hosts, JoinTokenRow, NewHo
 pub use ingest::{Ingest, IngestBatch, SessionChange};
 pub use players::{Player, PlayerSession, Players, SessionQuery};
 pub use retention::{PruneReport, RETENTION_LOCK_KEY, Retention, RetentionCutoffs};
-pub use servers::{Game, Server, ServerSpec, Servers};
+pub use servers::{GameKind, Server, ServerSpec, Servers};
 pub use telemetry::{
     LogCursor, LogLevel, LogLine, LogQuery, MetricQuery, MetricRollup, MetricSample, NewLogLine,
     NewMetricSample, NewServerEvent, ROLLUP_BUCKETS, RollupQuery, ServerEvent, ServerEventKind,

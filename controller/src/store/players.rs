@@ -5,14 +5,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::sql::{Arg, Sql, clamp_limit};
-use super::{Game, StoreResult};
+use super::{DbText, GameKind, StoreResult};
 
 /// A player of one game, known by that game's account id (Arma 3: the BattlEye GUID).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Player {
     pub id: Uuid,
-    #[sqlx(try_from = "String")]
-    pub game: Game,
+    #[sqlx(try_from = "DbText")]
+    pub game: GameKind,
     /// Unique per game.
     pub account_id: String,
     pub last_name: String,

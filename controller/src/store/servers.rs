@@ -7,20 +7,17 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{DbText, StoreResult};
 
-str_enum!(
-    /// Supported games.
-    Game { Arma3 = "arma3", Palworld = "palworld" }
-);
+pub use languard_shared::games::GameKind;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Server {
     pub id: Uuid,
     pub host_id: Uuid,
     pub name: String,
-    #[sqlx(try_from = "String")]
-    pub game: Game,
+    #[sqlx(try_from = "DbText")]
+    pub game: GameKind,
     pub game_port: i64,
     pub rcon_port: i64,
     pub executable_path: String,
@@ -39,7 +36,7 @@ pub struct Server {
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
     pub name: String,
-    pub game: Game,
+    pub game: GameKind,
     pub game_port: i64,
     pub rcon_port: i64,
     pub executable_path: String,

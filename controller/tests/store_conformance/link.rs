@@ -592,7 +592,7 @@ pub(crate) async fn ingest_sessions(s: S) {
     let alice = player(&s, "g-alice").await.unwrap();
     assert_eq!(
         (alice.game, alice.last_name.as_str()),
-        (Game::Arma3, "Alice2")
+        (GameKind::Arma3, "Alice2")
     );
     assert_eq!((alice.first_seen, alice.last_seen), (at(0), at(3)));
     assert!(player(&s, "g-nobody").await.is_none());

@@ -195,7 +195,7 @@ pub(crate) async fn host(s: &S, name: &str) -> Host {
 pub(crate) fn spec(name: &str, port: i64) -> ServerSpec {
     ServerSpec {
         name: name.into(),
-        game: Game::Arma3,
+        game: GameKind::Arma3,
         game_port: port,
         rcon_port: port + 2,
         executable_path: "/srv/arma3/arma3server_x64".into(),
@@ -209,11 +209,11 @@ pub(crate) fn spec(name: &str, port: i64) -> ServerSpec {
 pub(crate) fn ports_of(sp: &ServerSpec) -> Vec<u16> {
     let p = |v: i64| u16::try_from(v).unwrap();
     match sp.game {
-        Game::Arma3 => (sp.game_port..=sp.game_port + 4)
+        GameKind::Arma3 => (sp.game_port..=sp.game_port + 4)
             .chain([sp.rcon_port])
             .map(p)
             .collect(),
-        Game::Palworld => vec![p(sp.game_port), p(sp.rcon_port)],
+        GameKind::Palworld => vec![p(sp.game_port), p(sp.rcon_port)],
     }
 }
 

@@ -119,7 +119,7 @@ pub(crate) async fn check_migrated(s: &S, bans: Vec<(String, String)>) {
             srv.revision,
             srv.config_revision
         ),
-        (Game::Arma3, true, 3, 1)
+        (GameKind::Arma3, true, 3, 1)
     );
     let players = s.list_players(None, 10).await.unwrap();
     assert_eq!(
@@ -137,7 +137,7 @@ pub(crate) async fn check_migrated(s: &S, bans: Vec<(String, String)>) {
         vec![
             (
                 M_ALICE,
-                Game::Arma3,
+                GameKind::Arma3,
                 "guid-a",
                 "Alice",
                 day("2023-01-01"),
@@ -145,7 +145,7 @@ pub(crate) async fn check_migrated(s: &S, bans: Vec<(String, String)>) {
             ),
             (
                 M_BOB,
-                Game::Arma3,
+                GameKind::Arma3,
                 "guid-b",
                 "Bob",
                 day("2023-01-01"),

@@ -44,13 +44,13 @@ pub(crate) async fn players_and_sessions_of_any_game(s: S) {
             .collect::<Vec<_>>(),
         vec![
             (
-                Game::Arma3,
+                GameKind::Arma3,
                 "acc-1",
                 "Miller2",
                 t0(),
                 t0() + Duration::hours(1)
             ),
-            (Game::Palworld, "acc-1", "Kerry", t0(), t0()),
+            (GameKind::Palworld, "acc-1", "Kerry", t0(), t0()),
         ]
     );
     let (miller, kerry) = (players[0].clone(), players[1].clone());

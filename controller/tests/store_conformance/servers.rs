@@ -115,7 +115,7 @@ pub(crate) async fn hosts_and_servers(s: S) {
 pub(crate) fn palworld(name: &str, port: i64, rcon: i64) -> ServerSpec {
     ServerSpec {
         name: name.into(),
-        game: Game::Palworld,
+        game: GameKind::Palworld,
         game_port: port,
         rcon_port: rcon,
         executable_path: "PalServer.sh".into(),
