@@ -6,7 +6,7 @@
 -- * bans.kind is 'account' or 'address' (was 'guid' / 'ip').
 -- * server events of kind 'guid_verified' are now 'player_identified'.
 
-ALTER TABLE players ADD COLUMN game TEXT NOT NULL DEFAULT 'arma3' CHECK (game IN ('arma3', 'palworld'));
+ALTER TABLE players ADD COLUMN game TEXT NOT NULL DEFAULT 'arma3';
 ALTER TABLE players ALTER COLUMN game DROP DEFAULT;
 ALTER TABLE players RENAME COLUMN guid TO account_id;
 ALTER TABLE players DROP CONSTRAINT players_guid_key;

@@ -12,7 +12,7 @@
 
 CREATE TABLE players_new (
     id         BLOB PRIMARY KEY NOT NULL,
-    game       TEXT NOT NULL CHECK (game IN ('arma3', 'palworld')),
+    game       TEXT NOT NULL,
     account_id TEXT NOT NULL,
     last_name  TEXT NOT NULL,
     first_seen TEXT NOT NULL,

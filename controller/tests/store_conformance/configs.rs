@@ -164,7 +164,7 @@ pub(crate) async fn config_parallel_one_wins(s: S) {
                 assert_eq!(v.version, 2);
                 ok += 1;
             }
-            Err(StoreError::Conflict(_)) => conflict += 1,
+            Err(StoreError::StaleRevision) => conflict += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
@@ -195,7 +195,7 @@ pub(crate) async fn config_parallel_retry_loses_nothing(s: S) {
                     .await
                 {
                     Ok(v) => return (v.version, attempts),
-                    Err(StoreError::Conflict(_)) => tokio::task::yield_now().await,
+                    Err(StoreError::StaleRevision) => tokio::task::yield_now().await,
                     Err(e) => panic!("unexpected {e:?}"),
                 }
             }
@@ -302,7 +302,7 @@ pub(crate) async fn config_delete_and_replace_sections(s: S) {
     let r = s
         .replace_config(srv.id, 2, v1.sections.clone(), None, None)
         .await;
-    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    assert!(matches!(r, Err(StoreError::StaleRevision)), "{r:?}");
     let v4 = s
         .replace_config(
             srv.id,
