@@ -4,7 +4,9 @@
 -- * player_sessions: at most one open session per (server, player).
 -- * server_configs.section is free text: the controller's game registry validates names.
 -- * bans.kind is 'account' or 'address' (was 'guid' / 'ip').
--- * server events of kind 'guid_verified' are now 'player_identified'.
+-- * server events of kind 'guid_verified' are now 'player_identified'. Their `data` (and
+--   that of older player events) keeps the protocol version 1 payload it was stored with
+--   (BattlEye `number`/`guid`/`ip` rather than `key`/`account`/`address`).
 --
 -- Runs inside the migration's transaction with foreign keys on, so tables are rebuilt:
 -- create *_new, copy, drop the old table, rename (renaming rewrites the REFERENCES of the

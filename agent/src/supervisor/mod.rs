@@ -100,26 +100,9 @@ pub struct LaunchPlan {
     pub console_dir: PathBuf,
 }
 
-/// A file to write before launch.
-#[derive(Clone)]
-pub struct PlannedFile {
-    /// Relative to [`LaunchPlan::cwd`]; absolute paths and `..` are refused.
-    pub path: PathBuf,
-    pub contents: Vec<u8>,
-    /// Written with mode 0600 (otherwise 0644).
-    pub secret: bool,
-}
-
-impl fmt::Debug for PlannedFile {
-    // Never print contents: they may hold passwords.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PlannedFile")
-            .field("path", &self.path)
-            .field("len", &self.contents.len())
-            .field("secret", &self.secret)
-            .finish()
-    }
-}
+/// A file to write before launch: relative to [`LaunchPlan::cwd`] (absolute paths and
+/// `..` are refused), written with mode 0600 when secret (otherwise 0644).
+pub use languard_shared::games::PlannedFile;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -171,7 +171,7 @@ pub struct ShutdownRequest {
     /// Seconds between the warning and the stop.
     #[oai(default, validator(maximum(value = "3600")))]
     pub countdown_secs: u32,
-    /// The warning (one line); omitted: the game's default, if any.
+    /// The warning (one line), announced when the countdown starts; omitted: no warning.
     #[oai(validator(max_length = 400))]
     pub message: Option<String>,
 }

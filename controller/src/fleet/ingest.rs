@@ -107,7 +107,8 @@ impl Joins {
                     return None;
                 }
                 entry.1 = true;
-                // A join seen in an earlier batch: the store keeps the session it opened.
+                // The join may have come in an earlier batch (then its address is not
+                // known here); the store opens the session, or keeps the one it has.
                 Some(SessionChange::Join {
                     server_id: sid,
                     account: account.clone(),
@@ -116,7 +117,12 @@ impl Joins {
                     at,
                 })
             }
+            // A kick ends the visit: the tracker reports no `Left` for the disconnect that
+            // follows it.
             PlayerEvent::Left {
+                key, name, account, ..
+            }
+            | PlayerEvent::Kicked {
                 key, name, account, ..
             } => {
                 self.0.remove(&(sid, key.clone()));
@@ -127,9 +133,7 @@ impl Joins {
                     at,
                 })
             }
-            PlayerEvent::Kicked { .. }
-            | PlayerEvent::Chat { .. }
-            | PlayerEvent::AdminLogin { .. } => None,
+            PlayerEvent::Chat { .. } | PlayerEvent::AdminLogin { .. } => None,
         }
     }
 }
@@ -585,6 +589,55 @@ mod tests {
                 .filter(|(c, _, _)| *c == Channel::Players)
                 .count(),
             4
+        );
+    }
+
+    #[test]
+    fn a_kick_closes_the_session() {
+        // The tracker reports no `Left` after a kick: the kick itself ends the visit.
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let guid = "d".repeat(32);
+        let out = convert(
+            host,
+            &owned,
+            vec![
+                env(
+                    1,
+                    player_event(
+                        mine,
+                        PlayerEvent::Joined {
+                            player: Player {
+                                key: "1".into(),
+                                name: "Ztppp".into(),
+                                account: Some(guid.clone()),
+                                verified: true,
+                                address: None,
+                                ping_ms: Some(40),
+                                in_lobby: false,
+                            },
+                        },
+                    ),
+                ),
+                env(
+                    2,
+                    player_event(
+                        mine,
+                        PlayerEvent::Kicked {
+                            key: "1".into(),
+                            name: "Ztppp".into(),
+                            account: Some(guid.clone()),
+                            reason: "Admin Kick (afk)".into(),
+                        },
+                    ),
+                ),
+            ],
+            false,
+        );
+        assert_eq!(
+            session_log(&out.batch.sessions),
+            [("open", Some(guid.clone())), ("close", Some(guid))]
         );
     }
 

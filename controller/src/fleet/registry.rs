@@ -41,7 +41,7 @@ pub struct LinkHandle {
     pub agent_id: Uuid,
     /// Distinguishes connections of the same host.
     pub conn_id: u64,
-    /// The games the agent has adapters for, as its hello said (empty: it did not say).
+    /// The games the agent has adapters for, as its hello said.
     pub games: Vec<GameKind>,
     /// Frames to send.
     pub tx: mpsc::Sender<ControllerMessage>,
@@ -104,7 +104,7 @@ impl Registry {
             .unwrap_or(false)
     }
 
-    /// The games the host's agent runs (`None`: not connected; empty: it did not say).
+    /// The games the host's agent runs (`None`: not connected).
     pub fn games(&self, host_id: Uuid) -> Option<Vec<GameKind>> {
         self.get(host_id).map(|h| h.games.clone())
     }

@@ -9,9 +9,9 @@ use languard_shared::arma::config::{
     Arma3Profile, BasicConfig, BattlEyeConfig, ConfigError, ImportWarning, ServerArch,
     ServerConfig as ArmaServerConfig,
 };
-use languard_shared::arma::launch::{GamePorts, LaunchArgs, LaunchError, check_extra};
-use languard_shared::arma::plan::{BATTLEYE_DIR, plan};
-use languard_shared::arma::spec::{Arma3Launch, Arma3Spec};
+use languard_shared::arma::launch::{GamePorts, LaunchError, check_extra};
+use languard_shared::arma::plan::{self, BATTLEYE_DIR, plan};
+use languard_shared::arma::spec::{Arma3Launch, Arma3Spec, EXECUTABLES};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -55,15 +55,6 @@ static SECTIONS: &[Section] = &[
         secrets: &["password"],
         description: "BattlEye RCon: password, MaxPing, RestrictRCon",
     },
-];
-
-/// The executables the agent starts by default (its `DEFAULT_ALLOWED_EXECUTABLES`,
-/// compared exactly with the file name); anything else it would refuse at launch.
-const EXECUTABLES: &[&str] = &[
-    "arma3server",
-    "arma3server_x64",
-    "arma3server.exe",
-    "arma3server_x64.exe",
 ];
 
 /// Stands in for an RCon password not set yet, so a preview can show the BattlEye
@@ -160,20 +151,18 @@ fn launch_error(e: &LaunchError) -> FieldError {
     }
 }
 
-fn launch_args(c: &LaunchSection, server: &Server) -> LaunchArgs {
-    LaunchArgs {
-        port: u16::try_from(server.game_port).unwrap_or(0),
-        mods: c.mods.clone(),
-        server_mods: c.server_mods.clone(),
+/// The launch parameters of a launch section (the agent's profile name, the host's log
+/// source).
+fn arma_launch(c: LaunchSection) -> Arma3Launch {
+    Arma3Launch {
+        profile_name: "server".into(),
+        mods: c.mods,
+        server_mods: c.server_mods,
         limit_fps: c.limit_fps,
         auto_init: c.auto_init,
         load_mission_to_memory: c.load_mission_to_memory,
-        extra: c.extra.clone(),
-        config: Some("server.cfg".into()),
-        cfg: Some("basic.cfg".into()),
-        profiles: Some("profiles".into()),
-        name: Some("server".into()),
-        ..LaunchArgs::default()
+        extra: c.extra,
+        log_source: None,
     }
 }
 
@@ -214,16 +203,7 @@ fn arma_spec(server: &Server, sections: &Sections, password: String) -> Result<A
         server: stored::<ArmaServerConfig>(sections.get(SERVER))?.unwrap_or_default(),
         basic: stored::<BasicConfig>(sections.get(BASIC))?.unwrap_or_default(),
         profile: stored::<Arma3Profile>(sections.get(PROFILE))?,
-        launch: Arma3Launch {
-            profile_name: "server".into(),
-            mods: launch.mods,
-            server_mods: launch.server_mods,
-            limit_fps: launch.limit_fps,
-            auto_init: launch.auto_init,
-            load_mission_to_memory: launch.load_mission_to_memory,
-            extra: launch.extra,
-            log_source: None,
-        },
+        launch: arma_launch(launch),
     })
 }
 
@@ -269,8 +249,10 @@ impl Game for Arma3 {
                         });
                     }
                 }
+                let game_port = u16::try_from(server.game_port).unwrap_or(0);
                 if errs.is_empty()
-                    && let Err(e) = launch_args(&c, server).build()
+                    && let Err(e) =
+                        plan::launch_args(&arma_launch(c.clone()), game_port, Path::new("")).build()
                 {
                     errs.push(launch_error(&e));
                 }

@@ -141,10 +141,13 @@ impl App {
         let Some(offered) = self.fleet.games(host_id) else {
             return Err(Error::HostOffline);
         };
-        if offered.is_empty() || offered.contains(&game) {
+        if offered.contains(&game) {
             return Ok(());
         }
-        let names: Vec<&str> = offered.iter().map(|g| g.title()).collect();
+        let mut names: Vec<&str> = offered.iter().map(|g| g.title()).collect();
+        if names.is_empty() {
+            names.push("none");
+        }
         Err(Error::Unsupported {
             problem: "unsupported-game",
             detail: format!(

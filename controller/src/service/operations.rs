@@ -104,7 +104,8 @@ impl App {
         let game = server.game;
         check(game, &operation)?;
         self.check_agent_runs(server.host_id, game)?;
-        if matches!(operation, Operation::Shutdown { .. }) {
+        let shutdown = matches!(operation, Operation::Shutdown { .. });
+        if shutdown {
             self.set_desired_running(id, false).await?;
         }
         let audit = describe(&operation);
@@ -113,6 +114,11 @@ impl App {
             operation,
         };
         let result = self.ask_agent(server.host_id, request).await;
+        // Refused outright: the server keeps running, so it should still run. (A timeout
+        // or a dropped link leaves the new desired state: the shutdown may have happened.)
+        if shutdown && matches!(result, Err(Error::Agent { .. })) {
+            self.set_desired_running(id, server.desired_running).await?;
+        }
         if let Some((action, mut details)) = audit {
             details["ok"] = json!(result.is_ok());
             self.audit(ctx, action, "server", Some(id.to_string()), details)

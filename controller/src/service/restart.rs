@@ -2,6 +2,7 @@
 //! [`RestartPolicy`], the one type every layer uses (the API converts at its boundary).
 
 use languard_shared::wire::spec::RestartPolicy;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// The stored JSON as a policy. Rows written by the API before protocol version 2
@@ -9,14 +10,7 @@ use serde_json::Value;
 /// values; a row without a policy, or a damaged one, reads as the default (restart after
 /// a crash, 5 times in 10 minutes).
 pub fn from_stored(v: &Value) -> RestartPolicy {
-    let mut v = v.clone();
-    // The old API spelled the mode in kebab-case; the wire reads `on_failure` only.
-    if let Some(mode) = v.get_mut("mode")
-        && mode.as_str() == Some("on-failure")
-    {
-        *mode = Value::String("on_crash".into());
-    }
-    serde_json::from_value(v).unwrap_or_default()
+    RestartPolicy::deserialize(v).unwrap_or_default()
 }
 
 /// The policy as stored.

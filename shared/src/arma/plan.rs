@@ -10,7 +10,7 @@ use super::config::battleye::config_file_name;
 use super::config::profile::profile_path;
 use super::config::{BattlEyeConfig, ConfigError, HostOs, ServerArch, TimeStampFormat};
 use super::launch::{GamePorts, LaunchArgs, LaunchError};
-use super::spec::{Arma3Spec, LogSource};
+use super::spec::{Arma3Launch, Arma3Spec, LogSource};
 use crate::games::{FileView, LogPlan, PlanError, PlannedFile};
 
 /// Folder (inside the server folder) for `-profiles`: RPT on Windows, the profile.
@@ -56,6 +56,33 @@ fn launch_error(e: LaunchError) -> PlanError {
         field: Some("launch".into()),
         message: e.to_string(),
     }
+}
+
+/// The command line of a server with these launch parameters in `server_dir`: the one
+/// builder the agent launches with and the controller validates a launch section with.
+pub fn launch_args(launch: &Arma3Launch, game_port: u16, server_dir: &Path) -> LaunchArgs {
+    let mut args = LaunchArgs::new(game_port)
+        .config("server.cfg")
+        .cfg("basic.cfg")
+        // Absolute on the agent: some Linux builds ignore a relative -bepath.
+        .profiles(server_dir.join(PROFILES_DIR).display().to_string())
+        .bepath(server_dir.join(BATTLEYE_DIR).display().to_string())
+        .name(launch.profile_name.clone())
+        .auto_init(launch.auto_init)
+        .load_mission_to_memory(launch.load_mission_to_memory);
+    for m in &launch.mods {
+        args = args.add_mod(m.clone());
+    }
+    for m in &launch.server_mods {
+        args = args.add_server_mod(m.clone());
+    }
+    if let Some(fps) = launch.limit_fps {
+        args = args.limit_fps(fps);
+    }
+    for extra in &launch.extra {
+        args = args.extra(extra.clone());
+    }
+    args
 }
 
 /// Plans an Arma 3 server in `server_dir` (absolute on the agent; the preview passes
@@ -127,30 +154,10 @@ pub fn plan(arma: &Arma3Spec, server_dir: &Path, view: FileView) -> Result<ArmaP
         });
     }
 
-    let profiles = server_dir.join(PROFILES_DIR);
     let launch = &arma.launch;
-    let mut args = LaunchArgs::new(arma.game_port)
-        .config("server.cfg")
-        .cfg("basic.cfg")
-        // Absolute on the agent: some Linux builds ignore a relative -bepath.
-        .profiles(profiles.display().to_string())
-        .bepath(server_dir.join(BATTLEYE_DIR).display().to_string())
-        .name(launch.profile_name.clone())
-        .auto_init(launch.auto_init)
-        .load_mission_to_memory(launch.load_mission_to_memory);
-    for m in &launch.mods {
-        args = args.add_mod(m.clone());
-    }
-    for m in &launch.server_mods {
-        args = args.add_server_mod(m.clone());
-    }
-    if let Some(fps) = launch.limit_fps {
-        args = args.limit_fps(fps);
-    }
-    for extra in &launch.extra {
-        args = args.extra(extra.clone());
-    }
-    let args = args.build().map_err(launch_error)?;
+    let args = launch_args(launch, arma.game_port, server_dir)
+        .build()
+        .map_err(launch_error)?;
 
     let log = match launch.log_source.unwrap_or(match os {
         HostOs::Linux => LogSource::Console,

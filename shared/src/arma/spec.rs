@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Arma3Profile, BasicConfig, ServerConfig};
 
+/// The Arma 3 dedicated server binaries on Linux and Windows: the executable names an
+/// agent starts by default and the controller accepts for an Arma 3 server.
+pub const EXECUTABLES: &[&str] = &[
+    "arma3server",
+    "arma3server_x64",
+    "arma3server.exe",
+    "arma3server_x64.exe",
+];
+
 /// Everything specific to an Arma 3 server. `Debug` leaves out the RCon password
 /// (the server config's own `Debug` masks its passwords).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]

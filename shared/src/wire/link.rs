@@ -54,8 +54,8 @@ pub enum AgentMessage {
         /// Every server the agent knows and what its process is doing, so the
         /// controller can reconcile desired and actual state right away.
         inventory: Vec<ServerStatus>,
-        /// The games this agent has adapters for (empty from agents before protocol
-        /// version 2); the controller refuses to run a server of another game there.
+        /// The games this agent has adapters for; the controller refuses to run a server
+        /// of another game there.
         #[serde(default)]
         games: Vec<crate::games::GameKind>,
         /// The highest sequence number the agent believes the controller has

@@ -61,7 +61,8 @@ impl Default for RestartPolicy {
 }
 
 /// When the agent restarts a server by itself. The one spelling on every layer
-/// (`on_failure`, the API's name before version 2, is read as `on_crash`).
+/// (`on-failure`, the API's stored name before protocol version 2, and `on_failure` are
+/// read as `on_crash`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartMode {
@@ -69,7 +70,7 @@ pub enum RestartMode {
     Never,
     /// After a crash or a hang, not after a clean exit.
     #[default]
-    #[serde(alias = "on_failure")]
+    #[serde(alias = "on_failure", alias = "on-failure")]
     OnCrash,
     /// After any exit the agent did not ask for.
     Always,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use languard_shared::arma::plan::plan;
 use languard_shared::arma::rcon::client::RconPassword;
-use languard_shared::arma::spec::Arma3Spec;
+use languard_shared::arma::spec::{Arma3Spec, EXECUTABLES};
 use languard_shared::games::{FileView, GameKind, LogPlan};
 use languard_shared::wire::ServerSpec;
 use languard_shared::wire::request::{AgentError, ErrorCode};
@@ -27,16 +27,8 @@ use languard_shared::wire::spec::GameSpec;
 use self::control::ArmaControl;
 use self::log::{RptFiles, RptParser};
 use super::{CONSOLE_DIR, GameAdapter, LogSourceSpec, Prepared};
-use crate::supervisor::{LaunchPlan, PlannedFile, PortCheck};
+use crate::supervisor::{LaunchPlan, PortCheck};
 use crate::telemetry::tail::LogFilePattern;
-
-/// The Arma 3 dedicated server binaries on Linux and Windows.
-const EXECUTABLES: &[&str] = &[
-    "arma3server",
-    "arma3server_x64",
-    "arma3server.exe",
-    "arma3server_x64.exe",
-];
 
 /// The Arma 3 adapter.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,15 +109,7 @@ fn prepare(spec: &ServerSpec, arma: &Arma3Spec, cwd: &Path) -> Result<Prepared, 
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        files: planned
-            .files
-            .into_iter()
-            .map(|f| PlannedFile {
-                path: f.path,
-                contents: f.contents,
-                secret: f.secret,
-            })
-            .collect(),
+        files: planned.files,
         ports,
         console_dir,
     };
