@@ -134,16 +134,25 @@ pub struct Cors {
     pub allow_origins: Vec<String>,
 }
 
-/// Failed-login limits (per client IP and per account), sliding window.
+/// Failed-login limits (also for `POST /auth/password`). The main brake is per account
+/// *and* source (client IP; an IPv6 /64 counts as one source), so an attacker slows only
+/// their own guesses and cannot lock the real user out from elsewhere.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoginThrottle {
-    /// Failures allowed per IP within the window.
+    /// Failures allowed per source within the window, over all accounts.
     pub per_ip: u32,
-    /// Failures allowed per account within the window.
+    /// Failures allowed per account within the window from all sources together: a brake
+    /// on distributed guessing, high enough that one source cannot reach it alone.
     pub per_account: u32,
-    /// Window length, seconds.
+    /// Window length of `per_ip` and `per_account`, seconds.
     pub window_secs: u64,
+    /// Failures of one account from one source before backoff starts.
+    pub per_source: u32,
+    /// First backoff of a source, seconds; doubles with every further failure.
+    pub backoff_base_secs: u64,
+    /// Longest backoff of a source, seconds.
+    pub backoff_max_secs: u64,
 }
 
 impl Default for Retention {
@@ -164,8 +173,11 @@ impl Default for LoginThrottle {
     fn default() -> Self {
         Self {
             per_ip: 20,
-            per_account: 5,
+            per_account: 100,
             window_secs: 300,
+            per_source: 5,
+            backoff_base_secs: 1,
+            backoff_max_secs: 900,
         }
     }
 }
@@ -347,8 +359,15 @@ impl Config {
         if l.cert_validity_days == 0 || l.cert_validity_days > 90 {
             p.push("link.cert_validity_days: between 1 and 90".to_owned());
         }
-        if self.login_throttle.per_ip == 0 || self.login_throttle.per_account == 0 {
-            p.push("login_throttle: limits must be at least 1".to_owned());
+        let t = &self.login_throttle;
+        if t.per_ip == 0 || t.per_account == 0 || t.per_source == 0 || t.window_secs == 0 {
+            p.push("login_throttle: limits and window must be at least 1".to_owned());
+        }
+        if t.backoff_base_secs == 0 || t.backoff_max_secs < t.backoff_base_secs {
+            p.push(
+                "login_throttle: backoff_base_secs at least 1, backoff_max_secs not below it"
+                    .to_owned(),
+            );
         }
         let r = &self.retention;
         if [

@@ -1,5 +1,7 @@
 //! End-to-end API tests through the real HTTP stack.
 
+#[path = "api/auth_hardening.rs"]
+mod auth_hardening;
 mod common;
 
 use common::{Harness, PW};

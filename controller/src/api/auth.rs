@@ -28,7 +28,9 @@ fn ua(req: &Request) -> Option<String> {
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Sign in with username and password; returns an access and a refresh token.
+    /// Sign in with username and password; returns an access and a refresh token. Failures
+    /// slow down the source that made them (429 with `Retry-After`, growing with each
+    /// further failure), not the account as a whole.
     #[oai(path = "/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -42,7 +44,8 @@ impl AuthApi {
         Ok(Json(pair.into()))
     }
 
-    /// Exchange a refresh token for a new pair (the old one is spent; reuse revokes the session).
+    /// Exchange a refresh token for a new pair (the old one is spent; reuse revokes the
+    /// session, including the access token already issued from it).
     #[oai(path = "/refresh", method = "post", operation_id = "refreshToken")]
     async fn refresh(
         &self,
@@ -69,7 +72,9 @@ impl AuthApi {
         Ok(Json(self.0.me(&auth.0).await?.into()))
     }
 
-    /// Change the own password; ends other sessions and returns a fresh pair.
+    /// Change the own password; ends every session and API token of the account and
+    /// returns a fresh pair. Wrong current passwords are throttled per account and source
+    /// like logins (429 with `Retry-After`).
     #[oai(path = "/password", method = "post", operation_id = "changePassword")]
     async fn change_password(
         &self,

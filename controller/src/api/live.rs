@@ -8,13 +8,20 @@
 //! `{"type":"event","channel":…,"server":…,"host":…,"data":…}`,
 //! `{"type":"lagged","dropped":N}` (this console fell behind and lost N messages — reload
 //! what it shows), `{"type":"error","message":…}`.
+//!
+//! The socket lives longer than the access token or API token that paid for its ticket, so
+//! it re-checks that credential: at once when this replica revokes something of the user
+//! (logout, password change or reset, role change, disabling, token revocation, refresh
+//! reuse), and every [`RECHECK_EVERY`] from the store (which also catches revocations made
+//! on another replica). A credential that no longer holds closes the socket with close
+//! code 1008 (policy) and the reason `credentials revoked`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use poem::http::StatusCode;
-use poem::web::websocket::{Message, WebSocket, WebSocketStream};
+use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketStream};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 use serde_json::json;
@@ -28,8 +35,12 @@ use crate::service::AppState;
 
 /// How often the connection is pinged (keeps proxies from closing it).
 const PING_EVERY: Duration = Duration::from_secs(30);
-/// How often the user behind the connection is checked (disabled / deleted → closed).
-const RECHECK_EVERY: Duration = Duration::from_secs(60);
+/// How often the credential behind the connection is re-read from the store: the safety
+/// net behind the in-process revocation notices, and what works across replicas. Cheap:
+/// a session's check is served from a one-second cache shared by all of the user's sockets.
+const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// Close reason sent when the credential no longer holds.
+const REVOKED: &str = "credentials revoked";
 /// Largest client message accepted.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Most subscriptions per connection.
@@ -108,6 +119,16 @@ pub async fn endpoint(req: &Request, ws: poem::Result<WebSocket>) -> Response {
 
 async fn session(app: AppState, who: Principal, socket: WebSocketStream) {
     let (mut sink, mut stream) = socket.split();
+    // Subscribed before the first check, so no revocation falls between the two.
+    let mut revoked = app.revocations.subscribe();
+    if !app.credential_valid(&who).await {
+        let _ = sink
+            .send(Message::close_with(CloseCode::Policy, REVOKED))
+            .await;
+        let _ = sink.close().await;
+        return;
+    }
+    let mut notices_open = true;
     let mut rx = app.live.subscribe();
     let mut subs = Subscriptions::default();
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -149,14 +170,26 @@ async fn session(app: AppState, who: Principal, socket: WebSocketStream) {
                     break;
                 }
             }
-            _ = recheck.tick() => {
-                match app.store.get_user_by_id(who.user_id).await {
-                    Ok(Some(u)) if !u.disabled => {}
-                    Ok(_) => {
-                        let _ = sink.send(send(json!({"type": "error", "message": "account disabled or deleted"}))).await;
-                        break;
+            notice = revoked.recv(), if notices_open => {
+                let concerns_us = match notice {
+                    Ok(user) => user == who.user_id,
+                    // Missed notices may have been ours.
+                    Err(RecvError::Lagged(_)) => true,
+                    // Cannot happen while the app lives; the periodic check remains.
+                    Err(RecvError::Closed) => {
+                        notices_open = false;
+                        false
                     }
-                    Err(_) => {}
+                };
+                if concerns_us && !app.credential_valid(&who).await {
+                    let _ = sink.send(Message::close_with(CloseCode::Policy, REVOKED)).await;
+                    break;
+                }
+            }
+            _ = recheck.tick() => {
+                if !app.credential_valid(&who).await {
+                    let _ = sink.send(Message::close_with(CloseCode::Policy, REVOKED)).await;
+                    break;
                 }
             }
         }

@@ -45,7 +45,9 @@ impl TokensApi {
         ))
     }
 
-    /// Create an API token for automation.
+    /// Create an API token for automation. Its role is at most the caller's. Created with
+    /// an API token, it expires no later than that token (so it must expire if that one
+    /// does) and is revoked with it.
     #[oai(path = "/", method = "post", operation_id = "createApiToken")]
     async fn create(
         &self,
@@ -62,7 +64,7 @@ impl TokensApi {
         })))
     }
 
-    /// Revoke an API token.
+    /// Revoke an API token and every token created with it.
     #[oai(path = "/:id", method = "delete", operation_id = "revokeApiToken")]
     async fn revoke(&self, auth: ViewerAuth, id: Path<Uuid>) -> ApiResult<NoContent> {
         self.0.revoke_api_token(&auth.0, id.0).await?;

@@ -81,7 +81,7 @@ impl UsersApi {
         Ok(NoContent::Ok)
     }
 
-    /// Set a new password for a user.
+    /// Set a new password for a user; ends the user's sessions and API tokens.
     #[oai(
         path = "/:id/password",
         method = "post",

@@ -3,6 +3,7 @@
 
 pub mod jwt;
 pub mod password;
+pub mod revocation;
 pub mod throttle;
 
 use base64::Engine;

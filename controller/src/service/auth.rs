@@ -110,7 +110,7 @@ impl App {
         })
     }
 
-    /// Password login with throttling per IP and per account.
+    /// Password login, throttled per account and source (see [`crate::auth::throttle`]).
     pub async fn login(
         &self,
         ctx: &Ctx,
@@ -142,6 +142,7 @@ impl App {
         let user = match user {
             Some(u) if ok && !u.disabled => u,
             other => {
+                self.throttle.fail(attempt);
                 self.metrics.inc_login("failure");
                 // A typed username may be a mistyped password: record it only when it names
                 // an existing account, otherwise just that the user is unknown.
@@ -157,7 +158,7 @@ impl App {
                 return Err(bad_credentials());
             }
         };
-        self.throttle.succeed(attempt, username);
+        self.throttle.succeed(attempt);
         self.metrics.inc_login("success");
         let pair = self.issue_pair(user, new_id(), ctx, ua).await?;
         let c = Ctx {
@@ -189,7 +190,8 @@ impl App {
         };
         let t = now();
         if rt.used_at.is_some() || rt.revoked_at.is_some() {
-            let n = self.store.revoke_refresh_family(rt.family_id, t).await?;
+            // Also ends the access token already issued from the family (its `sid`).
+            let n = self.revoke_family(rt.user_id, rt.family_id).await?;
             tracing::warn!(user_id = %rt.user_id, revoked = n, "Refresh token reused; family revoked.");
             self.audit(
                 ctx,
@@ -205,7 +207,7 @@ impl App {
             return Err(bad_refresh());
         }
         if !self.store.mark_refresh_token_used(rt.id, t).await? {
-            self.store.revoke_refresh_family(rt.family_id, t).await?;
+            self.revoke_family(rt.user_id, rt.family_id).await?;
             self.audit(
                 ctx,
                 "auth.refresh_reuse",
@@ -220,7 +222,7 @@ impl App {
             return Err(bad_refresh());
         };
         if user.disabled {
-            self.store.revoke_refresh_family(rt.family_id, t).await?;
+            self.revoke_family(rt.user_id, rt.family_id).await?;
             return Err(bad_refresh());
         }
         self.issue_pair(user, rt.family_id, ctx, ua).await
@@ -233,7 +235,7 @@ impl App {
         if all {
             self.store.revoke_user_refresh_tokens(p.user_id, t).await?;
         } else if let Some(f) = p.family {
-            self.store.revoke_refresh_family(f, t).await?;
+            self.revoke_family(p.user_id, f).await?;
         }
         // The access token must not outlive the logout. JWTs carry no per-session state, so
         // this ends the access tokens of the user's other sessions too; they refresh.
@@ -258,7 +260,9 @@ impl App {
             .ok_or_else(|| Error::Unauthorized("user no longer exists".into()))
     }
 
-    /// Changes the caller's password, ends every other session and returns a fresh pair.
+    /// Changes the caller's password, ends every session and API token of the user and
+    /// returns a fresh pair. Wrong current passwords are throttled like logins, per user and
+    /// source.
     pub async fn change_password(
         &self,
         ctx: &Ctx,
@@ -267,9 +271,22 @@ impl App {
         ua: Option<String>,
     ) -> Result<TokenPair> {
         let user = self.me(ctx).await?;
-        if !password::verify(current.to_owned(), user.password_hash.clone()).await {
+        // `#` cannot occur in a username, so this never shares a key with a login.
+        let key = format!("#password-change:{}", user.id);
+        let attempt = match self
+            .throttle
+            .reserve(ctx.ip.as_deref().unwrap_or_default(), &key)
+        {
+            Ok(a) => a,
+            Err(wait) => return Err(Error::TooManyRequests(wait)),
+        };
+        if current.len() > password::MAX_LEN
+            || !password::verify(current.to_owned(), user.password_hash.clone()).await
+        {
+            self.throttle.fail(attempt);
             return Err(Error::field("current_password", "does not match"));
         }
+        self.throttle.succeed(attempt);
         password::check_policy(new).map_err(|m| Error::field("new_password", m))?;
         if new == current {
             return Err(Error::field(
@@ -294,6 +311,7 @@ impl App {
         self.store
             .revoke_user_refresh_tokens(user.id, now())
             .await?;
+        self.store.revoke_user_api_tokens(user.id, now()).await?;
         self.revoke_access_tokens(user.id).await?;
         self.audit(
             ctx,

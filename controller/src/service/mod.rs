@@ -46,6 +46,10 @@ pub struct App {
     pub(crate) api_token_cache: RwLock<HashMap<String, (Principal, Instant)>>,
     /// Per-user `tokens_valid_after` (µs), briefly cached (user -> value, fetched at).
     pub(crate) session_cache: RwLock<HashMap<uuid::Uuid, (i64, Instant)>>,
+    /// Whether a refresh family is revoked, briefly cached (revoked is final).
+    pub(crate) family_cache: RwLock<HashMap<uuid::Uuid, (bool, Instant)>>,
+    /// Tells open live sockets that a user's credentials were revoked on this replica.
+    pub revocations: crate::auth::revocation::Revocations,
     /// Start time.
     pub started: Instant,
     /// Serialises fleet mutations so port checks and writes are atomic per controller.
@@ -94,11 +98,15 @@ impl App {
     ) -> Result<AppState, crate::fleet::ca::CaError> {
         let ca = crate::fleet::ca::Ca::load_or_create(&config.data_dir, master)?;
         let jwt = JwtKeys::new(&master.derive("jwt-access"), config.access_token_ttl_secs);
-        let throttle = LoginThrottle::new(
-            config.login_throttle.per_ip,
-            config.login_throttle.per_account,
-            Duration::from_secs(config.login_throttle.window_secs),
-        );
+        let lt = &config.login_throttle;
+        let throttle = LoginThrottle::new(crate::auth::throttle::Limits {
+            per_ip: lt.per_ip,
+            per_account: lt.per_account,
+            window: Duration::from_secs(lt.window_secs),
+            per_source: lt.per_source,
+            backoff_base: Duration::from_secs(lt.backoff_base_secs),
+            backoff_max: Duration::from_secs(lt.backoff_max_secs),
+        });
         Ok(Arc::new(Self {
             store,
             jwt,
@@ -107,6 +115,8 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             api_token_cache: RwLock::new(HashMap::new()),
             session_cache: RwLock::new(HashMap::new()),
+            family_cache: RwLock::new(HashMap::new()),
+            revocations: crate::auth::revocation::Revocations::default(),
             started: Instant::now(),
             fleet_lock: tokio::sync::Mutex::new(()),
             ca: Arc::new(ca),

@@ -155,7 +155,9 @@ impl App {
         Ok(())
     }
 
-    /// Sets a new password chosen by an admin; the user must change it at next login.
+    /// Sets a new password chosen by an admin (optionally to be changed at next login) and
+    /// ends the user's sessions and API tokens: whoever held the old password may have
+    /// minted them.
     pub async fn reset_password(
         &self,
         ctx: &Ctx,
@@ -180,6 +182,7 @@ impl App {
             )
             .await?;
         self.store.revoke_user_refresh_tokens(id, now()).await?;
+        self.store.revoke_user_api_tokens(id, now()).await?;
         self.revoke_access_tokens(id).await?;
         self.audit(
             ctx,

@@ -70,8 +70,8 @@ pub use telemetry::{
     ServerEventQuery, ServerStatusRow, Telemetry,
 };
 pub use users::{
-    ApiToken, LAST_ADMIN, NewApiToken, NewRefreshToken, NewUser, RefreshToken, Role, User,
-    UserUpdate, Users,
+    API_TOKEN_PARENT, ApiToken, LAST_ADMIN, NewApiToken, NewRefreshToken, NewUser, RefreshToken,
+    Role, TOKEN_CHAIN_MAX, TokenChain, User, UserUpdate, Users,
 };
 
 /// Everything the controller needs from storage.

@@ -124,6 +124,9 @@ pub struct ApiToken {
     pub last_used_at: Option<OffsetDateTime>,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The API token that minted this one (`None`: minted by a session). Revoking a token
+    /// revokes its descendants.
+    pub parent_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +137,27 @@ pub struct NewApiToken {
     pub prefix: String,
     pub role: Role,
     pub expires_at: Option<OffsetDateTime>,
+    /// The minting API token; it must belong to the same user and be neither revoked nor
+    /// expired, else [`Users::insert_api_token`] is `Conflict(`[`API_TOKEN_PARENT`]`)`.
+    pub parent_id: Option<Uuid>,
 }
+
+/// What a token and its ancestors say about it (see [`Users::api_token_chain`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenChain {
+    /// Tokens in the chain: 1 for a token minted by a session, 0 when it does not exist.
+    pub len: i64,
+    /// Whether the token or any ancestor is revoked or expired.
+    pub dead: bool,
+}
+
+/// What [`Users::insert_api_token`] reports in `Conflict` when the parent token is missing,
+/// revoked, expired or another user's.
+pub const API_TOKEN_PARENT: &str = "api_token_parent";
+
+/// Longest ancestor chain [`Users::api_token_chain`] follows (a guard against a deep
+/// chain making every check slow; the service refuses to mint beyond a smaller depth).
+pub const TOKEN_CHAIN_MAX: i64 = 64;
 
 /// Accounts and their credentials.
 #[async_trait]
@@ -175,12 +198,22 @@ pub trait Users: Send + Sync {
         user_id: Uuid,
         at: OffsetDateTime,
     ) -> StoreResult<u64>;
+    /// Whether any token of the refresh family is revoked (families are revoked as a whole:
+    /// logout, reuse detection, disabling); access tokens of such a family are refused.
+    async fn refresh_family_revoked(&self, family_id: Uuid) -> StoreResult<bool>;
 
     // API tokens
     async fn insert_api_token(&self, new: NewApiToken) -> StoreResult<ApiToken>;
     async fn get_api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>>;
+    async fn get_api_token(&self, id: Uuid) -> StoreResult<Option<ApiToken>>;
     async fn list_api_tokens_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ApiToken>>;
+    /// Revokes the token and every descendant (tokens it minted, and theirs) not revoked yet.
     async fn revoke_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
+    /// Revokes every not-yet-revoked API token of the user; returns how many.
+    async fn revoke_user_api_tokens(&self, user_id: Uuid, at: OffsetDateTime) -> StoreResult<u64>;
+    /// The token and its ancestors (at most [`TOKEN_CHAIN_MAX`]) as of `at`: a child minted
+    /// while its parent was being revoked is caught here even if the cascade missed it.
+    async fn api_token_chain(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<TokenChain>;
     async fn touch_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()>;
 }
 
@@ -414,6 +447,17 @@ macro_rules! impl_users {
                 Ok(r.rows_affected())
             }
 
+            async fn refresh_family_revoked(&self, family_id: Uuid) -> StoreResult<bool> {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL LIMIT 1) r",
+                )
+                .bind(family_id)
+                .fetch_one(self.r())
+                .await
+                .map(|n| n > 0)
+                .map_err(StoreError::from)
+            }
+
             async fn revoke_user_refresh_tokens(&self, user_id: Uuid, at: OffsetDateTime) -> StoreResult<u64> {
                 let r = sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
                     .bind(user_id)
@@ -437,10 +481,15 @@ macro_rules! impl_users {
                     last_used_at: None,
                     expires_at: new.expires_at.map(truncate),
                     revoked_at: None,
+                    parent_id: new.parent_id,
                 };
-                sqlx::query(
-                    "INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, role, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                // The parent check is part of the statement: a revoked, expired or foreign
+                // parent inserts nothing.
+                let r = sqlx::query(
+                    "INSERT INTO api_tokens (id, user_id, name, token_hash, prefix, role, created_at, expires_at, parent_id) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE $9 IS NULL OR EXISTS ( \
+                       SELECT 1 FROM api_tokens p WHERE p.id = $9 AND p.user_id = $2 AND p.revoked_at IS NULL \
+                       AND (p.expires_at IS NULL OR p.expires_at > $7))",
                 )
                 .bind(t.id)
                 .bind(t.user_id)
@@ -450,10 +499,51 @@ macro_rules! impl_users {
                 .bind(t.role.as_str())
                 .bind(ts(t.created_at))
                 .bind(t.expires_at.map(ts))
+                .bind(t.parent_id)
                 .execute(self.w())
                 .await
                 ?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(API_TOKEN_PARENT.into()));
+                }
                 Ok(t)
+            }
+
+            async fn get_api_token(&self, id: Uuid) -> StoreResult<Option<ApiToken>> {
+                sqlx::query_as::<_, ApiToken>("SELECT * FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.r())
+                    .await
+                    .map_err(StoreError::from)
+            }
+
+            async fn revoke_user_api_tokens(&self, user_id: Uuid, at: OffsetDateTime) -> StoreResult<u64> {
+                let r = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                    .bind(user_id)
+                    .bind(ts(at))
+                    .execute(self.w())
+                    .await
+                    ?;
+                Ok(r.rows_affected())
+            }
+
+            async fn api_token_chain(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<TokenChain> {
+                let (len, dead) = sqlx::query_as::<_, (i64, i64)>(
+                    "WITH RECURSIVE chain (id, parent_id, revoked_at, expires_at, depth) AS ( \
+                       SELECT id, parent_id, revoked_at, expires_at, 1 FROM api_tokens WHERE id = $1 \
+                       UNION ALL \
+                       SELECT a.id, a.parent_id, a.revoked_at, a.expires_at, c.depth + 1 \
+                       FROM api_tokens a JOIN chain c ON a.id = c.parent_id WHERE c.depth < $3 \
+                     ) SELECT COUNT(*), COALESCE(SUM(CASE WHEN revoked_at IS NOT NULL \
+                       OR (expires_at IS NOT NULL AND expires_at <= $2) THEN 1 ELSE 0 END), 0) FROM chain",
+                )
+                .bind(id)
+                .bind(ts(at))
+                .bind(TOKEN_CHAIN_MAX)
+                .fetch_one(self.r())
+                .await
+                ?;
+                Ok(TokenChain { len, dead: dead > 0 })
             }
 
             async fn get_api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiToken>> {
@@ -473,13 +563,31 @@ macro_rules! impl_users {
             }
 
             async fn revoke_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+                let mut tx = self.w().begin().await?;
                 let r = sqlx::query("UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
                     .bind(id)
                     .bind(ts(at))
-                    .execute(self.w())
+                    .execute(&mut *tx)
                     .await
                     ?;
-                if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                // Descendants, however deep (UNION, not UNION ALL: it stops on its own).
+                sqlx::query(
+                    "WITH RECURSIVE sub (id) AS ( \
+                       SELECT id FROM api_tokens WHERE parent_id = $1 \
+                       UNION SELECT a.id FROM api_tokens a JOIN sub s ON a.parent_id = s.id \
+                     ) UPDATE api_tokens SET revoked_at = $2 \
+                     WHERE revoked_at IS NULL AND id IN (SELECT id FROM sub)",
+                )
+                .bind(id)
+                .bind(ts(at))
+                .execute(&mut *tx)
+                .await
+                ?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn touch_api_token(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {

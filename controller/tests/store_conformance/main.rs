@@ -18,6 +18,7 @@ mod players;
 mod retention;
 mod servers;
 mod telemetry;
+mod tokens;
 mod users;
 
 use configs::*;
@@ -28,6 +29,7 @@ use serde_json::json;
 use servers::*;
 use telemetry::*;
 use time::{Duration, OffsetDateTime};
+use tokens::*;
 use users::*;
 use uuid::Uuid;
 
@@ -153,6 +155,8 @@ conformance!(
     ingest_failure_stores_nothing,
     retention_prunes_link_history,
     deletes_cascade_link_rows,
+    api_token_lineage,
+    refresh_family_revocation,
 );
 
 #[tokio::test]

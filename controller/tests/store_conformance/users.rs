@@ -225,6 +225,7 @@ pub(crate) async fn api_tokens(s: S) {
         prefix: "lg_ab12".into(),
         role: Role::Viewer,
         expires_at: Some(now() + Duration::days(30)),
+        parent_id: None,
     };
     let a = s.insert_api_token(new("ci", "th-1")).await.unwrap();
     let b = s.insert_api_token(new("backup", "th-2")).await.unwrap();
