@@ -3,6 +3,8 @@
 //! sockets close when their credentials are revoked; refresh reuse also ends the access
 //! token of the family; login and password-change throttling is per account and source.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use futures_util::StreamExt;
