@@ -3,6 +3,7 @@
 //! the same code in-process.
 //!
 //! - [`config`]: the one typed configuration (file + environment + flags).
+//! - [`fs_beneath`]: race-free file access below a server folder the game can write to.
 //! - [`outbox`]: the durable, bounded on-disk queue of events awaiting acknowledgement.
 //! - [`supervisor`]: process lifecycle, restart policy, adoption after an agent restart.
 //! - [`games`]: one adapter per game (files, launch, log source, control client).
@@ -12,6 +13,7 @@
 //! - [`link`]: the mTLS client to the controller, enrollment and certificate renewal.
 
 pub mod config;
+pub mod fs_beneath;
 pub mod games;
 pub mod host;
 pub mod link;

@@ -1,23 +1,36 @@
 //! File operations the controller may ask for (missions, mods' keys, logs), confined to
-//! one server's folder: relative paths of plain names only, no `..`, no absolute paths,
-//! and never through a symlink that leads outside. Blocking; run in `spawn_blocking`.
+//! one server's folder: relative paths of plain names only, no `..`, no absolute paths.
+//! The game owns that folder and may plant or swap symlinks and hard links in it at any
+//! moment, so every operation goes through [`crate::fs_beneath`]: no symlink is ever
+//! followed (not even one pointing back inside), hard-linked files are refused, and a
+//! swap during an operation can only make it fail, never reach outside. Blocking; run in
+//! `spawn_blocking`.
+//!
+//! Listings show folders and regular single-link files; symlinks, hard-linked files and
+//! special files are left out. Deleting a symlink deletes the link itself, never its
+//! target (so an operator can clean up one a mod planted).
 //!
 //! Files the launch plan marks secret (e.g. `server.cfg` with the admin password) and
 //! the folders holding secret files other than the server folder itself (e.g.
 //! `battleye/`, with the RCon password and what BattlEye writes) are [`Protected`]:
-//! no request may list, read, write or delete them, whether named directly or reached
-//! through a symlink inside the folder. Names compare case-insensitively (a Windows
-//! game would read `BattlEye/` as `battleye/`).
+//! no request may list, read, write or delete them. Since no symlink is followed, the
+//! name given is the only way to reach them (a hard link under another name is refused
+//! as hard-linked). Names compare case-insensitively (a Windows game would read
+//! `BattlEye/` as `battleye/`).
+//!
+//! Error messages echo the relative path the caller gave and a fixed reason ("not
+//! found", "symlinks are not followed", …): no absolute path, no OS error text.
 
 use std::ffi::OsStr;
-use std::fs;
-use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use languard_shared::wire::request::{AgentError, ErrorCode, FileEntry};
 
-use crate::supervisor::PlannedFile;
+use crate::fs_beneath::{self, Beneath, FsError};
+
+/// Mode of files written through the API: the game must be able to read them.
+const FILE_MODE: u32 = 0o644;
 
 /// Paths (relative to the server folder) no file request may touch.
 #[derive(Debug, Clone, Default)]
@@ -60,30 +73,11 @@ impl Protected {
             || self.files.iter().any(|f| rel == lower(f))
     }
 
-    /// Refuses `path` if it, or what any existing prefix of it resolves to, is
-    /// protected.
-    fn check(&self, root: &Path, path: &str) -> Result<(), AgentError> {
-        let refuse = || invalid(path, "managed file holding secrets");
-        let names = check_lexical(path, true)?;
+    /// Refuses `names` if they are or lie inside a protected path.
+    fn check(&self, path: &str, names: &[&OsStr]) -> Result<(), AgentError> {
         let rel: PathBuf = names.iter().collect();
         if self.covers(&rel) {
-            return Err(refuse());
-        }
-        let Ok(root) = fs::canonicalize(root) else {
-            return Ok(());
-        };
-        let mut current = root.clone();
-        for name in names {
-            current.push(name);
-            if fs::symlink_metadata(&current).is_err() {
-                break;
-            }
-            if let Ok(real) = fs::canonicalize(&current)
-                && let Ok(inside) = real.strip_prefix(&root)
-                && self.covers(inside)
-            {
-                return Err(refuse());
-            }
+            return Err(invalid(path, "managed file holding secrets"));
         }
         Ok(())
     }
@@ -93,11 +87,11 @@ fn invalid(path: &str, why: &str) -> AgentError {
     AgentError::new(ErrorCode::InvalidPath, format!("{path:?}: {why}"))
 }
 
-fn io_error(path: &str, e: &io::Error) -> AgentError {
-    let code = if e.kind() == io::ErrorKind::NotFound {
-        ErrorCode::InvalidPath
-    } else {
-        ErrorCode::Io
+/// The controller-facing error: the caller's relative path and the fixed reason.
+fn fs_error(path: &str, e: FsError) -> AgentError {
+    let code = match e {
+        FsError::Io(_) => ErrorCode::Io,
+        _ => ErrorCode::InvalidPath,
     };
     AgentError::new(code, format!("{path:?}: {e}"))
 }
@@ -135,46 +129,40 @@ fn check_lexical(path: &str, allow_empty: bool) -> Result<Vec<&OsStr>, AgentErro
     Ok(names)
 }
 
-/// Resolves an existing path inside `root`, refusing symlinks that lead outside.
-fn resolve(root: &Path, path: &str, allow_empty: bool) -> Result<PathBuf, AgentError> {
+/// Checks `path` and opens the server folder once: everything after resolves below
+/// that handle.
+fn prepare<'p>(
+    root: &Path,
+    path: &'p str,
+    allow_empty: bool,
+    protected: &Protected,
+) -> Result<(Beneath, Vec<&'p OsStr>), AgentError> {
     let names = check_lexical(path, allow_empty)?;
-    let root = fs::canonicalize(root).map_err(|e| io_error("", &e))?;
-    let mut current = root.clone();
-    for name in names {
-        current.push(name);
-        let meta = fs::symlink_metadata(&current).map_err(|e| io_error(path, &e))?;
-        if meta.file_type().is_symlink() {
-            let real = fs::canonicalize(&current).map_err(|e| io_error(path, &e))?;
-            if !real.starts_with(&root) {
-                return Err(invalid(path, "leads outside the server folder"));
-            }
-            current = real;
-        }
-    }
-    Ok(current)
+    protected.check(path, &names)?;
+    let folder = Beneath::open(root).map_err(|e| {
+        tracing::warn!(folder = %root.display(), error = %e, "Cannot open a server folder.");
+        AgentError::new(
+            ErrorCode::Io,
+            format!("the server folder cannot be opened: {e}"),
+        )
+    })?;
+    Ok((folder, names))
 }
 
 /// Lists a folder (`""` is the server folder itself), folders first, then by name.
 pub fn list(root: &Path, dir: &str, protected: &Protected) -> Result<Vec<FileEntry>, AgentError> {
-    protected.check(root, dir)?;
-    let path = resolve(root, dir, true)?;
-    let mut entries = Vec::new();
-    for entry in fs::read_dir(&path).map_err(|e| io_error(dir, &e))? {
-        let entry = entry.map_err(|e| io_error(dir, &e))?;
-        let meta = entry.metadata().map_err(|e| io_error(dir, &e))?;
-        let modified_ms = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        entries.push(FileEntry {
-            name: entry.file_name().to_string_lossy().into_owned(),
-            dir: meta.is_dir(),
-            size: if meta.is_dir() { 0 } else { meta.len() },
-            modified_ms,
-        });
-    }
+    let (folder, names) = prepare(root, dir, true, protected)?;
+    let mut entries: Vec<FileEntry> = folder
+        .list(&names)
+        .map_err(|e| fs_error(dir, e))?
+        .into_iter()
+        .map(|e| FileEntry {
+            name: e.name.to_string_lossy().into_owned(),
+            dir: e.dir,
+            size: e.size,
+            modified_ms: e.modified_ms,
+        })
+        .collect();
     entries.sort_by(|a, b| b.dir.cmp(&a.dir).then_with(|| a.name.cmp(&b.name)));
     Ok(entries)
 }
@@ -186,27 +174,17 @@ pub fn read(
     max_bytes: u64,
     protected: &Protected,
 ) -> Result<Vec<u8>, AgentError> {
-    protected.check(root, path)?;
-    let resolved = resolve(root, path, false)?;
-    let file = fs::File::open(&resolved).map_err(|e| io_error(path, &e))?;
-    let meta = file.metadata().map_err(|e| io_error(path, &e))?;
-    if !meta.is_file() {
-        return Err(invalid(path, "not a file"));
-    }
-    if meta.len() > max_bytes {
-        return Err(AgentError::new(
+    let (folder, names) = prepare(root, path, false, protected)?;
+    match folder
+        .read(&names, max_bytes)
+        .map_err(|e| fs_error(path, e))?
+    {
+        Ok(data) => Ok(data),
+        Err(size) => Err(AgentError::new(
             ErrorCode::Io,
-            format!(
-                "{path:?} is {} bytes, more than the {max_bytes} allowed",
-                meta.len()
-            ),
-        ));
+            format!("{path:?} is {size} bytes, more than the {max_bytes} allowed"),
+        )),
     }
-    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max_bytes)
-        .read_to_end(&mut data)
-        .map_err(|e| io_error(path, &e))?;
-    Ok(data)
 }
 
 /// Writes a file atomically (mode 0644), creating folders inside the server folder.
@@ -217,47 +195,32 @@ pub fn write(
     max_bytes: u64,
     protected: &Protected,
 ) -> Result<(), AgentError> {
-    check_lexical(path, false)?;
-    protected.check(root, path)?;
+    let (folder, names) = prepare(root, path, false, protected)?;
     if u64::try_from(data.len()).unwrap_or(u64::MAX) > max_bytes {
         return Err(AgentError::new(
             ErrorCode::Io,
             format!("{path:?}: more than the {max_bytes} bytes allowed"),
         ));
     }
-    let file = PlannedFile {
-        path: PathBuf::from(path),
-        contents: data,
-        secret: false,
+    let Some((name, parents)) = names.split_last() else {
+        return Err(invalid(path, "a file name is required"));
     };
-    crate::supervisor::files::write_planned(root, std::slice::from_ref(&file))
-        .map_err(|e| AgentError::new(ErrorCode::InvalidPath, e))
+    let dir = folder
+        .create_dirs(parents, None)
+        .map_err(|e| fs_error(path, e))?;
+    fs_beneath::write_file(dir.as_fd(), name, &data, FILE_MODE, None).map_err(|e| fs_error(path, e))
 }
 
-/// Deletes a file (never a folder).
+/// Deletes a file (never a folder); a symlink is deleted itself, not its target.
 pub fn delete(root: &Path, path: &str, protected: &Protected) -> Result<(), AgentError> {
-    let names = check_lexical(path, false)?;
-    protected.check(root, path)?;
-    // Resolve the parent (symlinks checked), then remove the entry itself without
-    // following it: deleting a symlink removes the link, not its target.
-    let (parent, name) = match names.split_last() {
-        Some((name, dirs)) => {
-            let dirs: PathBuf = dirs.iter().collect();
-            let dirs = dirs.to_string_lossy().into_owned();
-            (resolve(root, &dirs, true)?, *name)
-        }
-        None => return Err(invalid(path, "a file name is required")),
-    };
-    let target = parent.join(name);
-    let meta = fs::symlink_metadata(&target).map_err(|e| io_error(path, &e))?;
-    if meta.is_dir() {
-        return Err(invalid(path, "is a folder"));
-    }
-    fs::remove_file(&target).map_err(|e| io_error(path, &e))
+    let (folder, names) = prepare(root, path, false, protected)?;
+    folder.delete(&names).map_err(|e| fs_error(path, e))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn none() -> Protected {
@@ -354,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn secret_files_and_folders_are_refused_even_through_symlinks() {
+    fn secret_files_and_folders_are_refused_and_symlinks_to_them_too() {
         let dir = root();
         fs::create_dir_all(dir.path().join("battleye")).unwrap();
         fs::write(
@@ -365,6 +328,7 @@ mod tests {
         fs::write(dir.path().join("battleye/bans.txt"), "ban").unwrap();
         std::os::unix::fs::symlink("battleye", dir.path().join("be-link")).unwrap();
         std::os::unix::fs::symlink("server.cfg", dir.path().join("cfg-link")).unwrap();
+        fs::hard_link(dir.path().join("server.cfg"), dir.path().join("cfg-hard")).unwrap();
         let p = Protected::from_secrets(&[
             PathBuf::from("server.cfg"),
             PathBuf::from("battleye/beserver_x64.cfg"),
@@ -377,8 +341,6 @@ mod tests {
             "battleye/beserver_x64.cfg",
             "battleye/bans.txt",
             "BattlEye/bans.txt",
-            "be-link/bans.txt",
-            "cfg-link",
         ] {
             for err in [
                 read(root, path, 1024, &p).unwrap_err(),
@@ -389,20 +351,59 @@ mod tests {
                 assert!(err.message.contains("secrets"), "{path}: {err}");
             }
         }
-        for dir_path in ["battleye", "be-link", "battleye/sub"] {
+        // Through a symlink or a hard link the secret is not reached either.
+        for (path, why) in [
+            ("be-link/bans.txt", "symlinks are not followed"),
+            ("cfg-link", "symlinks are not followed"),
+            ("cfg-hard", "hard-linked files are refused"),
+        ] {
+            let err = read(root, path, 1024, &p).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidPath, "{path}: {err}");
+            assert!(err.message.contains(why), "{path}: {err}");
+        }
+        for dir_path in ["battleye", "battleye/sub"] {
             let err = list(root, dir_path, &p).unwrap_err();
             assert!(err.message.contains("secrets"), "{dir_path}: {err}");
         }
+        let err = list(root, "be-link", &p).unwrap_err();
+        assert!(err.message.contains("symlinks are not followed"), "{err}");
         assert!(write(root, "battleye/new.txt", b"x".to_vec(), 1024, &p).is_err());
         assert!(!root.join("battleye/new.txt").exists());
         assert_eq!(
             fs::read_to_string(root.join("battleye/bans.txt")).unwrap(),
             "ban"
         );
+        assert_eq!(
+            fs::read_to_string(root.join("server.cfg")).unwrap(),
+            "hostname = \"x\";"
+        );
         // Everything else still works, and the root lists names only.
         assert!(list(root, "", &p).is_ok());
         assert!(read(root, "mpmissions", 1024, &p).is_err());
         write(root, "basic.cfg", b"ok".to_vec(), 1024, &p).unwrap();
         assert_eq!(read(root, "basic.cfg", 1024, &p).unwrap(), b"ok");
+    }
+
+    #[test]
+    fn error_messages_carry_no_absolute_path_and_no_os_text() {
+        let dir = root();
+        let base = dir.path().to_string_lossy().into_owned();
+        for err in [
+            read(dir.path(), "missing.txt", 1024, &none()).unwrap_err(),
+            list(dir.path(), "missing", &none()).unwrap_err(),
+            delete(dir.path(), "missing/x", &none()).unwrap_err(),
+            read(dir.path(), "server.cfg/x", 1024, &none()).unwrap_err(),
+            read(Path::new("/nonexistent/languard"), "x", 1024, &none()).unwrap_err(),
+        ] {
+            assert!(!err.message.contains(&base), "{err}");
+            assert!(!err.message.contains("/nonexistent"), "{err}");
+            assert!(!err.message.contains("No such file"), "{err}");
+            assert!(!err.message.contains("os error"), "{err}");
+        }
+        let err = read(dir.path(), "missing.txt", 1024, &none()).unwrap_err();
+        assert_eq!(err.message, "\"missing.txt\": not found");
+        assert_eq!(err.code, ErrorCode::InvalidPath);
+        let err = read(dir.path(), "mpmissions", 1024, &none()).unwrap_err();
+        assert_eq!(err.message, "\"mpmissions\": is a folder");
     }
 }

@@ -366,7 +366,10 @@ impl Actor {
             plan.files.clone(),
             plan.console_dir.clone(),
         );
-        if let Err(reason) = blocking(move || files::write_planned(&cwd, &planned)).await {
+        if let Err(reason) =
+            blocking(move || files::write_planned(&cwd, &planned, None).map_err(|e| e.to_string()))
+                .await
+        {
             self.set_state(
                 ServerState::Error,
                 Some(format!("writing files failed: {reason}")),

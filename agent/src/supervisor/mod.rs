@@ -53,8 +53,8 @@
 //!   taken, already running) are typed [`StartError`]s and change nothing. Anything that
 //!   goes wrong from writing files on (path escaping the server folder, I/O errors, spawn
 //!   failure) sets state `Error` with the reason and launches nothing. All file paths are
-//!   validated before the first file is written. Symlinked directories are followed only
-//!   if they resolve inside the server folder; a symlink as the file itself is refused.
+//!   validated before the first file is written. No symlink below the server folder is
+//!   followed and hard-linked files are refused (`crate::fs_beneath`: the game owns it).
 //!   The folder of a secret file (other than the server folder itself, e.g.
 //!   `battleye/`) is made mode 0700. The game cannot be spawned with umask 077 without
 //!   an `unsafe` `pre_exec`, which the workspace forbids; files BattlEye writes itself

@@ -443,12 +443,23 @@ async fn path_escapes_are_errors_and_nothing_is_written() {
     assert!(!env.starts().exists(), "nothing launched");
     assert!(!env.console.exists());
 
-    // A symlinked directory that stays inside the server folder is fine.
+    // Even a symlink that stays inside the server folder is not followed (the game
+    // could re-point it between check and use); a real folder is fine.
     fs::create_dir_all(env.server.join("real")).unwrap();
     symlink(env.server.join("real"), env.server.join("inner")).unwrap();
     let mut plan = env.plan();
     plan.files.push(PlannedFile {
         path: "inner/ok.cfg".into(),
+        contents: b"ok".to_vec(),
+        secret: false,
+    });
+    h.set_plan(plan).await.unwrap();
+    assert!(matches!(h.start().await, Err(StartError::Files(_))));
+    let (reason, _, _) = ev.state(ServerState::Error).await;
+    assert!(reason.unwrap().contains("symlinks are not followed"));
+    let mut plan = env.plan();
+    plan.files.push(PlannedFile {
+        path: "real/ok.cfg".into(),
         contents: b"ok".to_vec(),
         secret: false,
     });
