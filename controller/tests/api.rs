@@ -1,6 +1,8 @@
 //! End-to-end API tests through the real HTTP stack.
 
 mod common;
+#[path = "api/ip_privacy.rs"]
+mod ip_privacy;
 
 use common::{Harness, PW};
 use languard_controller::store::Role;
