@@ -3,6 +3,8 @@
 #[path = "api/auth_hardening.rs"]
 mod auth_hardening;
 mod common;
+#[path = "api/ip_privacy.rs"]
+mod ip_privacy;
 
 use common::{Harness, PW};
 use languard_controller::store::Role;

@@ -403,3 +403,235 @@ async fn start_sends_one_request_with_the_spec_and_respects_the_agents_games() {
     let (_, srv) = h.get(&format!("/api/v1/servers/{server}"), &admin).await;
     assert_eq!(srv["desired_running"], true);
 }
+
+/// A fresh key and a CSR over it.
+fn key_and_csr() -> (rcgen::KeyPair, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    (key, csr)
+}
+
+/// Enrolls an agent for `host`: its certificate (PEM) and key.
+async fn enrolled_cert(
+    h: &Harness,
+    addr: std::net::SocketAddr,
+    admin: &str,
+    host: &str,
+) -> (String, rcgen::KeyPair) {
+    let (_, t) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{host}/join-tokens"),
+            admin,
+            json!({}),
+        )
+        .await;
+    let (key, csr) = key_and_csr();
+    let mut c = connect(h, addr).await;
+    c.send(&enroll(t["token"].as_str().unwrap(), &csr, "linux"))
+        .await
+        .unwrap();
+    let Some(ControllerMessage::Enrolled { cert_pem, .. }) = answer(&mut c).await else {
+        panic!("expected Enrolled");
+    };
+    (cert_pem, key)
+}
+
+/// Opens an agent session with `cert` and says hello as `agent_version`: the connection
+/// after the Welcome, or what the controller did instead (a refusal, a closed
+/// connection, a failed handshake).
+async fn dial(
+    h: &Harness,
+    addr: std::net::SocketAddr,
+    (cert_pem, key): (&str, &rcgen::KeyPair),
+    agent_version: &str,
+) -> Result<Conn, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(h.app.ca.root_store().unwrap())
+    .with_client_auth_cert(vec![cert], key)
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let mut c = FramedLink::new(tls, 4 * 1024 * 1024);
+    c.send(&AgentMessage::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        agent_version: agent_version.into(),
+        inventory: vec![],
+        last_acked_seq: 0,
+        games: vec![],
+    })
+    .await
+    .map_err(|e| format!("hello: {e}"))?;
+    match answer(&mut c).await {
+        Some(ControllerMessage::Welcome { .. }) => Ok(c),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// Renewal replaces the certificate: once the new one has been used, the old one opens
+/// nothing; after a revocation neither does.
+#[tokio::test]
+async fn renewed_certificates_supersede_the_old_and_revocation_ends_both() {
+    let h = Harness::with_config(|c| c.link.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (addr, _task) = h.app.spawn_link().await.unwrap().unwrap();
+    let admin = h.user("root", Role::Admin).await;
+    let (host, _) = h.server(&admin, 2302).await;
+    let (old_pem, old_key) = enrolled_cert(&h, addr, &admin, &host).await;
+    let old = (old_pem.as_str(), &old_key);
+
+    let mut c = dial(&h, addr, old, "test").await.unwrap();
+    let (new_key, csr) = key_and_csr();
+    c.send(&AgentMessage::RenewRequest { csr_pem: csr })
+        .await
+        .unwrap();
+    let new_pem = loop {
+        match answer(&mut c).await {
+            Some(ControllerMessage::Renewed { cert_pem, .. }) => break cert_pem,
+            Some(_) => continue,
+            None => panic!("no renewal"),
+        }
+    };
+    drop(c);
+    let new = (new_pem.as_str(), &new_key);
+    // Until the new certificate is used, the old one still works (the agent may have
+    // lost the answer).
+    drop(dial(&h, addr, old, "test").await.unwrap());
+    drop(dial(&h, addr, new, "test").await.unwrap());
+    let refused = dial(&h, addr, old, "test").await.err().unwrap();
+    assert!(refused.contains("superseded"), "{refused}");
+    drop(dial(&h, addr, new, "test").await.unwrap());
+    let (_, audit) = h.get("/api/v1/audit?action=agent.refused", &admin).await;
+    assert_eq!(
+        audit["items"][0]["details"]["reason"], "certificate not current",
+        "{audit}"
+    );
+
+    let (s, _) = h
+        .send(
+            "POST",
+            &format!("/api/v1/hosts/{host}/revoke"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for cert in [old, new] {
+        assert!(dial(&h, addr, cert, "test").await.is_err());
+    }
+}
+
+/// What a compromised agent sends is stored within limits: its build string, the text
+/// and times of its log lines.
+#[tokio::test]
+async fn agent_text_and_times_are_stored_within_limits() {
+    use languard_shared::wire::event::{Event, EventEnvelope, LogLevel, LogLine};
+    let h = Harness::with_config(|c| c.link.listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let (addr, _task) = h.app.spawn_link().await.unwrap().unwrap();
+    let admin = h.user("root", Role::Admin).await;
+    let (host, server) = h.server(&admin, 2302).await;
+    let (pem, key) = enrolled_cert(&h, addr, &admin, &host).await;
+    let version = format!("9.9\u{1b}]0;pwned\u{7}\r\n{}", "v".repeat(100_000));
+    let mut c = dial(&h, addr, (&pem, &key), &version).await.unwrap();
+    // The link stores the build string just after its welcome.
+    let host_id = uuid::Uuid::parse_str(&host).unwrap();
+    let mut stored = None;
+    for _ in 0..200 {
+        stored = h
+            .app
+            .store
+            .get_host(host_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_version;
+        if stored.as_deref() != Some("test") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stored = stored.unwrap();
+    assert!(stored.starts_with("9.9]0;pwned"), "{stored:?}");
+    assert!(stored.chars().count() <= 64 && !stored.chars().any(char::is_control));
+
+    let year_3000 = 32_503_680_000_000;
+    let sid = languard_shared::wire::ServerId::new(server.clone()).unwrap();
+    c.send(&AgentMessage::Events {
+        events: vec![EventEnvelope {
+            seq: 1,
+            at: year_3000,
+            event: Event::Log {
+                server: sid,
+                lines: vec![
+                    LogLine {
+                        at: year_3000,
+                        level: LogLevel::Info,
+                        text: "ü".repeat(1024 * 1024),
+                    },
+                    LogLine {
+                        at: 0,
+                        level: LogLevel::Info,
+                        text: "from 1970".into(),
+                    },
+                ],
+            },
+        }],
+    })
+    .await
+    .unwrap();
+    loop {
+        match answer(&mut c).await {
+            Some(ControllerMessage::Ack { upto: 1 }) => break,
+            Some(_) => continue,
+            None => panic!("no ack"),
+        }
+    }
+    let page = h
+        .app
+        .store
+        .query_logs(languard_controller::store::LogQuery {
+            server_id: Some(uuid::Uuid::parse_str(&server).unwrap()),
+            min_level: None,
+            from: None,
+            to: None,
+            contains: None,
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let items = page.items;
+    assert_eq!(items.len(), 2, "{items:?}");
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        items[0].ts <= now + time::Duration::minutes(6),
+        "{}",
+        items[0].ts
+    );
+    assert!(
+        items[1].ts >= now - time::Duration::days(31),
+        "{}",
+        items[1].ts
+    );
+    let long = &items[0].text;
+    assert!(
+        long.len() <= 16 * 1024 && long.ends_with("[truncated]"),
+        "{}",
+        long.len()
+    );
+    assert_eq!(items[1].text, "from 1970");
+}

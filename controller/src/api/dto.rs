@@ -1028,3 +1028,64 @@ mod debug_tests {
         ));
     }
 }
+
+// ------------------------------------------------------------------ player addresses
+
+/// The lowest role that sees player addresses. Addresses are personal data; viewers
+/// (community staff, moderators in training) need names and accounts, not where players
+/// connect from. Every view that carries an address asks [`sees_addresses`].
+pub const ADDRESS_ROLE: store::Role = store::Role::Operator;
+
+/// Whether `ctx`'s caller may see player addresses.
+pub fn sees_addresses(ctx: &crate::service::Ctx) -> bool {
+    ctx.principal
+        .as_ref()
+        .is_some_and(|p| role_sees_addresses(p.role))
+}
+
+/// Whether `role` may see player addresses ([`ADDRESS_ROLE`] or higher).
+pub fn role_sees_addresses(role: store::Role) -> bool {
+    crate::auth::role_allows(role, ADDRESS_ROLE)
+}
+
+/// Hides the player addresses in an event payload as stored in a server's history or
+/// sent to consoles: every `address` or `ip` member, at any depth, becomes `null` (the
+/// member stays, so the shape does not depend on the role). Payloads stored by older
+/// protocol versions name the field `ip`, current ones `address`.
+pub fn hide_addresses(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, member) in map.iter_mut() {
+                if k == "address" || k == "ip" {
+                    *member = Value::Null;
+                } else {
+                    hide_addresses(member);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(hide_addresses),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn addresses_are_hidden_at_any_depth_and_only_below_operator() {
+        let mut v = json!({"kind": "player_joined", "data": {"player": {"name": "Fritz",
+            "address": "10.0.0.1"}}, "list": [{"ip": "1.2.3.4", "text": "address 5.6.7.8"}]});
+        hide_addresses(&mut v);
+        assert_eq!(
+            v,
+            json!({"kind": "player_joined", "data": {"player": {"name": "Fritz",
+                "address": null}}, "list": [{"ip": null, "text": "address 5.6.7.8"}]})
+        );
+        assert!(!role_sees_addresses(store::Role::Viewer));
+        assert!(role_sees_addresses(store::Role::Operator));
+        assert!(role_sees_addresses(store::Role::Admin));
+    }
+}

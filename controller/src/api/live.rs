@@ -156,7 +156,10 @@ async fn session(app: AppState, who: Principal, socket: WebSocketStream) {
             }
             msg = rx.recv() => {
                 let out = match msg {
-                    Ok(m) if subs.wants(&m) => Message::Text(m.json.to_string()),
+                    Ok(m) if subs.wants(&m) => match view(&who, &m) {
+                        Some(text) => Message::Text(text),
+                        None => continue,
+                    },
                     Ok(_) => continue,
                     Err(RecvError::Lagged(n)) => send(json!({"type": "lagged", "dropped": n})),
                     Err(RecvError::Closed) => break,
@@ -195,6 +198,22 @@ async fn session(app: AppState, who: Principal, socket: WebSocketStream) {
         }
     }
     let _ = sink.close().await;
+}
+
+/// What this console may see of `m`: player addresses (players and events channels)
+/// only for operators and admins, hidden as in the REST views. `None`: nothing (a
+/// frame that does not parse, which the hub never publishes).
+fn view(who: &Principal, m: &LiveMessage) -> Option<String> {
+    // A member named so is the only way an address gets into a frame; text that merely
+    // mentions the word is escaped (`\"address\"`) and does not match.
+    if super::dto::role_sees_addresses(who.role)
+        || !(m.json.contains("\"address\"") || m.json.contains("\"ip\""))
+    {
+        return Some(m.json.to_string());
+    }
+    let mut v: serde_json::Value = serde_json::from_str(&m.json).ok()?;
+    super::dto::hide_addresses(&mut v);
+    Some(v.to_string())
 }
 
 fn handle_client(subs: &mut Subscriptions, text: &str) -> Option<serde_json::Value> {

@@ -19,6 +19,7 @@ use super::error::ApiResult;
 use super::security::{AdminAuth, OperatorAuth, ViewerAuth};
 use super::tags::ApiTags;
 use crate::error::Error;
+use crate::fleet::limits;
 use crate::service::AppState;
 use crate::service::lifecycle::Lifecycle;
 use crate::store::ServerStatusRow;
@@ -198,7 +199,9 @@ pub struct PlayerView {
     pub account: Option<String>,
     /// The game has verified the account.
     pub verified: bool,
-    /// Address, when the game reports one.
+    /// Address, when the game reports one. Only operators and admins see it: `null`
+    /// for viewers.
+    #[oai(nullable)]
     pub address: Option<String>,
     /// Ping in ms, when measured.
     pub ping_ms: Option<u32>,
@@ -484,7 +487,8 @@ impl OperationsApi {
             .await
     }
 
-    /// The players online now, as the game reports them.
+    /// The players online now, as the game reports them (addresses for operators and
+    /// admins only).
     #[oai(
         path = "/:id/players",
         method = "get",
@@ -492,7 +496,24 @@ impl OperationsApi {
     )]
     async fn players(&self, auth: ViewerAuth, id: Path<Uuid>) -> ApiResult<Json<Vec<PlayerView>>> {
         match self.0.operate(&auth.0, id.0, Operation::Players).await? {
-            Response::Players(list) => Ok(Json(list.into_iter().map(Into::into).collect())),
+            Response::Players(list) => {
+                let addresses = super::dto::sees_addresses(&auth.0);
+                Ok(Json(
+                    list.into_iter()
+                        .map(|p| {
+                            // Agent text, shown like stored player events are.
+                            let mut v = PlayerView::from(p);
+                            v.key = limits::label(&v.key, limits::MAX_LABEL);
+                            v.name = limits::label(&v.name, limits::MAX_LABEL);
+                            v.account = v.account.map(|a| limits::label(&a, limits::MAX_LABEL));
+                            if !addresses {
+                                v.address = None;
+                            }
+                            v
+                        })
+                        .collect(),
+                ))
+            }
             other => Err(unexpected(other)),
         }
     }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::dto::{hide_addresses, sees_addresses};
 use super::error::ApiResult;
 use super::security::ViewerAuth;
 use super::tags::ApiTags;
@@ -133,7 +134,7 @@ pub struct ServerEventView {
     /// `status`, `player_joined`, `player_identified`, `player_left`, `player_kicked`,
     /// `chat`, `admin_login`, `gap`.
     pub kind: String,
-    /// Details.
+    /// Details. Player addresses in them (`address`, `ip`) are `null` for viewers.
     pub data: Value,
 }
 
@@ -150,7 +151,8 @@ pub struct SessionView {
     pub joined_at: OffsetDateTime,
     /// Left (open while absent).
     pub left_at: Option<OffsetDateTime>,
-    /// Address.
+    /// The player's address. Only operators and admins see it: `null` for viewers.
+    #[oai(nullable)]
     pub ip: Option<String>,
 }
 
@@ -339,6 +341,7 @@ impl TelemetryApi {
     }
 
     /// The server's history (status changes, joins, leaves, kicks, chat), newest first.
+    /// Player addresses only for operators and admins.
     #[oai(
         path = "/servers/:id/events",
         method = "get",
@@ -346,7 +349,7 @@ impl TelemetryApi {
     )]
     async fn events(
         &self,
-        _auth: ViewerAuth,
+        auth: ViewerAuth,
         id: Path<Uuid>,
         /// Comma-separated kinds, e.g. `chat,player_joined`.
         kind: Query<Option<String>>,
@@ -381,20 +384,27 @@ impl TelemetryApi {
             })
             .await
             .map_err(Error::from)?;
+        let addresses = sees_addresses(&auth.0);
         Ok(Json(
             events
                 .into_iter()
-                .map(|e| ServerEventView {
-                    id: e.id,
-                    ts: e.ts,
-                    kind: e.kind.as_str().to_owned(),
-                    data: e.data,
+                .map(|mut e| {
+                    if !addresses {
+                        hide_addresses(&mut e.data);
+                    }
+                    ServerEventView {
+                        id: e.id,
+                        ts: e.ts,
+                        kind: e.kind.as_str().to_owned(),
+                        data: e.data,
+                    }
                 })
                 .collect(),
         ))
     }
 
-    /// Player sessions on the server, newest first.
+    /// Player sessions on the server, newest first (addresses for operators and admins
+    /// only).
     #[oai(
         path = "/servers/:id/sessions",
         method = "get",
@@ -402,7 +412,7 @@ impl TelemetryApi {
     )]
     async fn sessions(
         &self,
-        _auth: ViewerAuth,
+        auth: ViewerAuth,
         id: Path<Uuid>,
         /// Only players still online.
         open: Query<Option<bool>>,
@@ -420,6 +430,7 @@ impl TelemetryApi {
             })
             .await
             .map_err(Error::from)?;
+        let addresses = sees_addresses(&auth.0);
         Ok(Json(
             list.into_iter()
                 .map(|s| SessionView {
@@ -428,7 +439,7 @@ impl TelemetryApi {
                     player_id: s.player_id,
                     joined_at: s.joined_at,
                     left_at: s.left_at,
-                    ip: s.ip,
+                    ip: s.ip.filter(|_| addresses),
                 })
                 .collect(),
         ))

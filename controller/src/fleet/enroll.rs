@@ -113,6 +113,7 @@ async fn enroll(
             agent_id,
             os,
             agent_version: truncate(&agent_version, 64),
+            cert_serial: cert.serial.clone(),
             at: now,
         })
         .await

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::limits::{self, Dropped, TimeWindow};
 use crate::live::Channel;
 use crate::store::{
     IngestBatch, LogLevel, NewLogLine, NewMetricSample, NewServerEvent, ServerEventKind,
@@ -43,6 +44,9 @@ pub struct Converted {
     /// Events refused for naming a foreign server (still acknowledged: replaying them
     /// cannot make them acceptable).
     pub rejected: Vec<Rejected>,
+    /// What the agent sent beyond [`limits`] and was dropped (the rest of the batch is
+    /// stored and acknowledged).
+    pub dropped: Dropped,
 }
 
 /// A wire time as a row time. An agent's clock can be anything: a time outside what
@@ -150,7 +154,8 @@ fn event_kind(e: &Event) -> &'static str {
 
 /// Converts `events` (already deduplicated) from `host_id`, whose servers are `owned`.
 /// `with_live`: also build the live messages (skipped when no console is connected: log
-/// lines are the hot path).
+/// lines are the hot path). Every value is first brought within [`limits`] (times
+/// clamped around now, texts cut), so rows and live messages agree.
 pub fn convert(
     host_id: Uuid,
     owned: &HashSet<Uuid>,
@@ -160,9 +165,13 @@ pub fn convert(
     let mut out = Converted::default();
     out.batch.host_id = host_id;
     let now = crate::store::now();
+    let window = TimeWindow::around(
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+    );
     let ts = |ms: i64| wire_time(ms, now);
     let mut joins = Joins::default();
     for env in events {
+        let env = limits::envelope(env, &window, &mut out.dropped);
         let seq = i64::try_from(env.seq).unwrap_or(i64::MAX);
         out.batch.upto = out.batch.upto.max(seq);
         let at = ts(env.at);
@@ -256,16 +265,22 @@ pub fn convert(
                     },
                     None => None,
                 };
+                let cpu = limits::cpu_percent(sample.cpu_percent);
                 out.batch.metrics.push(NewMetricSample {
                     server_id: sid,
                     host_id: Some(host_id),
                     ts: Some(at),
-                    cpu_percent: Some(f64::from(sample.cpu_percent)),
+                    cpu_percent: cpu,
                     rss_bytes: i64::try_from(sample.memory_bytes).ok(),
                     players: sample.players.map(i64::from),
                     fps: None,
                 });
-                let data = serde_json::to_value(&sample).unwrap_or(Value::Null);
+                let mut data = serde_json::to_value(&sample).unwrap_or(Value::Null);
+                if cpu.is_none()
+                    && let Some(o) = data.as_object_mut()
+                {
+                    o.insert("cpu_percent".into(), Value::Null);
+                }
                 out.live
                     .push((Channel::Metrics, sid, json!({"at": env.at, "sample": data})));
             }
@@ -725,6 +740,129 @@ mod tests {
                 ("open", account)
             ]
         );
+    }
+
+    /// A compromised agent's batch: every value is stored within limits, every event
+    /// still counts for the ack.
+    #[test]
+    fn hostile_values_are_cut_clamped_and_still_acknowledged() {
+        use super::limits::{MAX_LABEL, MAX_LINES_PER_EVENT, MAX_LOG_TEXT, TRUNCATED_MARK};
+        let host = Uuid::new_v4();
+        let mine = Uuid::new_v4();
+        let owned: HashSet<Uuid> = [mine].into();
+        let before = crate::store::now();
+        let huge = "é".repeat(MAX_LOG_TEXT);
+        let far_future = 32_503_680_000_000; // year 3000
+        let lines: Vec<LogLine> = (0..MAX_LINES_PER_EVENT + 5)
+            .map(|i| LogLine {
+                at: if i == 0 { far_future } else { 0 },
+                level: WireLevel::Info,
+                text: if i == 0 { huge.clone() } else { "x".into() },
+            })
+            .collect();
+        let evil_name = format!("\u{1b}[2J{}\r\n", "N".repeat(10_000));
+        let out = convert(
+            host,
+            &owned,
+            vec![
+                EventEnvelope {
+                    seq: 1,
+                    at: far_future,
+                    event: Event::Log {
+                        server: sid(mine),
+                        lines,
+                    },
+                },
+                EventEnvelope {
+                    seq: 2,
+                    at: 0,
+                    event: player_event(
+                        mine,
+                        PlayerEvent::Joined {
+                            player: Player {
+                                key: "1".into(),
+                                name: evil_name.clone(),
+                                account: Some("a".repeat(100_000)),
+                                verified: true,
+                                address: None,
+                                ping_ms: None,
+                                in_lobby: false,
+                            },
+                        },
+                    ),
+                },
+                EventEnvelope {
+                    seq: 3,
+                    at: far_future,
+                    event: Event::Metrics {
+                        server: Some(sid(mine)),
+                        sample: MetricsSample {
+                            cpu_percent: f32::NAN,
+                            ..Default::default()
+                        },
+                    },
+                },
+                EventEnvelope {
+                    seq: 4,
+                    at: 1_700_000_000_000,
+                    event: Event::Metrics {
+                        server: None,
+                        sample: MetricsSample {
+                            cpu_percent: -5.0,
+                            ..Default::default()
+                        },
+                    },
+                },
+            ],
+            true,
+        );
+        let after = crate::store::now();
+        assert_eq!(out.batch.upto, 4, "every event is acknowledged");
+        // Log lines: at most MAX_LINES_PER_EVENT, the long one cut with the marker.
+        assert_eq!(out.batch.logs.len(), MAX_LINES_PER_EVENT);
+        assert_eq!(out.dropped.lines, 5);
+        let first = &out.batch.logs[0];
+        assert!(first.text.len() <= MAX_LOG_TEXT && first.text.ends_with(TRUNCATED_MARK));
+        // Times: nothing after now + 5 min, nothing before now - 30 days.
+        let latest = after + time::Duration::minutes(5);
+        let earliest = before - time::Duration::days(30) - time::Duration::seconds(1);
+        assert!(first.ts <= latest && first.ts > before, "{}", first.ts);
+        let old = &out.batch.logs[1];
+        assert!(
+            old.ts >= earliest && old.ts < before - time::Duration::days(29),
+            "{}",
+            old.ts
+        );
+        for e in &out.batch.events {
+            assert!(e.ts >= earliest && e.ts <= latest, "{:?}", e.ts);
+        }
+        for m in &out.batch.metrics {
+            assert!(m.ts.unwrap() <= latest);
+            assert_eq!(
+                m.cpu_percent, None,
+                "NaN and negative CPU are no measurement"
+            );
+        }
+        // Player strings: no control characters, capped, in rows and live messages alike.
+        let SessionChange::Join { name, account, .. } = &out.batch.sessions[0] else {
+            panic!("{:?}", out.batch.sessions);
+        };
+        assert_eq!(name.chars().count(), MAX_LABEL);
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+        assert_eq!(account.len(), MAX_LABEL);
+        let (_, _, joined) = out
+            .live
+            .iter()
+            .find(|(c, _, _)| *c == Channel::Players)
+            .unwrap();
+        assert_eq!(joined["player"]["name"].as_str(), Some(name.as_str()));
+        let (_, _, metrics) = out
+            .live
+            .iter()
+            .find(|(c, _, _)| *c == Channel::Metrics)
+            .unwrap();
+        assert_eq!(metrics["sample"]["cpu_percent"], Value::Null);
+        assert!(metrics["at"].as_i64().unwrap() < far_future);
     }
 
     #[test]

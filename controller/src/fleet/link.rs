@@ -4,6 +4,10 @@
 //! naming an unrevoked agent — checked during the handshake) is an agent session:
 //! Hello → Welcome, then requests, events, acks and heartbeats until either side goes
 //! away. A connection without one may only enroll: one `Enroll`, one answer, closed.
+//! The certificate must also be the host's current one by serial (or the one a renewal
+//! just replaced, until the new one is first used): renewal and revocation retire
+//! certificates, not just agent ids. Everything the agent says is brought within
+//! [`super::limits`] before it is stored or shown.
 //!
 //! Events are committed before they are acknowledged: a per-connection ingest task
 //! stores each batch in one transaction that also raises the host's `acked_seq`, then
@@ -19,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use languard_shared::games::GameKind;
 use languard_shared::wire::event::{EventEnvelope, ServerStatus};
 use languard_shared::wire::frame::{FrameReader, FramedLink, MAX_FRAME_LEN};
 use languard_shared::wire::link::{
@@ -34,9 +39,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use uuid::Uuid;
 
-use super::ca::{Ca, RevocationCheck, agent_id_from_cert, server_config};
+use super::ca::{Ca, RevocationCheck, agent_id_from_cert, cert_serial, server_config};
 use super::enroll;
 use super::ingest::{self, Rejected};
+use super::limits::{self, TimeWindow};
 use super::registry::{LinkHandle, Registry};
 use crate::config::Link as LinkConfig;
 use crate::live::{Channel, LiveHub};
@@ -151,15 +157,11 @@ async fn connection(
             return;
         }
     };
-    let agent_id = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| agent_id_from_cert(c));
-    match agent_id {
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let identity = leaf.and_then(|c| Some((agent_id_from_cert(c)?, cert_serial(c)?)));
+    match identity {
         None => enroll::serve(&app, FramedLink::new(tls, ENROLL_FRAME_MAX), peer).await,
-        Some(id) => session(app, hooks, FramedLink::new(tls, MAX_FRAME_LEN), id, peer).await,
+        Some(cert) => session(app, hooks, FramedLink::new(tls, MAX_FRAME_LEN), cert, peer).await,
     }
 }
 
@@ -193,11 +195,14 @@ async fn audit_agent(
     }
 }
 
+/// A verified client certificate: the agent it names and its serial.
+type PeerCert = (Uuid, String);
+
 async fn session<T>(
     app: Deps,
     hooks: Arc<dyn LinkHooks>,
     mut link: FramedLink<T>,
-    agent_id: Uuid,
+    (agent_id, serial): PeerCert,
     peer: SocketAddr,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -223,6 +228,33 @@ async fn session<T>(
             return;
         }
     };
+    // Revocation and renewal name certificates, not only agents: a certificate a renewal
+    // replaced (once its successor is in use) or one of a revoked host opens nothing.
+    match app.store.use_host_cert(host.id, &serial).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(%peer, %agent_id, %serial, "Link refused: certificate superseded or revoked.");
+            refuse(
+                &mut link,
+                "certificate superseded or revoked: use the current one or enroll again",
+            )
+            .await;
+            audit_agent(
+                &*app.store,
+                "agent.refused",
+                ("agent", agent_id.to_string()),
+                peer,
+                json!({"reason": "certificate not current", "cert_serial": serial}),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Link refused: store unavailable.");
+            refuse(&mut link, "controller storage unavailable; retry later").await;
+            return;
+        }
+    }
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, link.recv::<AgentMessage>()).await {
         Ok(Ok(Some(m))) => m,
         Ok(Ok(None)) => return,
@@ -246,6 +278,20 @@ async fn session<T>(
         refuse(&mut link, "expected hello").await;
         return;
     };
+    // The hello is agent text like any event: its build string is shown and stored, its
+    // inventory drives reconciliation.
+    let agent_version = limits::label(&agent_version, limits::MAX_AGENT_VERSION);
+    let window = TimeWindow::around(now_millis());
+    let inventory: Vec<ServerStatus> = inventory
+        .into_iter()
+        .take(limits::MAX_EVENTS_PER_BATCH)
+        .map(|s| limits::status(s, &window))
+        .collect();
+    // Each game once, in the registry's order, however long the list the agent sent.
+    let games: Vec<GameKind> = GameKind::ALL
+        .into_iter()
+        .filter(|g| games.contains(g))
+        .collect();
     let version = match negotiate(protocol_version, SUPPORTED_VERSIONS) {
         Ok(v) => v,
         Err(reason) => {
@@ -348,7 +394,7 @@ async fn session<T>(
         &correlator,
         &tx,
         &ingest_tx,
-        agent_id,
+        (host_id, agent_id, &serial),
     )
     .await;
     tracing::info!(%peer, host = %host_id, reason, "Agent disconnected.");
@@ -390,7 +436,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     correlator: &Correlator,
     tx: &mpsc::Sender<ControllerMessage>,
     ingest: &mpsc::Sender<Vec<EventEnvelope>>,
-    agent_id: Uuid,
+    (host_id, agent_id, serial): (Uuid, Uuid, &str),
 ) -> &'static str {
     let silence = heartbeat * 3;
     loop {
@@ -415,27 +461,48 @@ async fn read_loop<R: AsyncRead + Unpin>(
             AgentMessage::Response { id, result } => {
                 correlator.resolve(id, result);
             }
-            AgentMessage::Events { events } => {
-                if !events.is_empty() && ingest.send(events).await.is_err() {
-                    return "ingest stopped";
+            AgentMessage::Events { mut events } => {
+                // One transaction stays bounded whatever one message holds.
+                while !events.is_empty() {
+                    let rest = events.split_off(events.len().min(limits::MAX_EVENTS_PER_BATCH));
+                    if ingest.send(events).await.is_err() {
+                        return "ingest stopped";
+                    }
+                    events = rest;
                 }
             }
             AgentMessage::Heartbeat { .. } => {}
             AgentMessage::RenewRequest { csr_pem } => {
                 let validity =
                     Duration::from_secs(u64::from(app.config.cert_validity_days) * 86_400);
-                match app.ca.sign_agent_csr(&csr_pem, agent_id, validity) {
-                    Ok(cert) => {
-                        tracing::info!(%agent_id, not_after = %cert.not_after, "Agent certificate renewed.");
-                        let _ = tx
-                            .send(ControllerMessage::Renewed {
-                                cert_pem: cert.cert_pem,
-                                chain_pem: app.ca.cert_pem().to_owned(),
-                            })
-                            .await;
+                let cert = match app.ca.sign_agent_csr(&csr_pem, agent_id, validity) {
+                    Ok(cert) => cert,
+                    Err(e) => {
+                        tracing::warn!(%agent_id, error = %e, "Renewal CSR refused.");
+                        continue;
                     }
-                    Err(e) => tracing::warn!(%agent_id, error = %e, "Renewal CSR refused."),
+                };
+                // Recorded before the agent sees it: the new certificate must be accepted
+                // at its first use, and from then on the one in use now must not.
+                match app
+                    .store
+                    .renew_host_cert(host_id, serial, &cert.serial)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return "certificate superseded or revoked",
+                    Err(e) => {
+                        tracing::warn!(%agent_id, error = %e, "Renewal not stored; the agent asks again later.");
+                        continue;
+                    }
                 }
+                tracing::info!(%agent_id, not_after = %cert.not_after, serial = %cert.serial, "Agent certificate renewed.");
+                let _ = tx
+                    .send(ControllerMessage::Renewed {
+                        cert_pem: cert.cert_pem,
+                        chain_pem: app.ca.cert_pem().to_owned(),
+                    })
+                    .await;
             }
             AgentMessage::Hello { .. } | AgentMessage::Enroll { .. } => {
                 return "protocol error: unexpected hello/enroll";
@@ -519,6 +586,10 @@ async fn ingest_loop(mut cx: IngestCtx, mut rx: mpsc::Receiver<Vec<EventEnvelope
         let n_events = events.len();
         let converted = ingest::convert(cx.host_id, &owned, events, cx.app.live.consoles() > 0);
         let n_lines = converted.batch.logs.len();
+        if converted.dropped.lines > 0 {
+            tracing::warn!(host = %cx.host_id, agent = %cx.agent_id, lines = converted.dropped.lines,
+                max = limits::MAX_LINES_PER_EVENT, "Agent sent log events with too many lines; the excess was dropped.");
+        }
         let _g = cx.lock.lock().await;
         if *cx.closed.borrow() {
             // A newer connection took over; it replays from the committed mark.

@@ -8,6 +8,7 @@
 //! - [`link`]: the TLS listener agents dial; [`enroll`] serves enrollment connections.
 //! - [`registry`]: connected agents, request routing, revoked agent ids.
 //! - [`ingest`]: agent events to rows and live messages, ownership checks.
+//! - [`limits`]: what an agent may store (lengths, times, figures).
 //!
 //! Crypto: ECDSA P-256 with SHA-256 everywhere, rustls with the `ring` provider, TLS 1.3 only.
 
@@ -15,5 +16,6 @@ pub mod ca;
 pub mod enroll;
 pub mod ingest;
 pub mod join;
+pub mod limits;
 pub mod link;
 pub mod registry;

@@ -32,6 +32,12 @@ pub struct Host {
     /// Highest agent event sequence number committed for this host (the link's ack).
     /// Written only by [`super::Ingest::ingest`] and reset by [`Hosts::enroll_agent`].
     pub acked_seq: i64,
+    /// Serial (lowercase hex) of the agent's current certificate: the one the link
+    /// accepts. `None` only for hosts enrolled before serials were kept.
+    pub cert_serial: Option<String>,
+    /// Serial of the certificate the last renewal replaced, still accepted until the
+    /// current one is first used ([`Hosts::use_host_cert`]).
+    pub prev_cert_serial: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +83,8 @@ pub struct Enrollment {
     /// As the agent reports.
     pub os: HostOs,
     pub agent_version: String,
+    /// Serial of the certificate issued with the enrollment (becomes the only one accepted).
+    pub cert_serial: String,
     pub at: OffsetDateTime,
 }
 
@@ -105,7 +113,9 @@ pub trait Hosts: Send + Sync {
     /// In one transaction: marks the token used — only if it is unused, unexpired at
     /// `e.at` and made for `e.host_id`, else `Conflict("join token")` and nothing changes —
     /// and binds the host to the new agent: `agent_id`, `os`, `agent_version`, status
-    /// `offline`, `revoked_at` cleared, `acked_seq` 0 (a new agent numbers from 1).
+    /// `offline`, `revoked_at` cleared, `acked_seq` 0 (a new agent numbers from 1),
+    /// `cert_serial` the new certificate's and no previous one (every certificate of an
+    /// earlier enrollment is refused from now on).
     /// Exactly one of any number of concurrent calls with one token succeeds (the token
     /// update is one conditional statement). An `agent_id` another host already has is a
     /// `Conflict` from the unique index, and the token stays unused.
@@ -128,6 +138,17 @@ pub trait Hosts: Send + Sync {
     /// and status `revoked` (the agent's certificate is refused from now on). A missing
     /// host is `NotFound`.
     async fn revoke_host(&self, id: Uuid, at: OffsetDateTime) -> StoreResult<Host>;
+    /// The host's agent connected with the certificate `serial`. `true` (accept) when it
+    /// is the current one — then the previous one is no longer accepted — or still the
+    /// previous one, or when the host has no serial recorded (enrolled before serials
+    /// were kept: this one becomes current). `false` (refuse; nothing changes) for any
+    /// other serial, a revoked host or a missing one.
+    async fn use_host_cert(&self, host_id: Uuid, serial: &str) -> StoreResult<bool>;
+    /// A renewal over a link that uses the certificate `in_use`: `new` becomes current and
+    /// `in_use` the previous one (the only other accepted, until `new` is first used).
+    /// `false` (nothing changes) when `in_use` is not accepted any more (superseded or
+    /// revoked meanwhile) or the host is missing.
+    async fn renew_host_cert(&self, host_id: Uuid, in_use: &str, new: &str) -> StoreResult<bool>;
 }
 
 /// Implements [`Hosts`] for a backend (`impl_hosts!(SqliteStore)`): one body for both
@@ -150,6 +171,8 @@ macro_rules! impl_hosts {
                     revoked_at: None,
                     agent_version: None,
                     acked_seq: 0,
+                    cert_serial: None,
+                    prev_cert_serial: None,
                 };
                 sqlx::query("INSERT INTO hosts (id, name, agent_id, os, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(h.id)
@@ -243,7 +266,7 @@ macro_rules! impl_hosts {
             }
 
             async fn enroll_agent(&self, e: Enrollment) -> StoreResult<Host> {
-                check_text(&[&e.agent_version])?;
+                check_text(&[&e.agent_version, &e.cert_serial])?;
                 let at = truncate(e.at);
                 let mut tx = self.w().begin().await?;
                 // The claim is one conditional statement: concurrent callers serialise on
@@ -264,12 +287,14 @@ macro_rules! impl_hosts {
                 }
                 let host = sqlx::query_as::<_, Host>(
                     "UPDATE hosts SET agent_id = $2, os = $3, agent_version = $4, status = 'offline', \
-                     revoked_at = NULL, acked_seq = 0 WHERE id = $1 RETURNING *",
+                     revoked_at = NULL, acked_seq = 0, cert_serial = $5, prev_cert_serial = NULL \
+                     WHERE id = $1 RETURNING *",
                 )
                 .bind(e.host_id)
                 .bind(e.agent_id.to_string())
                 .bind(e.os.as_str())
                 .bind(&e.agent_version)
+                .bind(&e.cert_serial)
                 .fetch_optional(&mut *tx)
                 .await
                 ?
@@ -329,6 +354,37 @@ macro_rules! impl_hosts {
                 .await
                 ?
                 .ok_or(StoreError::NotFound)
+            }
+
+            async fn use_host_cert(&self, host_id: Uuid, serial: &str) -> StoreResult<bool> {
+                check_text(&[serial])?;
+                // One conditional statement: SET reads the row as it was, so a current
+                // serial clears the previous one and a previous serial changes nothing.
+                let r = sqlx::query(
+                    "UPDATE hosts SET cert_serial = COALESCE(cert_serial, $2), \
+                     prev_cert_serial = CASE WHEN cert_serial = $2 THEN NULL ELSE prev_cert_serial END \
+                     WHERE id = $1 AND revoked_at IS NULL \
+                     AND (cert_serial IS NULL OR cert_serial = $2 OR prev_cert_serial = $2)",
+                )
+                .bind(host_id)
+                .bind(serial)
+                .execute(self.w())
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn renew_host_cert(&self, host_id: Uuid, in_use: &str, new: &str) -> StoreResult<bool> {
+                check_text(&[in_use, new])?;
+                let r = sqlx::query(
+                    "UPDATE hosts SET prev_cert_serial = $2, cert_serial = $3 \
+                     WHERE id = $1 AND revoked_at IS NULL AND (cert_serial = $2 OR prev_cert_serial = $2)",
+                )
+                .bind(host_id)
+                .bind(in_use)
+                .bind(new)
+                .execute(self.w())
+                .await?;
+                Ok(r.rows_affected() == 1)
             }
         }
     };

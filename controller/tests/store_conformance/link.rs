@@ -20,6 +20,7 @@ pub(crate) fn enrollment(token: &JoinTokenRow, agent_id: Uuid) -> Enrollment {
         agent_id,
         os: HostOs::Windows,
         agent_version: "1.2.3".into(),
+        cert_serial: agent_id.simple().to_string(),
         at: now(),
     }
 }

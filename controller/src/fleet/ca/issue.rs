@@ -148,6 +148,15 @@ pub fn agent_id_from_cert(der: &[u8]) -> Option<Uuid> {
     found
 }
 
+/// The serial number of a certificate (DER), lowercase hex as [`SignedCert::serial`]
+/// gives it. Does not verify the certificate.
+///
+/// [`SignedCert::serial`]: super::SignedCert::serial
+pub fn cert_serial(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(hex(cert.raw_serial()))
+}
+
 // === helpers ===
 
 pub(super) fn gen_err(e: rcgen::Error) -> CaError {
@@ -255,6 +264,10 @@ mod tests {
         let der = CertificateDer::from_pem_slice(signed.cert_pem.as_bytes()).unwrap();
         assert_eq!(agent_id_from_cert(&der), Some(id));
         assert_eq!(signed.fingerprint, sha256_hex(&der));
+        // The serial read back from the certificate is the one reported at issuance
+        // (the store keeps it; the link compares the peer's with it).
+        assert_eq!(cert_serial(&der).as_deref(), Some(signed.serial.as_str()));
+        assert_eq!(signed.serial.len(), 32);
 
         let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
         let cns: Vec<_> = x

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use issue::agent_id_from_cert;
+pub use issue::{agent_id_from_cert, cert_serial};
 pub use tls::{AgentClientVerifier, provider, server_config};
 
 /// File name of the CA certificate (PEM) in the data folder.
