@@ -1,6 +1,8 @@
 //! End-to-end API tests through the real HTTP stack.
 
 mod common;
+#[path = "api/http_hardening.rs"]
+mod http_hardening;
 
 use common::{Harness, PW};
 use languard_controller::store::Role;
@@ -468,7 +470,7 @@ async fn login_throttling_and_api_tokens_and_audit() {
     let (s, health, _) = h.call("GET", "/api/v1/system/health", None, None).await;
     assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
     let r = h.cli.get("/metrics").send().await;
-    r.assert_status_is_ok();
+    r.assert_status(poem::http::StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
