@@ -37,6 +37,62 @@ pub struct Config {
     pub login_throttle: LoginThrottle,
     /// The agent link.
     pub link: Link,
+    /// Connection limits and timeouts of the HTTP listeners.
+    pub http: Http,
+    /// Where Prometheus reads `/metrics`.
+    pub metrics: MetricsEndpoint,
+}
+
+/// Limits of the HTTP front door: without them one anonymous client can hold every
+/// connection, or a half-sent request, for as long as it likes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Seconds a client has to send a complete request header once it has started one,
+    /// and to send its first request on a new connection; then the connection is closed.
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may sit with no request in progress before it is
+    /// closed (an upgraded WebSocket is never idle in this sense; it pings on its own).
+    pub idle_timeout_secs: u64,
+    /// Most open connections over all listeners; further ones are closed at once.
+    pub max_connections: usize,
+    /// Most open connections from one client address (IPv6 counted per /64 prefix, what
+    /// one subscriber usually gets); 0 = no per-address limit. Not applied with
+    /// `trust_forwarded_for`: every connection then comes from the proxy.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+        }
+    }
+}
+
+/// `/metrics` is not served anonymously on the API port: the counters tell an outsider
+/// how busy the fleet is and when logins fail.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsEndpoint {
+    /// Address of a listener that serves only `/metrics` (e.g. `127.0.0.1:9464`); `None`
+    /// (the default) opens no such listener.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token (at least 16 characters) every `/metrics` request must carry when set;
+    /// with a token `/metrics` is also served on the API listeners.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsEndpoint")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// The agent link listener (DESIGN.md, "Controller <-> agent link").
@@ -98,6 +154,8 @@ impl std::fmt::Debug for Config {
             .field("cors", &self.cors)
             .field("login_throttle", &self.login_throttle)
             .field("link", &self.link)
+            .field("http", &self.http)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -197,6 +255,8 @@ impl Default for Config {
             cors: Cors::default(),
             login_throttle: LoginThrottle::default(),
             link: Link::default(),
+            http: Http::default(),
+            metrics: MetricsEndpoint::default(),
         }
     }
 }
@@ -295,6 +355,21 @@ impl Config {
                 "LANGUARD_RETENTION_INTERVAL_MINUTES" => {
                     days(v).map(|n| cfg.retention.interval_minutes = n)
                 }
+                "LANGUARD_HTTP_HEADER_TIMEOUT_SECS" => {
+                    num(v).map(|n| cfg.http.header_timeout_secs = n)
+                }
+                "LANGUARD_HTTP_IDLE_TIMEOUT_SECS" => num(v).map(|n| cfg.http.idle_timeout_secs = n),
+                "LANGUARD_HTTP_MAX_CONNECTIONS" => {
+                    num(v).map(|n| cfg.http.max_connections = n as usize)
+                }
+                "LANGUARD_HTTP_MAX_CONNECTIONS_PER_IP" => {
+                    num(v).map(|n| cfg.http.max_connections_per_ip = n as usize)
+                }
+                "LANGUARD_METRICS_LISTEN" => parse_link_listen(v).map(|l| cfg.metrics.listen = l),
+                "LANGUARD_METRICS_TOKEN" => {
+                    cfg.metrics.token = Some(v.trim().to_owned()).filter(|t| !t.is_empty());
+                    Ok(())
+                }
                 "LANGUARD_CORS_ENABLED" => boolean(v).map(|b| cfg.cors.enabled = b),
                 "LANGUARD_CORS_ALLOW_ORIGINS" => {
                     cfg.cors.allow_origins = v
@@ -345,6 +420,26 @@ impl Config {
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
             p.push("max_body_bytes: must be 1 KiB..=1 GiB".to_owned());
+        }
+        let h = &self.http;
+        if !(1..=300).contains(&h.header_timeout_secs) {
+            p.push("http.header_timeout_secs: must be 1..=300".to_owned());
+        }
+        if !(1..=3600).contains(&h.idle_timeout_secs) {
+            p.push("http.idle_timeout_secs: must be 1..=3600".to_owned());
+        }
+        if h.max_connections == 0 {
+            p.push("http.max_connections: at least 1".to_owned());
+        }
+        if let Some(t) = &self.metrics.token
+            && (t.chars().count() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            p.push("metrics.token: at least 16 characters, no spaces".to_owned());
+        }
+        if let Some(m) = self.metrics.listen
+            && (self.listen.contains(&m) || self.link.listen == Some(m))
+        {
+            p.push("metrics.listen: must differ from the API and link addresses".to_owned());
         }
         let l = &self.link;
         if l.listen.is_some() && l.names.is_empty() {
@@ -404,6 +499,9 @@ impl Config {
     pub fn dump(&self) -> String {
         let mut c = self.clone();
         c.database_url = c.database_url.as_deref().map(mask_url_password);
+        if c.metrics.token.is_some() {
+            c.metrics.token = Some("***".to_owned());
+        }
         toml::to_string_pretty(&c).unwrap_or_default()
     }
 }
@@ -444,7 +542,7 @@ fn parse_listen(v: &str) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
-/// `off` (or empty) disables the link; anything else is one socket address.
+/// `off` (or empty) disables the listener; anything else is one socket address.
 fn parse_link_listen(v: &str) -> Result<Option<SocketAddr>, String> {
     let v = v.trim();
     if v.is_empty() || v.eq_ignore_ascii_case("off") {
@@ -622,5 +720,70 @@ mod tests {
         );
         let zero = vec![("LANGUARD_RETENTION_ROLLUPS_DAYS".to_owned(), "0".to_owned())];
         assert!(Config::load_from(None, &zero, &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn http_limits_and_metrics_from_env_dump_masks_the_token() {
+        let d = Config::default();
+        assert_eq!(
+            (d.http.header_timeout_secs, d.http.idle_timeout_secs),
+            (10, 60)
+        );
+        assert_eq!(
+            (d.http.max_connections, d.http.max_connections_per_ip),
+            (4096, 256)
+        );
+        assert_eq!(d.metrics.listen, None, "no metrics listener by default");
+        let env = vec![
+            (
+                "LANGUARD_HTTP_HEADER_TIMEOUT_SECS".to_owned(),
+                "5".to_owned(),
+            ),
+            (
+                "LANGUARD_HTTP_IDLE_TIMEOUT_SECS".to_owned(),
+                "30".to_owned(),
+            ),
+            ("LANGUARD_HTTP_MAX_CONNECTIONS".to_owned(), "100".to_owned()),
+            (
+                "LANGUARD_HTTP_MAX_CONNECTIONS_PER_IP".to_owned(),
+                "0".to_owned(),
+            ),
+            (
+                "LANGUARD_METRICS_LISTEN".to_owned(),
+                "127.0.0.1:9464".to_owned(),
+            ),
+            (
+                "LANGUARD_METRICS_TOKEN".to_owned(),
+                "scrape-token-0123456789".to_owned(),
+            ),
+        ];
+        let c = Config::load_from(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(c.http.header_timeout_secs, 5);
+        assert_eq!(c.http.idle_timeout_secs, 30);
+        assert_eq!(c.http.max_connections, 100);
+        assert_eq!(c.http.max_connections_per_ip, 0);
+        assert_eq!(c.metrics.listen.map(|a| a.port()), Some(9464));
+        let dump = c.dump();
+        assert!(
+            dump.contains("[http]") && dump.contains("idle_timeout_secs = 30"),
+            "{dump}"
+        );
+        assert!(dump.contains("listen = \"127.0.0.1:9464\""), "{dump}");
+        assert!(!dump.contains("scrape-token"), "{dump}");
+        assert!(!format!("{c:?}").contains("scrape-token"));
+        let bad = vec![
+            (
+                "LANGUARD_HTTP_HEADER_TIMEOUT_SECS".to_owned(),
+                "0".to_owned(),
+            ),
+            ("LANGUARD_HTTP_MAX_CONNECTIONS".to_owned(), "0".to_owned()),
+            ("LANGUARD_METRICS_TOKEN".to_owned(), "short".to_owned()),
+            (
+                "LANGUARD_METRICS_LISTEN".to_owned(),
+                "127.0.0.1:8080".to_owned(),
+            ),
+        ];
+        let err = Config::load_from(None, &bad, &Overrides::default()).unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
     }
 }

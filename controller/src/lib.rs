@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod games;
+pub mod http;
 pub mod live;
 pub mod secrets;
 pub mod service;
@@ -45,30 +46,35 @@ pub fn with_store(
     Ok(App::new(store, config, master)?)
 }
 
-/// Serves until Ctrl-C / SIGTERM on every configured address (and the given listener).
+/// Serves until Ctrl-C / SIGTERM on every configured address (and the metrics listener).
 pub async fn serve(app: AppState) -> anyhow::Result<()> {
-    use poem::listener::{Listener, TcpListener};
     let addrs = app.config.listen.clone();
-    let Some((first, rest)) = addrs.split_first() else {
+    if addrs.is_empty() {
         anyhow::bail!("no listen address");
-    };
-    let mut listener = TcpListener::bind(*first).boxed();
-    for a in rest {
-        listener = listener.combine(TcpListener::bind(*a)).boxed();
     }
+    let mut api = Vec::new();
+    for a in &addrs {
+        api.push(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("listen on {a}: {e}"))?,
+        );
+    }
+    let metrics = match app.config.metrics.listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| anyhow::anyhow!("metrics listener on {a}: {e}"))?,
+        ),
+        None => None,
+    };
     app.init_fleet()
         .await
         .map_err(|e| anyhow::anyhow!("fleet start-up: {e}"))?;
     let link = app.spawn_link().await?;
     let retention = service::retention::spawn(app.clone());
-    tracing::info!(listen = ?addrs, "Controller listening.");
-    poem::Server::new(listener)
-        .run_with_graceful_shutdown(
-            api::build(app),
-            shutdown_signal(),
-            Some(std::time::Duration::from_secs(10)),
-        )
-        .await?;
+    tracing::info!(listen = ?addrs, metrics = ?app.config.metrics.listen, "Controller listening.");
+    serve_on(app, api, metrics, shutdown_signal()).await;
     if let Some(job) = retention {
         job.abort();
     }
@@ -76,6 +82,43 @@ pub async fn serve(app: AppState) -> anyhow::Result<()> {
         task.abort();
     }
     Ok(())
+}
+
+/// Serves the API on `api` and `/metrics` on `metrics` until `shutdown` completes (the
+/// HTTP part of [`serve`]; tests call it with listeners on ephemeral ports).
+pub async fn serve_on(
+    app: AppState,
+    api: Vec<tokio::net::TcpListener>,
+    metrics: Option<tokio::net::TcpListener>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let limits = http::Limits::from_config(&app.config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let api_server = http::serve(
+        api,
+        api::build(app.clone()),
+        limits.clone(),
+        stopped(stop_rx.clone()),
+    );
+    let metrics_server = async {
+        if let Some(l) = metrics {
+            http::serve(
+                vec![l],
+                api::metrics_endpoint(app.clone()),
+                limits.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .await;
+        }
+    };
+    tokio::join!(signal, api_server, metrics_server);
 }
 
 async fn shutdown_signal() {

@@ -5,6 +5,8 @@ mod auth_hardening;
 mod common;
 #[path = "api/ip_privacy.rs"]
 mod ip_privacy;
+#[path = "api/http_hardening.rs"]
+mod http_hardening;
 
 use common::{Harness, PW};
 use languard_controller::store::Role;
@@ -472,7 +474,7 @@ async fn login_throttling_and_api_tokens_and_audit() {
     let (s, health, _) = h.call("GET", "/api/v1/system/health", None, None).await;
     assert_eq!((s, health["status"].as_str()), (200, Some("ok")));
     let r = h.cli.get("/metrics").send().await;
-    r.assert_status_is_ok();
+    r.assert_status(poem::http::StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

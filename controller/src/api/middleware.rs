@@ -1,11 +1,18 @@
-//! The outer layer around every route: client IP, request size limit (413), metrics, and
-//! the rewrite of any non-problem error response (poem's own 400/404/405/411/413/415…) into
-//! RFC 9457 problem+json with `instance` set to the request path.
+//! The outer layer around every route: client IP, request size limit (413), metrics, the
+//! rewrite of any non-problem error response (poem's own 400/404/405/411/413/415…) into
+//! RFC 9457 problem+json with `instance` set to the request path, and the security
+//! headers every response carries.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use poem::http::{StatusCode, header};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use bytes::Bytes;
+use futures_util::Stream;
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::error::{PROBLEM_JSON, Problem};
 use super::security::ClientIp;
@@ -103,6 +110,53 @@ async fn finish(resp: Response, path: &str) -> Response {
     r
 }
 
+/// The request body, counted as it arrives: past `max` bytes it ends in an error (so the
+/// handler stops reading and the rest is never read) and trips `over`, which turns the
+/// handler's answer into 413. Headers are not trusted for this: an HTTP/2 request may
+/// carry neither Content-Length nor chunked encoding.
+struct CappedBody {
+    inner: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+    seen: u64,
+    max: u64,
+    over: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Stream for CappedBody {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.seen = this.seen.saturating_add(chunk.len() as u64);
+                if this.seen > this.max {
+                    this.done = true;
+                    this.over.store(true, Ordering::Release);
+                    return Poll::Ready(Some(Err(std::io::Error::other("request body too large"))));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+fn too_large(max: usize, path: &str) -> Response {
+    problem_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds {max} bytes"),
+        path,
+    )
+}
+
 /// Wraps the route.
 pub async fn around<E: Endpoint>(ep: E, mut req: Request, app: AppState) -> poem::Result<Response> {
     let t0 = Instant::now();
@@ -114,36 +168,67 @@ pub async fn around<E: Endpoint>(ep: E, mut req: Request, app: AppState) -> poem
         .header(header::CONTENT_LENGTH)
         .and_then(|v| v.parse::<u64>().ok());
     let resp = if declared.is_some_and(|n| n > max as u64) {
-        problem_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds {max} bytes"),
-            &path,
-        )
+        too_large(max, &path)
     } else {
-        if declared.is_none() && req.header(header::TRANSFER_ENCODING).is_some() {
-            // Chunked body: read it with the limit.
-            let body = req.take_body();
-            match body.into_bytes_limit(max).await {
-                Ok(b) => req.set_body(b),
-                Err(_) => {
-                    let r = problem_response(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("request body exceeds {max} bytes"),
-                        &path,
-                    );
-                    app.metrics.record(413, t0.elapsed());
-                    return Ok(r);
-                }
-            }
+        let over = Arc::new(AtomicBool::new(false));
+        let body = req.take_body();
+        if !body.is_empty() {
+            req.set_body(Body::from_bytes_stream(CappedBody {
+                inner: Box::pin(body.into_bytes_stream()),
+                seen: 0,
+                max: max as u64,
+                over: over.clone(),
+                done: false,
+            }));
         }
         let r = match ep.call(req).await {
             Ok(r) => r.into_response(),
             Err(e) => e.into_response(),
         };
-        finish(r, &path).await
+        if over.load(Ordering::Acquire) {
+            too_large(max, &path)
+        } else {
+            finish(r, &path).await
+        }
     };
     app.metrics.record(resp.status().as_u16(), t0.elapsed());
     Ok(resp)
+}
+
+/// The console will be served from this origin with no inline script or style; nothing
+/// else may frame it, post forms elsewhere or load from other origins.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
+
+/// Adds the security headers a response does not set itself. API responses carry
+/// tokens and secrets' metadata: no cache may keep them.
+pub fn security_headers(mut resp: Response, path: &str) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ] {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    if path == super::BASE || path.starts_with("/api/v1/") {
+        h.entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// The outermost layer: security headers on every response, also those that inner
+/// layers (CORS pre-flight, routing) produce on their own.
+pub async fn with_security_headers<E: Endpoint>(ep: E, req: Request) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    Ok(security_headers(resp, &path))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The REST API under `/api/v1` (poem-openapi), one module per tag, plus `/metrics`.
+//! The REST API under `/api/v1` (poem-openapi), one module per tag, plus `/metrics`
+//! (on its own listener, or behind a token).
 
 pub mod auth;
 pub mod configs;
@@ -155,6 +156,27 @@ pub fn spec_yaml(app: AppState) -> String {
     api_service(app).spec_yaml()
 }
 
+/// Whether the request may read `/metrics`: with a token configured only with
+/// `Authorization: Bearer <token>`, compared in constant time (over digests, so not even
+/// the length leaks); without one only on the metrics listener, which is the sole place
+/// the route is mounted then.
+fn metrics_allowed(req: &poem::Request, token: Option<&str>) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let Some(expected) = token else {
+        return true;
+    };
+    let given = req
+        .header(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(
+        Sha256::digest(given.as_bytes())
+            .as_slice()
+            .ct_eq(Sha256::digest(expected.as_bytes()).as_slice()),
+    )
+}
+
 #[handler]
 fn metrics(req: &poem::Request) -> Response {
     let Some(app) = req.data::<AppState>() else {
@@ -162,18 +184,39 @@ fn metrics(req: &poem::Request) -> Response {
             .status(StatusCode::INTERNAL_SERVER_ERROR)
             .finish();
     };
+    if !metrics_allowed(req, app.config.metrics.token.as_deref()) {
+        let p = error::Problem::new(401, "metrics need the bearer token");
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(poem::http::header::WWW_AUTHENTICATE, "Bearer")
+            .content_type(error::PROBLEM_JSON)
+            .body(serde_json::to_vec(&p).unwrap_or_default());
+    }
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(app.metrics.render(app.started.elapsed()))
 }
 
-/// The whole HTTP application.
+/// What the separate metrics listener (`metrics.listen`) serves: `/metrics` only.
+pub fn metrics_endpoint(app: AppState) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
+    Route::new()
+        .at("/metrics", poem::get(metrics))
+        .data(app)
+        .around(middleware::with_security_headers)
+        .map_to_response()
+        .boxed()
+}
+
+/// The whole HTTP application of the API listeners. `/metrics` is here only when a
+/// token protects it.
 pub fn build(app: AppState) -> poem::endpoint::BoxEndpoint<'static, poem::Response> {
     let api = api_service(app.clone());
-    let route = Route::new()
+    let mut route = Route::new()
         .at("/api/v1/ws", poem::get(live::endpoint))
-        .nest(BASE, api.into_endpoint())
-        .at("/metrics", poem::get(metrics));
+        .nest(BASE, api.into_endpoint());
+    if app.config.metrics.token.is_some() {
+        route = route.at("/metrics", poem::get(metrics));
+    }
     let cors_cfg = app.config.cors.clone();
     let state = app.clone();
     let ep = route.data(app).around(move |ep, req| {
@@ -190,6 +233,7 @@ pub fn build(app: AppState) -> poem::endpoint::BoxEndpoint<'static, poem::Respon
         None
     };
     ep.with_if(cors.is_some(), cors.unwrap_or_default())
+        .around(middleware::with_security_headers)
         .map_to_response()
         .boxed()
 }

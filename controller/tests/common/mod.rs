@@ -102,7 +102,39 @@ async fn open_store(dir: &std::path::Path) -> (Arc<dyn Store>, Option<PgDatabase
     }
 }
 
+/// The real HTTP server of a harness on ephemeral loopback ports: the API, and the
+/// metrics listener when `metrics.listen` is set (give it port 0). Stops when dropped.
+pub struct Served {
+    pub api: std::net::SocketAddr,
+    pub metrics: Option<std::net::SocketAddr>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
 impl Harness {
+    pub async fn serve(&self) -> Served {
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = match self.app.config.metrics.listen {
+            Some(a) => Some(tokio::net::TcpListener::bind(a).await.unwrap()),
+            None => None,
+        };
+        let served_api = api.local_addr().unwrap();
+        let served_metrics = metrics.as_ref().map(|m| m.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(languard_controller::serve_on(
+            self.app.clone(),
+            vec![api],
+            metrics,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Served {
+            api: served_api,
+            metrics: served_metrics,
+            _stop: stop,
+        }
+    }
+
     pub async fn new() -> Self {
         Self::with_config(|_| {}).await
     }
