@@ -3,10 +3,10 @@
 #[path = "api/auth_hardening.rs"]
 mod auth_hardening;
 mod common;
-#[path = "api/ip_privacy.rs"]
-mod ip_privacy;
 #[path = "api/http_hardening.rs"]
 mod http_hardening;
+#[path = "api/ip_privacy.rs"]
+mod ip_privacy;
 
 use common::{Harness, PW};
 use languard_controller::store::Role;
