@@ -20,8 +20,8 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn committed_lines(api: &Api) -> u64 {
-    let r = reqwest::get(format!("{}/metrics", api.base))
+async fn committed_lines(ctl: &Controller) -> u64 {
+    let r = reqwest::get(format!("http://{}/metrics", ctl.metrics))
         .await
         .unwrap()
         .text()
@@ -143,9 +143,9 @@ async fn main() {
     let _ids = start_servers(&api, &host, n, rate).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = ctl.pid().unwrap();
-    let (c0, t0, cpu0) = (committed_lines(&api).await, Instant::now(), cpu_ticks(pid));
+    let (c0, t0, cpu0) = (committed_lines(&ctl).await, Instant::now(), cpu_ticks(pid));
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let (c1, el, cpu1) = (committed_lines(&api).await, t0.elapsed(), cpu_ticks(pid));
+    let (c1, el, cpu1) = (committed_lines(&ctl).await, t0.elapsed(), cpu_ticks(pid));
     let offered = n * rate;
     println!(
         "[{backend}] pipeline: {:.0} lines/s committed ({n} servers offering {offered} lines/s), controller {:.0}% of one core, RSS {} MiB",

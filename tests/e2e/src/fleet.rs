@@ -84,6 +84,8 @@ pub struct Controller {
     pub database_url: Option<String>,
     pub http: SocketAddr,
     pub link: SocketAddr,
+    /// The metrics listener (`/metrics` is not served on the API port).
+    pub metrics: SocketAddr,
     pub log: PathBuf,
 }
 
@@ -97,6 +99,7 @@ impl Controller {
             database_url: database_url.map(str::to_owned),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
             link: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            metrics: SocketAddr::from(([127, 0, 0, 1], free_port())),
             log: data_dir.join("controller.log"),
         };
         let mut create = c.command();
@@ -128,6 +131,7 @@ impl Controller {
         }
         cmd.env("LANGUARD_LINK_NAMES", "127.0.0.1,localhost")
             .env("LANGUARD_RETENTION_INTERVAL_MINUTES", "0")
+            .env("LANGUARD_METRICS_LISTEN", self.metrics.to_string())
             .env("RUST_LOG", "info");
         cmd
     }
