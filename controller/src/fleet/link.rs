@@ -195,6 +195,35 @@ async fn audit_agent(
     }
 }
 
+/// Refuses a connecting agent and records why in the audit trail (the agent sees only
+/// `message`; the audit keeps the details).
+async fn refuse_audited<T: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut FramedLink<T>,
+    app: &Deps,
+    (agent_id, peer): (Uuid, SocketAddr),
+    message: &str,
+    details: serde_json::Value,
+) {
+    refuse(link, message).await;
+    audit_agent(
+        &*app.store,
+        "agent.refused",
+        ("agent", agent_id.to_string()),
+        peer,
+        details,
+    )
+    .await;
+}
+
+/// The store could not say whether the agent may connect: refuse, the agent retries.
+async fn refuse_unavailable<T: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut FramedLink<T>,
+    e: &impl std::fmt::Display,
+) {
+    tracing::warn!(error = %e, "Link refused: store unavailable.");
+    refuse(link, "controller storage unavailable; retry later").await;
+}
+
 /// A verified client certificate: the agent it names and its serial.
 type PeerCert = (Uuid, String);
 
@@ -211,20 +240,18 @@ async fn session<T>(
         Ok(Some(h)) if h.revoked_at.is_none() => h,
         Ok(_) => {
             tracing::warn!(%peer, %agent_id, "Link refused: agent unknown, re-enrolled or revoked.");
-            refuse(&mut link, "agent unknown or revoked: enroll again").await;
-            audit_agent(
-                &*app.store,
-                "agent.refused",
-                ("agent", agent_id.to_string()),
-                peer,
+            refuse_audited(
+                &mut link,
+                &app,
+                (agent_id, peer),
+                "agent unknown or revoked: enroll again",
                 json!({"reason": "unknown or revoked"}),
             )
             .await;
             return;
         }
         Err(e) => {
-            tracing::warn!(error = %e, "Link refused: store unavailable.");
-            refuse(&mut link, "controller storage unavailable; retry later").await;
+            refuse_unavailable(&mut link, &e).await;
             return;
         }
     };
@@ -234,24 +261,18 @@ async fn session<T>(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(%peer, %agent_id, %serial, "Link refused: certificate superseded or revoked.");
-            refuse(
+            refuse_audited(
                 &mut link,
+                &app,
+                (agent_id, peer),
                 "certificate superseded or revoked: use the current one or enroll again",
-            )
-            .await;
-            audit_agent(
-                &*app.store,
-                "agent.refused",
-                ("agent", agent_id.to_string()),
-                peer,
                 json!({"reason": "certificate not current", "cert_serial": serial}),
             )
             .await;
             return;
         }
         Err(e) => {
-            tracing::warn!(error = %e, "Link refused: store unavailable.");
-            refuse(&mut link, "controller storage unavailable; retry later").await;
+            refuse_unavailable(&mut link, &e).await;
             return;
         }
     }
