@@ -1,6 +1,8 @@
 //! End-to-end API tests through the real HTTP stack.
 
 mod common;
+#[path = "api/exec_policy.rs"]
+mod exec_policy;
 
 use common::{Harness, PW};
 use languard_controller::store::Role;
