@@ -20,8 +20,13 @@ pub struct AgentConfig {
     /// The controller's link address, `host:port` (default port 7443; `tls://` prefix
     /// accepted). When unset, the link uses the address `enroll` stored.
     pub controller: Option<String>,
-    /// File names of executables the agent may start.
-    pub allowed_executables: Vec<String>,
+    /// What the agent may start: absolute paths of executables, or install folders
+    /// (e.g. `/srv/steam/arma3`), where a folder allows the game adapters' executable
+    /// names anywhere below it. Compared after resolving symlinks; empty (the default)
+    /// means no server can start, because no path is a safe guess on every host.
+    pub allowed_executables: Vec<PathBuf>,
+    /// Which user the game processes run as.
+    pub run_as: RunAsConfig,
     /// Resource limits.
     pub limits: Limits,
     /// Telemetry intervals.
@@ -57,6 +62,32 @@ pub struct Limits {
     pub console_files_kept: usize,
 }
 
+/// The user game processes run as. A game loads third-party mods, so it must not
+/// share the agent's user: it could read the agent's key and every stored password.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunAsConfig {
+    /// User name (or numeric uid) the games run as when the agent runs as root; its
+    /// primary group is used. Unset: [`DEFAULT_GAME_USER`]. A non-root agent cannot
+    /// switch users, so setting another user there is a configuration error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Lets an agent that does not run as root start games under its own user (a
+    /// single-user test box). Without it such an agent refuses every server start.
+    /// No effect when the agent runs as root.
+    pub allow_agent_user: bool,
+}
+
+/// The game user when `run_as.user` is unset (the install script creates it).
+pub const DEFAULT_GAME_USER: &str = "languard-game";
+
+impl RunAsConfig {
+    /// The configured user, or [`DEFAULT_GAME_USER`].
+    pub fn user_name(&self) -> &str {
+        self.user.as_deref().unwrap_or(DEFAULT_GAME_USER)
+    }
+}
+
 /// Telemetry intervals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,9 +103,8 @@ impl Default for AgentConfig {
             servers_dir: data_dir.join("servers"),
             data_dir,
             controller: None,
-            // Every game adapter's server binaries; anything else is refused
-            // (DESIGN.md, "Security": only allow-listed executables are started).
-            allowed_executables: crate::games::default_executables(),
+            allowed_executables: Vec::new(),
+            run_as: RunAsConfig::default(),
             limits: Limits::default(),
             telemetry: TelemetryConfig::default(),
             log_level: "info".into(),
@@ -115,7 +145,11 @@ pub struct Overrides {
     pub controller: Option<String>,
     /// `--allow-executable` (repeatable) / `LANGUARD_AGENT_ALLOWED_EXECUTABLES`
     /// (comma-separated); replaces the list.
-    pub allowed_executables: Option<Vec<String>>,
+    pub allowed_executables: Option<Vec<PathBuf>>,
+    /// `--game-user` / `LANGUARD_AGENT_GAME_USER`.
+    pub game_user: Option<String>,
+    /// `--allow-agent-user` / `LANGUARD_AGENT_ALLOW_AGENT_USER`.
+    pub allow_agent_user: Option<bool>,
     /// `--log-level` / `LANGUARD_AGENT_LOG_LEVEL`.
     pub log_level: Option<String>,
 }
@@ -177,6 +211,12 @@ impl AgentConfig {
         if let Some(list) = overrides.allowed_executables {
             config.allowed_executables = list;
         }
+        if let Some(user) = overrides.game_user {
+            config.run_as.user = Some(user);
+        }
+        if let Some(allow) = overrides.allow_agent_user {
+            config.run_as.allow_agent_user = allow;
+        }
         if let Some(level) = overrides.log_level {
             config.log_level = level;
         }
@@ -209,15 +249,17 @@ impl AgentConfig {
                 self.servers_dir.display()
             ));
         }
-        if self.allowed_executables.is_empty() {
-            problems.push("allowed_executables must name at least one executable".into());
-        }
-        for name in &self.allowed_executables {
-            if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-                problems.push(format!(
-                    "allowed_executables entries are file names, not paths: {name:?}"
-                ));
+        for entry in &self.allowed_executables {
+            if let Some(problem) = allowed_entry_problem(entry) {
+                problems.push(problem);
             }
+        }
+        if let Some(user) = &self.run_as.user
+            && (user.trim().is_empty() || user.chars().any(char::is_control) || user.len() > 64)
+        {
+            problems.push(format!(
+                "run_as.user must be a user name or numeric uid, got {user:?}"
+            ));
         }
         if let Some(addr) = &self.controller
             && let Err(e) = crate::link::ControllerAddr::parse(addr)
@@ -254,14 +296,31 @@ impl AgentConfig {
     pub fn metrics_interval(&self) -> Duration {
         Duration::from_secs(self.telemetry.metrics_interval_secs)
     }
+}
 
-    /// Whether `executable`'s file name is allow-listed (exact match).
-    pub fn executable_allowed(&self, executable: &Path) -> bool {
-        executable
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|name| self.allowed_executables.iter().any(|a| a == name))
+/// What is wrong with one `allowed_executables` entry. A bare file name is refused:
+/// it would allow a file of that name anywhere on the host, including folders other
+/// users can write to.
+fn allowed_entry_problem(entry: &Path) -> Option<String> {
+    let shown = entry.display();
+    if !entry.is_absolute() {
+        return Some(format!(
+            "allowed_executables entries must be absolute paths of an executable or of its \
+             install folder (e.g. /srv/steam/arma3), got {shown:?}"
+        ));
     }
+    if entry
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Some(format!(
+            "allowed_executables entries must not contain `..`, got {shown:?}"
+        ));
+    }
+    if entry.parent().is_none() {
+        return Some("allowed_executables must not allow the whole file system (`/`)".into());
+    }
+    None
 }
 
 #[cfg(test)]
@@ -269,13 +328,87 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid_and_allow_only_the_games_executables() {
+    fn defaults_are_valid_and_allow_no_executable() {
         let c = AgentConfig::default();
         c.validate().unwrap();
-        assert!(c.executable_allowed(Path::new("/srv/a3/arma3server_x64")));
-        assert!(c.executable_allowed(Path::new("C:/a3/arma3server_x64.exe")));
-        assert!(!c.executable_allowed(Path::new("/bin/bash")));
-        assert!(!c.executable_allowed(Path::new("/srv/a3/arma3server_x64.sh")));
+        assert!(c.allowed_executables.is_empty());
+        assert_eq!(c.run_as.user_name(), DEFAULT_GAME_USER);
+        assert!(!c.run_as.allow_agent_user);
+    }
+
+    /// A bare file name used to allow that name anywhere on the host; entries are now
+    /// absolute paths (of a file or an install folder) and nothing else.
+    #[test]
+    fn allowed_executables_are_absolute_paths_not_names() {
+        for good in ["/srv/steam/arma3", "/opt/a3/arma3server_x64"] {
+            let c = AgentConfig {
+                allowed_executables: vec![good.into()],
+                ..AgentConfig::default()
+            };
+            c.validate().unwrap();
+        }
+        for bad in ["arma3server_x64", "relative/dir", "/srv/../etc", "/", ""] {
+            let c = AgentConfig {
+                allowed_executables: vec![bad.into()],
+                ..AgentConfig::default()
+            };
+            let ConfigError::Invalid(problems) = c.validate().unwrap_err() else {
+                panic!("expected Invalid for {bad:?}");
+            };
+            assert!(
+                problems.iter().any(|p| p.contains("allowed_executables")),
+                "{bad:?}: {problems:?}"
+            );
+        }
+        let c = AgentConfig {
+            allowed_executables: vec!["arma3server_x64".into()],
+            ..AgentConfig::default()
+        };
+        let message = c.validate().unwrap_err().to_string();
+        assert!(message.contains("install folder"), "{message}");
+    }
+
+    #[test]
+    fn run_as_is_layered_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.toml");
+        std::fs::write(
+            &file,
+            "allowed_executables = [\"/srv/steam/arma3\"]\n[run_as]\nuser = \"gamer\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(c.run_as.user_name(), "gamer");
+        assert_eq!(
+            c.allowed_executables,
+            vec![PathBuf::from("/srv/steam/arma3")]
+        );
+        let c = AgentConfig::load(
+            Some(&file),
+            Overrides {
+                game_user: Some("nobody".into()),
+                allow_agent_user: Some(true),
+                allowed_executables: Some(vec!["/opt/a3".into()]),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.run_as.user_name(), "nobody");
+        assert!(c.run_as.allow_agent_user);
+        assert_eq!(c.allowed_executables, vec![PathBuf::from("/opt/a3")]);
+        let bad = AgentConfig {
+            run_as: RunAsConfig {
+                user: Some("bad\nname".into()),
+                allow_agent_user: false,
+            },
+            ..AgentConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("run_as.user")
+        );
     }
 
     #[test]
@@ -338,7 +471,7 @@ mod tests {
         assert!(err.contains("data_dri"), "{err}");
         let c = AgentConfig {
             data_dir: "relative".into(),
-            allowed_executables: vec!["/bin/sh".into()],
+            allowed_executables: vec!["arma3server_x64".into()],
             controller: Some("https://controller:7443".into()),
             ..AgentConfig::default()
         };
@@ -351,6 +484,15 @@ mod tests {
     #[test]
     fn dump_round_trips() {
         let c = AgentConfig::default();
+        assert_eq!(AgentConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let c = AgentConfig {
+            allowed_executables: vec!["/srv/steam/arma3".into()],
+            run_as: RunAsConfig {
+                user: Some("gamer".into()),
+                allow_agent_user: true,
+            },
+            ..AgentConfig::default()
+        };
         assert_eq!(AgentConfig::from_toml(&c.to_toml()).unwrap(), c);
     }
 }

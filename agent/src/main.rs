@@ -29,14 +29,28 @@ struct Cli {
     /// The controller's link address, host:port (default port 7443).
     #[arg(long, env = "LANGUARD_AGENT_CONTROLLER", global = true)]
     controller: Option<String>,
-    /// Executable file name the agent may start (repeatable; replaces the default list).
+    /// Absolute path of an executable the agent may start, or of an install folder
+    /// whose game executables it may start (repeatable; replaces the file's list).
     #[arg(
         long = "allow-executable",
         env = "LANGUARD_AGENT_ALLOWED_EXECUTABLES",
         value_delimiter = ',',
         global = true
     )]
-    allowed_executables: Vec<String>,
+    allowed_executables: Vec<PathBuf>,
+    /// User the game processes run as when the agent runs as root (default
+    /// languard-game).
+    #[arg(long, env = "LANGUARD_AGENT_GAME_USER", global = true)]
+    game_user: Option<String>,
+    /// Let an agent that does not run as root start games under its own user.
+    #[arg(
+        long,
+        env = "LANGUARD_AGENT_ALLOW_AGENT_USER",
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    allow_agent_user: Option<bool>,
     /// Log filter, e.g. `info` or `languard_agent=debug`.
     #[arg(long, env = "LANGUARD_AGENT_LOG_LEVEL", global = true)]
     log_level: Option<String>,
@@ -71,6 +85,8 @@ fn main() -> anyhow::Result<()> {
         controller: cli.controller,
         allowed_executables: (!cli.allowed_executables.is_empty())
             .then_some(cli.allowed_executables),
+        game_user: cli.game_user,
+        allow_agent_user: cli.allow_agent_user,
         log_level: cli.log_level,
     };
     let config = AgentConfig::load(cli.config.as_deref(), overrides)?;

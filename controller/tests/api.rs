@@ -3,6 +3,8 @@
 #[path = "api/auth_hardening.rs"]
 mod auth_hardening;
 mod common;
+#[path = "api/exec_policy.rs"]
+mod exec_policy;
 #[path = "api/http_hardening.rs"]
 mod http_hardening;
 #[path = "api/ip_privacy.rs"]

@@ -7,7 +7,7 @@
 //! 1. a module `games/<game>/` with a type implementing [`GameAdapter`]: it turns the
 //!    game's [`GameSpec`](languard_shared::games::GameSpec) variant into files, argv and ports (from the shared plan of
 //!    that game), names its log ([`LogSourceSpec`], with a [`LineParser`]) and its
-//!    default executables, and builds its [`GameControl`] (readiness, graceful stop,
+//!    executable names, and builds its [`GameControl`] (readiness, graceful stop,
 //!    liveness, the [`Operation`]s its [`GameKind`] supports, player tracking);
 //! 2. one line in [`REGISTRY`].
 //!
@@ -37,8 +37,8 @@ pub const CONSOLE_DIR: &str = "console";
 pub trait GameAdapter: Send + Sync {
     /// The game.
     fn kind(&self) -> GameKind;
-    /// Executable file names the agent starts for this game when its configuration
-    /// names none.
+    /// Executable file names of this game: what an install-folder entry of the
+    /// agent's `allowed_executables` allows below that folder.
     fn default_executables(&self) -> &'static [&'static str];
     /// Turns a spec of this game into a [`Prepared`] server living in `server_dir`:
     /// the files, argv and ports to check ([`LaunchPlan`]), the log and the control.
@@ -61,8 +61,8 @@ pub fn kinds() -> Vec<GameKind> {
     REGISTRY.iter().map(|a| a.kind()).collect()
 }
 
-/// The executables allowed when the configuration names none: every adapter's
-/// defaults, in registry order, without duplicates.
+/// The executable names an install-folder entry of `allowed_executables` allows: every
+/// adapter's names, in registry order, without duplicates.
 pub fn default_executables() -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for name in REGISTRY.iter().flat_map(|a| a.default_executables()) {

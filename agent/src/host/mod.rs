@@ -33,6 +33,7 @@ use self::runtime::{RuntimeEnv, ServerRuntime};
 use self::specs::{SpecStore, StoredSpec};
 use crate::config::AgentConfig;
 use crate::outbox::{Outbox, OutboxConfig, OutboxError, OutboxHandle};
+use crate::supervisor::{AllowList, RunAs, path_free};
 use crate::telemetry::metrics::MetricsSampler;
 
 /// Why the agent cannot start.
@@ -41,6 +42,9 @@ pub enum HostError {
     /// The outbox cannot be opened (another agent holds it, disk trouble).
     #[error("cannot open the event outbox: {0}")]
     Outbox(#[from] OutboxError),
+    /// Games cannot run as configured (`run_as`).
+    #[error("invalid configuration: {0}")]
+    RunAs(#[from] crate::supervisor::RunAsError),
     /// A data folder cannot be created.
     #[error("cannot prepare {path}: {source}")]
     Io {
@@ -86,6 +90,10 @@ impl Agent {
     /// the agent was away, starts servers that should run but are not, and starts host
     /// metrics.
     pub async fn start(config: AgentConfig) -> Result<Self, HostError> {
+        let run_as = RunAs::resolve(&config.run_as)?;
+        if let RunAs::Refused(reason) = &run_as {
+            warn!(%reason, "Game servers cannot be started.");
+        }
         let dirs = [
             config.data_dir.clone(),
             config.servers_dir.clone(),
@@ -114,10 +122,24 @@ impl Agent {
             path: specs_dir,
             source,
         })?;
+        protect_data_dir(&config, &run_as)?;
+        let (entries, names) = (
+            config.allowed_executables.clone(),
+            crate::games::default_executables(),
+        );
+        let allowed = tokio::task::spawn_blocking(move || AllowList::new(&entries, names))
+            .await
+            .unwrap_or_default();
+        if allowed.is_empty() {
+            warn!(
+                "No allowed executables are configured (allowed_executables): game servers cannot be started."
+            );
+        }
         let env = RuntimeEnv {
             run_dir: config.data_dir.join("run"),
             tail_dir: config.data_dir.join("tail"),
-            allowed_executables: config.allowed_executables.clone(),
+            allowed_executables: allowed,
+            run_as,
             max_log_line_bytes: config.limits.max_log_line_bytes,
             console_files_kept: config.limits.console_files_kept,
         };
@@ -179,7 +201,20 @@ impl Agent {
     /// Answers one request. Bad input gets a typed error and changes nothing; a start
     /// or restart carrying a spec applies it first (exactly as [`Request::ApplySpec`],
     /// creating an unknown server), so a launch that then fails keeps the new spec.
+    ///
+    /// Error texts leave the host: they are logged in full here and answered without
+    /// host paths or OS error texts ([`path_free`]).
     pub async fn handle(&self, request: Request) -> Result<Response, AgentError> {
+        self.answer(request).await.map_err(|e| {
+            let message = path_free(&e.message);
+            if message != e.message {
+                info!(code = ?e.code, error = %e.message, "Request failed.");
+            }
+            AgentError::new(e.code, message)
+        })
+    }
+
+    async fn answer(&self, request: Request) -> Result<Response, AgentError> {
         match request {
             Request::Inventory => {
                 let servers = self.inner.servers.lock().await;
@@ -616,6 +651,48 @@ impl Agent {
             }
         }
     }
+}
+
+/// Makes what the agent keeps private to its own user, so a game (another user) can
+/// read nothing of it: the data folder's state folders (identity, outbox, specs, run
+/// records, tail checkpoints) are 0700; the data folder itself is 0700, or 0711 when the
+/// servers folder is inside it so a game can reach its own folder (by name: nobody but
+/// the agent can list it). The servers folder is 0711 for the same reason. Applied at
+/// every start, so an older installation's folders are tightened too.
+fn protect_data_dir(config: &AgentConfig, run_as: &RunAs) -> Result<(), HostError> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+            HostError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+    };
+    let game_needs_a_way_in = run_as.owner().is_some();
+    let data = &config.data_dir;
+    let servers_inside = config.servers_dir.starts_with(data) && config.servers_dir != *data;
+    set(
+        data,
+        if servers_inside && game_needs_a_way_in {
+            0o711
+        } else {
+            0o700
+        },
+    )?;
+    for name in ["run", "tail", "outbox", "specs", "identity"] {
+        let dir = data.join(name);
+        if dir.is_dir() {
+            set(&dir, 0o700)?;
+        }
+    }
+    if config.servers_dir != *data {
+        set(
+            &config.servers_dir,
+            if game_needs_a_way_in { 0o711 } else { 0o700 },
+        )?;
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(

@@ -33,8 +33,10 @@ pub(crate) struct RuntimeEnv {
     pub run_dir: PathBuf,
     /// Tail checkpoints.
     pub tail_dir: PathBuf,
-    /// Allow-listed executable names.
-    pub allowed_executables: Vec<String>,
+    /// What may be started.
+    pub allowed_executables: supervisor::AllowList,
+    /// Who the games run as.
+    pub run_as: supervisor::RunAs,
     /// Longest log line kept whole.
     pub max_log_line_bytes: usize,
     /// Console captures kept per server.
@@ -103,6 +105,7 @@ impl ServerRuntime {
             server_id: id.to_string(),
             data_dir: env.run_dir.clone(),
             allowed_executables: env.allowed_executables.clone(),
+            run_as: env.run_as.clone(),
             policy: policy(&spec),
             plan: Some(prepared.plan),
             hooks: Arc::clone(&prepared.control).as_hooks(),
@@ -218,7 +221,7 @@ impl ServerRuntime {
             state: wire_state(snapshot.state),
             pid: snapshot.pid,
             since,
-            detail: snapshot.reason,
+            detail: snapshot.reason.as_deref().map(supervisor::path_free),
             exit,
             restarts,
         }
@@ -384,7 +387,7 @@ impl ServerRuntime {
                     state: wire_state(state),
                     pid,
                     since,
-                    detail: reason,
+                    detail: reason.as_deref().map(supervisor::path_free),
                     exit: wire_exit,
                     restarts,
                 }))
@@ -535,11 +538,14 @@ pub(crate) fn wire_state(state: supervisor::ServerState) -> ServerState {
 
 fn start_error(e: StartError) -> AgentError {
     let code = match &e {
-        StartError::NotAllowed(_) | StartError::Executable { .. } => ErrorCode::ExecutableRefused,
+        StartError::NotAllowed
+        | StartError::NoAllowedExecutables
+        | StartError::Executable { .. }
+        | StartError::RunAs(_) => ErrorCode::ExecutableRefused,
         StartError::PortInUse { .. } => ErrorCode::PortInUse,
         StartError::Files(_) => ErrorCode::Io,
         StartError::AlreadyRunning(_) => ErrorCode::NotStopped,
         _ => ErrorCode::Internal,
     };
-    AgentError::new(code, e.to_string())
+    AgentError::new(code, supervisor::path_free(&e.to_string()))
 }

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::process::{self, Live, RunRecord};
 use super::{
-    Adoption, Command, ExitInfo, GameHooks, LaunchPlan, Policy, RestartMode, ServerState,
-    StartError, Status, SupervisorEvent, SupervisorOptions, files, launch,
+    Adoption, AllowList, Command, ExitInfo, GameHooks, LaunchPlan, Policy, RestartMode, RunAs,
+    ServerState, StartError, Status, SupervisorEvent, SupervisorOptions, files, launch, run_as,
 };
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -55,7 +55,8 @@ struct StopOp {
 pub(crate) struct Actor {
     id: String,
     data_dir: PathBuf,
-    allowed: Vec<String>,
+    allowed: AllowList,
+    run_as: RunAs,
     console_files_kept: usize,
     plan: Option<LaunchPlan>,
     policy: Policy,
@@ -144,6 +145,7 @@ impl Actor {
             id: opts.server_id,
             data_dir: opts.data_dir,
             allowed: opts.allowed_executables,
+            run_as: opts.run_as,
             console_files_kept: opts.console_files_kept,
             plan: opts.plan,
             policy: opts.policy,
@@ -356,7 +358,13 @@ impl Actor {
                 supervisor: self.id.clone(),
             });
         }
-        launch::check_executable(&plan.executable, &self.allowed)?;
+        if let RunAs::Refused(reason) = &self.run_as {
+            return Err(StartError::RunAs(reason.clone()));
+        }
+        let (allowed, requested) = (self.allowed.clone(), plan.executable.clone());
+        let executable = tokio::task::spawn_blocking(move || allowed.check(&requested))
+            .await
+            .unwrap_or_else(|e| Err(StartError::Launch(format!("blocking task failed: {e}"))))?;
         launch::check_ports(&plan.ports)?;
         // From here on, failures are recorded as state Error.
         self.restart_at = None;
@@ -366,10 +374,19 @@ impl Actor {
             plan.files.clone(),
             plan.console_dir.clone(),
         );
-        if let Err(reason) =
-            blocking(move || files::write_planned(&cwd, &planned, None).map_err(|e| e.to_string()))
-                .await
-        {
+        // The game user's (uid, gid): what the game must be able to read and write.
+        let game_owner = self.run_as.owner();
+        let written = blocking(move || {
+            files::write_planned(&cwd, &planned, game_owner).map_err(|e| e.to_string())?;
+            if let Some(owner) = game_owner {
+                run_as::give_folder_to_game(&cwd, owner)?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(detail) = written {
+            tracing::warn!(server = %self.id, error = %detail, "Writing the server's files failed.");
+            let reason = path_free(&detail);
             self.set_state(
                 ServerState::Error,
                 Some(format!("writing files failed: {reason}")),
@@ -379,32 +396,33 @@ impl Actor {
             return Err(StartError::Files(reason));
         }
         let kept = self.console_files_kept;
+        let cwd = plan.cwd.clone();
         let console = blocking(move || {
-            let created = launch::create_console(&console_dir, SystemTime::now())
-                .map_err(|e| format!("console file in {}: {e}", console_dir.display()))?;
+            let failed =
+                |e: std::io::Error| format!("console file in {}: {e}", console_dir.display());
+            let dir = launch::open_console_dir(&cwd, &console_dir).map_err(failed)?;
+            let (name, file) = launch::create_console(&dir, SystemTime::now()).map_err(failed)?;
             if kept > 0 {
-                launch::prune_consoles(&console_dir, kept, &created.0);
+                launch::prune_consoles(&dir, kept, &name);
             }
-            Ok(created)
+            Ok((console_dir.join(name), file))
         })
         .await;
         let (console_path, console_file) = match console {
             Ok(c) => c,
             Err(reason) => return Err(self.launch_failed(reason)),
         };
-        let child = match launch::spawn(&plan, console_file) {
+        let child = match launch::spawn(&plan, &executable, &self.run_as, console_file) {
             Ok(c) => c,
             Err(e) => {
-                return Err(
-                    self.launch_failed(format!("spawning {}: {e}", plan.executable.display()))
-                );
+                return Err(self.launch_failed(format!("spawning {}: {e}", executable.display())));
             }
         };
         let Some(pid) = child.id() else {
             return Err(self.launch_failed("process exited before it could be tracked".into()));
         };
         self.live = Some(Live::child(pid, console_path.clone(), child));
-        self.write_record(pid, &plan, &console_path).await;
+        self.write_record(pid, &executable, &console_path).await;
         self.emit(SupervisorEvent::Spawned {
             pid,
             console_file: console_path,
@@ -414,7 +432,9 @@ impl Actor {
         Ok(())
     }
 
-    fn launch_failed(&mut self, reason: String) -> StartError {
+    fn launch_failed(&mut self, detail: String) -> StartError {
+        tracing::warn!(server = %self.id, error = %detail, "Launch failed.");
+        let reason = path_free(&detail);
         self.set_state(
             ServerState::Error,
             Some(format!("launch failed: {reason}")),
@@ -427,11 +447,10 @@ impl Actor {
     fn write_record(
         &self,
         pid: u32,
-        plan: &LaunchPlan,
+        executable: &Path,
         console: &Path,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let exe_name = plan
-            .executable
+        let exe_name = executable
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -440,7 +459,7 @@ impl Actor {
             pid,
             pgid: pid,
             start_time: 0,
-            executable: plan.executable.clone(),
+            executable: executable.to_path_buf(),
             exe_name,
             console_file: console.to_path_buf(),
             started_at: unix_now(),
@@ -776,6 +795,12 @@ impl Actor {
         let msg = format!("{reason}; restarting in {:.1} s", delay.as_secs_f64());
         self.set_state(state, Some(msg), pid, Some(exit));
     }
+}
+
+/// `detail` without host paths or OS error numbers, for texts that leave the agent
+/// (state reasons, start errors); the full text is logged where it arises.
+fn path_free(detail: &str) -> String {
+    super::redact::path_free(detail)
 }
 
 /// `initial * 2^(n-1)`, capped at `max`.

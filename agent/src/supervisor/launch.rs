@@ -1,53 +1,25 @@
-//! Pre-launch checks (allow-list, executable, ports), the console file and the spawn.
+//! Pre-launch checks (ports), the console file and the spawn (as the game user).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{LaunchPlan, PortCheck, Protocol, StartError};
+use super::{LaunchPlan, PortCheck, Protocol, RunAs, StartError};
 
 /// Variables passed through from the agent's environment (everything else is dropped).
 const INHERITED_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 ];
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-fn name_allowed(p: &Path, allowed: &[String]) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| allowed.iter().any(|a| a == n))
-}
-
-/// The file name (of the path and, through symlinks, of the real file) must be
-/// allow-listed; the file must exist, be a regular file and executable.
-pub(crate) fn check_executable(exe: &Path, allowed: &[String]) -> Result<(), StartError> {
-    let bad = |reason: String| StartError::Executable {
-        path: exe.to_path_buf(),
-        reason,
-    };
-    if !name_allowed(exe, allowed) {
-        return Err(StartError::NotAllowed(exe.to_path_buf()));
-    }
-    if !exe.is_absolute() {
-        return Err(bad("path is not absolute".into()));
-    }
-    let meta = fs::metadata(exe).map_err(|e| bad(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(bad("not executable".into()));
-    }
-    let real = fs::canonicalize(exe).map_err(|e| bad(e.to_string()))?;
-    if !name_allowed(&real, allowed) {
-        return Err(StartError::NotAllowed(real));
-    }
-    Ok(())
-}
 
 /// Every port must be bindable on 0.0.0.0 and on 127.0.0.1.
 pub(crate) fn check_ports(ports: &[PortCheck]) -> Result<(), StartError> {
@@ -59,11 +31,10 @@ pub(crate) fn check_ports(ports: &[PortCheck]) -> Result<(), StartError> {
                 Protocol::Tcp => TcpListener::bind(addr).map(drop),
             };
             if let Err(e) = res {
+                tracing::info!(%addr, protocol = %p.protocol, error = %e, "Port is not free.");
                 return Err(StartError::PortInUse {
                     port: p.port,
                     protocol: p.protocol,
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
                 });
             }
         }
@@ -71,9 +42,61 @@ pub(crate) fn check_ports(ports: &[PortCheck]) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Creates a new `console_YYYY-MM-DD_HH-MM-SS.log` (UTC) in `dir`, opened for append.
-pub(crate) fn create_console(dir: &Path, now: SystemTime) -> io::Result<(PathBuf, File)> {
-    fs::create_dir_all(dir)?;
+/// The console folder, opened. Below the server folder every component is opened with
+/// `O_NOFOLLOW` relative to its parent (and created if missing): the server folder
+/// belongs to the game user, who could otherwise plant a symlink and have the agent
+/// create (or, when pruning, delete) files anywhere on the host.
+pub(crate) fn open_console_dir(cwd: &Path, dir: &Path) -> io::Result<OwnedFd> {
+    let open_dir = |at: &OwnedFd, name: &std::ffi::OsStr| {
+        openat(
+            at,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let Ok(below) = dir.strip_prefix(cwd) else {
+        // Not in the server folder: an agent-controlled place.
+        fs::create_dir_all(dir)?;
+        return Ok(nix::fcntl::open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?);
+    };
+    fs::create_dir_all(cwd)?;
+    // The server folder's own name sits in the servers folder, which only the agent
+    // can change.
+    let mut fd = nix::fcntl::open(
+        cwd,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    for component in below.components() {
+        let std::path::Component::Normal(name) = component else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "console folder must be a plain path below the server folder",
+            ));
+        };
+        match mkdirat(&fd, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        fd = open_dir(&fd, name).map_err(|e| match e {
+            Errno::ELOOP | Errno::ENOTDIR => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the console folder is a symlink or not a folder",
+            ),
+            e => e.into(),
+        })?;
+    }
+    Ok(fd)
+}
+
+/// Creates a new `console_YYYY-MM-DD_HH-MM-SS.log` (UTC) in the opened console folder,
+/// for append (`O_EXCL | O_NOFOLLOW`: never through a planted link). Returns its name.
+pub(crate) fn create_console(dir: &OwnedFd, now: SystemTime) -> io::Result<(String, File)> {
     let stem = console_stem(now);
     for n in 1..1000u32 {
         let name = if n == 1 {
@@ -81,16 +104,20 @@ pub(crate) fn create_console(dir: &Path, now: SystemTime) -> io::Result<(PathBuf
         } else {
             format!("{stem}_{n}.log")
         };
-        let path = dir.join(name);
-        match OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .mode(0o640)
-            .open(&path)
-        {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
+        match openat(
+            dir,
+            name.as_str(),
+            OFlag::O_WRONLY
+                | OFlag::O_APPEND
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o640),
+        ) {
+            Ok(fd) => return Ok((name, File::from(fd))),
+            Err(Errno::EEXIST) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(io::Error::new(
@@ -110,28 +137,32 @@ fn console_key(name: &str) -> Option<(String, u32)> {
     Some((stem.to_owned(), n))
 }
 
-/// Deletes the oldest `console_*.log` files in `dir` so that at most `keep` remain;
-/// `current` (the file just created) is never deleted. Failures are logged.
-pub(crate) fn prune_consoles(dir: &Path, keep: usize, current: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
+/// Deletes the oldest `console_*.log` files in the opened console folder so that at
+/// most `keep` remain; `current` (the file just created) is never deleted. Listing and
+/// deleting go through the open folder, so a folder swapped for a link meanwhile
+/// changes nothing elsewhere. Failures are logged.
+pub(crate) fn prune_consoles(dir: &OwnedFd, keep: usize, current: &str) {
+    use std::os::fd::AsRawFd;
+    // The open folder itself, whatever its path has become.
+    let Ok(entries) = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) else {
         return;
     };
-    let mut consoles: Vec<((String, u32), PathBuf)> = entries
+    let mut consoles: Vec<((String, u32), String)> = entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
-            let key = console_key(e.file_name().to_str()?)?;
-            Some((key, e.path()))
+            let name = e.file_name().to_str()?.to_owned();
+            Some((console_key(&name)?, name))
         })
         .collect();
     consoles.sort();
     let excess = consoles.len().saturating_sub(keep);
-    for (_, path) in consoles.into_iter().take(excess) {
-        if path == current {
+    for (_, name) in consoles.into_iter().take(excess) {
+        if name == current {
             continue;
         }
-        if let Err(e) = fs::remove_file(&path) {
-            tracing::warn!(file = %path.display(), error = %e, "cannot delete an old console file");
+        if let Err(e) = unlinkat(dir, name.as_str(), UnlinkatFlags::NoRemoveDir) {
+            tracing::warn!(file = %name, error = %e, "cannot delete an old console file");
         }
     }
 }
@@ -165,11 +196,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Spawns the plan's executable in its own process group with the console file as
-/// stdout/stderr. Not `kill_on_drop`: the game must outlive the agent.
-pub(crate) fn spawn(plan: &LaunchPlan, console: File) -> io::Result<tokio::process::Child> {
+/// Spawns `executable` (the plan's, as the allow-list resolved it) in its own process
+/// group with the console file as stdout/stderr, as the game user when there is one
+/// (std's `uid`/`gid`: setgid, setgroups(0), setuid in the child). Not `kill_on_drop`:
+/// the game must outlive the agent.
+pub(crate) fn spawn(
+    plan: &LaunchPlan,
+    executable: &Path,
+    run_as: &RunAs,
+    console: File,
+) -> io::Result<tokio::process::Child> {
     let stderr = console.try_clone()?;
-    let mut cmd = tokio::process::Command::new(&plan.executable);
+    let mut cmd = tokio::process::Command::new(executable);
     cmd.args(&plan.args)
         .current_dir(&plan.cwd)
         .env_clear()
@@ -184,6 +222,20 @@ pub(crate) fn spawn(plan: &LaunchPlan, console: File) -> io::Result<tokio::proce
         } else if *key == "PATH" {
             cmd.env(key, DEFAULT_PATH);
         }
+    }
+    match run_as {
+        RunAs::User { name, uid, gid } => {
+            super::run_as::no_new_privs()?;
+            // A system user's home usually does not exist; the server folder is the
+            // one place the game may write.
+            cmd.uid(*uid)
+                .gid(*gid)
+                .env("USER", name)
+                .env("LOGNAME", name)
+                .env("HOME", &plan.cwd);
+        }
+        RunAs::AgentUser => {}
+        RunAs::Refused(reason) => return Err(io::Error::other(reason.clone())),
     }
     cmd.envs(plan.env.iter().map(|(k, v)| (k, v)));
     cmd.spawn()

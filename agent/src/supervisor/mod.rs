@@ -21,6 +21,20 @@
 //!   (`PATH` defaults to `/usr/local/bin:/usr/bin:/bin`), plus [`LaunchPlan::env`]. The
 //!   agent's environment can hold credentials (enrolment tokens, keys) that a game
 //!   server — which loads third-party mods — must not see.
+//! - **Allowed executables** ([`AllowList`]): the host's configuration names absolute
+//!   paths or install folders; the requested path is canonicalised and must be one of
+//!   them (or carry a game executable name below a folder entry), and neither the file
+//!   nor the folders it could be swapped in may be writable by group/others or owned by
+//!   anyone but root or the agent's user. The canonical path is what is spawned.
+//! - **Game user** ([`RunAs`]): a root agent starts the game as the configured game user
+//!   (setgid, supplementary groups cleared, setuid; `PR_SET_NO_NEW_PRIVS` is set on
+//!   the agent process, see `run_as`), with `HOME`/`USER`/`LOGNAME` pointing at that
+//!   user and the server folder; the server folder and the planned files are handed to
+//!   that user before launch. A non-root agent starts games only when its configuration
+//!   allows its own user; otherwise every start is refused before anything is written.
+//! - **Path-free refusals**: [`StartError`] texts travel to API callers, so they never
+//!   hold a host path or an OS error text (a caller could probe the host's file system
+//!   with them); the details are logged by the agent.
 //! - **Own process group** (`process_group(0)`, no `pre_exec`): the game outlives an
 //!   agent crash, and stop/kill signal the whole group so helper processes die too.
 //!   After the group leader exits, stragglers still in the group get SIGKILL.
@@ -49,7 +63,7 @@
 //! - **Dropping every [`SupervisorHandle`] detaches**: the actor ends and the process
 //!   keeps running (no `kill_on_drop`), exactly as if the agent had died; the next
 //!   [`Supervisor::spawn`] adopts it.
-//! - **Plan validation**: refusals (not allow-listed, missing/non-executable file, port
+//! - **Plan validation**: refusals (not allowed, unsafe file, no usable game user, port
 //!   taken, already running) are typed [`StartError`]s and change nothing. Anything that
 //!   goes wrong from writing files on (path escaping the server folder, I/O errors, spawn
 //!   failure) sets state `Error` with the reason and launches nothing. All file paths are
@@ -61,9 +75,12 @@
 //!   there (bans, logs) are protected by the folder mode instead.
 
 mod actor;
+mod allow;
 pub(crate) mod files;
 mod launch;
 mod process;
+mod redact;
+mod run_as;
 
 #[cfg(test)]
 mod tests;
@@ -78,14 +95,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use allow::AllowList;
 pub use process::RunRecord;
+pub use redact::path_free;
+pub use run_as::{RunAs, RunAsError};
 
 /// Everything needed to launch one server, produced by the game adapter.
 #[derive(Clone, Debug)]
 pub struct LaunchPlan {
     /// Safe folder name, already validated; must equal [`SupervisorOptions::server_id`].
     pub server_id: String,
-    /// Absolute path; its file name must be allow-listed.
+    /// Absolute path; it must be allowed by the [`AllowList`].
     pub executable: PathBuf,
     pub args: Vec<String>,
     /// The server's folder; created if missing. All [`PlannedFile`]s live inside it.
@@ -273,6 +293,8 @@ pub struct Status {
     pub console_file: Option<PathBuf>,
 }
 
+/// Why a start was refused or failed. The texts reach API callers: none holds a host
+/// path or an OS error text (see the module docs).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StartError {
     #[error("no launch plan has been set")]
@@ -281,17 +303,23 @@ pub enum StartError {
     WrongServer { plan: String, supervisor: String },
     #[error("server is already {0}")]
     AlreadyRunning(ServerState),
-    #[error("executable {0} is not allow-listed")]
-    NotAllowed(PathBuf),
-    #[error("executable {path} cannot be started: {reason}")]
-    Executable { path: PathBuf, reason: String },
-    #[error("port {port}/{protocol} is in use on {addr}: {reason}")]
-    PortInUse {
-        port: u16,
-        protocol: Protocol,
-        addr: String,
-        reason: String,
-    },
+    /// The host's configuration allows no executable at all.
+    #[error(
+        "no allowed executables are configured on this host: the agent's \
+         allowed_executables must name the game's executable or install folder"
+    )]
+    NoAllowedExecutables,
+    /// Missing, not a file, or outside every allowed place (deliberately one answer).
+    #[error("executable is not allowed or missing (see the agent's allowed_executables)")]
+    NotAllowed,
+    /// Inside an allowed place but unsafe or unusable.
+    #[error("executable cannot be started: {reason}")]
+    Executable { reason: String },
+    /// Games cannot run under a safe user on this host.
+    #[error("games cannot be started on this host: {0}")]
+    RunAs(String),
+    #[error("port {port}/{protocol} is in use")]
+    PortInUse { port: u16, protocol: Protocol },
     /// Writing the planned files failed; state is now `Error`.
     #[error("writing files failed: {0}")]
     Files(String),
@@ -325,9 +353,10 @@ pub struct SupervisorOptions {
     pub server_id: String,
     /// Run records live here (`<server_id>.run.json`).
     pub data_dir: PathBuf,
-    /// Allowed executable file names (compared exactly with the file name); the
-    /// agent passes its configured list, which defaults to the game adapters' names.
-    pub allowed_executables: Vec<String>,
+    /// What may be started (the host's configuration).
+    pub allowed_executables: AllowList,
+    /// Who the game runs as.
+    pub run_as: RunAs,
     pub policy: Policy,
     pub plan: Option<LaunchPlan>,
     pub hooks: Arc<dyn GameHooks>,
@@ -341,12 +370,14 @@ impl SupervisorOptions {
         server_id: impl Into<String>,
         data_dir: impl Into<PathBuf>,
         hooks: Arc<dyn GameHooks>,
-        allowed_executables: Vec<String>,
+        allowed_executables: AllowList,
+        run_as: RunAs,
     ) -> Self {
         Self {
             server_id: server_id.into(),
             data_dir: data_dir.into(),
             allowed_executables,
+            run_as,
             policy: Policy::default(),
             plan: None,
             hooks,

@@ -115,6 +115,11 @@ impl Env {
         self.server.join("starts")
     }
 
+    /// The test's `bin/` folder as a folder entry allowing [`EXE`].
+    fn allow_bin(&self) -> AllowList {
+        AllowList::new(&[self.root.join("bin")], vec![EXE.into()])
+    }
+
     fn plan(&self) -> LaunchPlan {
         LaunchPlan {
             server_id: "srv1".into(),
@@ -140,7 +145,13 @@ impl Env {
     }
 
     fn options(&self, policy: Policy, hooks: Hooks, plan: LaunchPlan) -> SupervisorOptions {
-        let mut o = SupervisorOptions::new("srv1", &self.data, Arc::new(hooks), vec![EXE.into()]);
+        let mut o = SupervisorOptions::new(
+            "srv1",
+            &self.data,
+            Arc::new(hooks),
+            self.allow_bin(),
+            RunAs::AgentUser,
+        );
         o.policy = policy;
         o.plan = Some(plan);
         o
@@ -304,19 +315,15 @@ async fn refuses_executable_not_allow_listed() {
     let mut plan = env.plan();
     plan.executable = "/bin/bash".into();
     h.set_plan(plan.clone()).await.unwrap();
-    assert_eq!(
-        h.start().await,
-        Err(StartError::NotAllowed("/bin/bash".into()))
-    );
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
 
     // An allow-listed name that is a symlink to something else is refused too.
-    let link = env.root.join(EXE);
+    let link = env.root.join("bin").join("links").join(EXE);
+    fs::create_dir_all(env.root.join("bin").join("links")).unwrap();
     symlink("/bin/sh", &link).unwrap();
     plan.executable = link;
     h.set_plan(plan).await.unwrap();
-    assert!(
-        matches!(h.start().await, Err(StartError::NotAllowed(p)) if p.file_name().unwrap() != EXE)
-    );
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
 
     assert_eq!(h.state(), ServerState::Stopped);
     assert!(
@@ -326,33 +333,147 @@ async fn refuses_executable_not_allow_listed() {
     assert!(!env.console.exists());
 }
 
+/// Only the file name used to be checked, so any file called like a game server
+/// anywhere on the host ran with the agent's rights.
+#[tokio::test]
+async fn a_game_name_outside_the_allowed_places_is_refused() {
+    let env = Env::new(SLEEPER);
+    let (h, mut ev, _) = env.spawn(fast_policy(), Hooks::ready()).await;
+    let elsewhere = env.root.join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let rogue = elsewhere.join(EXE);
+    fs::write(&rogue, SLEEPER).unwrap();
+    fs::set_permissions(&rogue, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut plan = env.plan();
+    plan.executable = rogue.clone();
+    h.set_plan(plan.clone()).await.unwrap();
+    let err = h.start().await.unwrap_err();
+    assert_eq!(err, StartError::NotAllowed);
+    assert!(!err.to_string().contains('/'), "no path in {err}");
+
+    // A symlink inside the allowed folder cannot lead out of it.
+    let inside_link = env.root.join("bin").join("sub");
+    fs::create_dir_all(&inside_link).unwrap();
+    symlink(&rogue, inside_link.join(EXE)).unwrap();
+    plan.executable = inside_link.join(EXE);
+    h.set_plan(plan.clone()).await.unwrap();
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
+    assert!(!env.starts().exists(), "nothing launched");
+
+    // A link from outside into the allowed folder is fine: the real file is allowed,
+    // and that is what runs.
+    let outside_link = elsewhere.join("start-me");
+    symlink(&env.exe, &outside_link).unwrap();
+    plan.executable = outside_link;
+    h.set_plan(plan).await.unwrap();
+    h.start().await.unwrap();
+    ev.state(ServerState::Running).await;
+    let record: RunRecord = serde_json::from_slice(&fs::read(record_file(&env)).unwrap()).unwrap();
+    assert_eq!(record.executable, fs::canonicalize(&env.exe).unwrap());
+    h.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_entry_allows_that_file_only_and_an_empty_list_nothing() {
+    let env = Env::new(SLEEPER);
+    let other = env.root.join("bin").join("other");
+    fs::write(&other, SLEEPER).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut options = env.options(fast_policy(), Hooks::ready(), env.plan());
+    options.allowed_executables = AllowList::new(std::slice::from_ref(&other), vec![]);
+    let (h, rx, _) = Supervisor::spawn(options).await;
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+    };
+    // The game name next to it is not the allowed file.
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
+    let mut plan = env.plan();
+    plan.executable = other;
+    h.set_plan(plan).await.unwrap();
+    h.start().await.unwrap();
+    ev.state(ServerState::Running).await;
+    h.kill().await.unwrap();
+
+    let mut options = env.options(fast_policy(), Hooks::ready(), env.plan());
+    options.allowed_executables = AllowList::new(&[], vec![EXE.into()]);
+    let (h, _ev, _) = Supervisor::spawn(options).await;
+    let err = h.start().await.unwrap_err();
+    assert_eq!(err, StartError::NoAllowedExecutables);
+    assert!(err.to_string().contains("allowed_executables"), "{err}");
+}
+
+#[tokio::test]
+async fn executables_others_could_change_are_refused() {
+    let env = Env::new(SLEEPER);
+    let (h, _ev, _) = env.spawn(fast_policy(), Hooks::ready()).await;
+    let reason = |e: StartError| match e {
+        StartError::Executable { reason } => reason,
+        other => panic!("expected Executable, got {other:?}"),
+    };
+
+    fs::set_permissions(&env.exe, fs::Permissions::from_mode(0o775)).unwrap();
+    let r = reason(h.start().await.unwrap_err());
+    assert!(r.contains("writable by group or others"), "{r}");
+    fs::set_permissions(&env.exe, fs::Permissions::from_mode(0o755)).unwrap();
+
+    // A folder between the allowed folder and the file that others can write to.
+    let deep = env.root.join("bin").join("deep");
+    fs::create_dir_all(&deep).unwrap();
+    fs::copy(&env.exe, deep.join(EXE)).unwrap();
+    fs::set_permissions(&deep, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut plan = env.plan();
+    plan.executable = deep.join(EXE);
+    h.set_plan(plan).await.unwrap();
+    let r = reason(h.start().await.unwrap_err());
+    assert!(r.contains("folder"), "{r}");
+    fs::set_permissions(&deep, fs::Permissions::from_mode(0o755)).unwrap();
+
+    if nix::unistd::geteuid().is_root() {
+        // Owned by someone who is neither root nor the agent.
+        nix::unistd::chown(
+            &deep.join(EXE),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            None,
+        )
+        .unwrap();
+        let r = reason(h.start().await.unwrap_err());
+        assert!(r.contains("owned by"), "{r}");
+    } else {
+        println!("skipped the foreign-owner case: it needs root to chown");
+    }
+    assert!(!env.starts().exists(), "nothing launched");
+    assert_eq!(h.state(), ServerState::Stopped);
+}
+
 #[tokio::test]
 async fn refuses_missing_or_non_executable_file() {
     let env = Env::new(SLEEPER);
     let (h, _ev, _) = env.spawn(fast_policy(), Hooks::ready()).await;
 
+    // Missing and not-a-file get the same answer as "not allowed": the caller learns
+    // nothing about the host's files.
     let mut plan = env.plan();
-    plan.executable = env.root.join("nowhere").join(EXE);
+    plan.executable = env.root.join("bin").join("nowhere").join(EXE);
     h.set_plan(plan.clone()).await.unwrap();
-    assert!(matches!(
-        h.start().await,
-        Err(StartError::Executable { .. })
-    ));
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
+    fs::create_dir_all(env.root.join("bin").join("dir").join(EXE)).unwrap();
+    plan.executable = env.root.join("bin").join("dir").join(EXE);
+    h.set_plan(plan.clone()).await.unwrap();
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
 
     fs::set_permissions(&env.exe, fs::Permissions::from_mode(0o644)).unwrap();
     h.set_plan(env.plan()).await.unwrap();
     let err = h.start().await.unwrap_err();
     assert!(
-        matches!(&err, StartError::Executable { reason, .. } if reason.contains("not executable")),
+        matches!(&err, StartError::Executable { reason } if reason.contains("not executable")),
         "{err}"
     );
 
     plan.executable = PathBuf::from("relative").join(EXE);
     h.set_plan(plan).await.unwrap();
-    assert!(matches!(
-        h.start().await,
-        Err(StartError::Executable { .. })
-    ));
+    assert_eq!(h.start().await, Err(StartError::NotAllowed));
 
     assert_eq!(h.state(), ServerState::Stopped);
     assert!(!env.server.join("server.cfg").exists());
@@ -479,9 +600,16 @@ async fn unwritable_server_folder_is_error() {
     let mut plan = env.plan();
     plan.cwd = file.join("srv1");
     h.set_plan(plan).await.unwrap();
-    assert!(matches!(h.start().await, Err(StartError::Files(_))));
+    let err = h.start().await.unwrap_err();
+    assert!(matches!(err, StartError::Files(_)));
     let (reason, pid, _) = ev.state(ServerState::Error).await;
-    assert!(reason.unwrap().contains("server folder"));
+    let reason = reason.unwrap();
+    assert!(reason.contains("server folder"), "{reason}");
+    // Neither the error nor the state names the host's paths or OS error numbers.
+    for text in [reason.as_str(), &err.to_string()] {
+        assert!(!text.contains(&*env.root.to_string_lossy()), "{text}");
+        assert!(!text.contains("os error"), "{text}");
+    }
     assert_eq!(pid, None);
     assert_eq!(h.status().pid, None);
     assert!(!env.starts().exists());
@@ -920,11 +1048,35 @@ fn console_names_are_utc_timestamps() {
 fn console_files_are_unique_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
-    let (a, _) = launch::create_console(dir.path(), now).unwrap();
-    let (b, _) = launch::create_console(dir.path(), now).unwrap();
+    let fd = launch::open_console_dir(dir.path(), &dir.path().join("console")).unwrap();
+    let (a, _) = launch::create_console(&fd, now).unwrap();
+    let (b, _) = launch::create_console(&fd, now).unwrap();
     assert_ne!(a, b);
-    assert!(b.to_string_lossy().ends_with("_2.log"));
-    assert!(b.file_name() > a.file_name(), "newest sorts last");
+    assert!(b.ends_with("_2.log"));
+    assert!(b > a, "newest sorts last");
+    assert!(dir.path().join("console").join(&b).is_file());
+}
+
+/// The game owns its server folder: a console folder it replaced by a link must not
+/// make the agent create or delete files where the link points.
+#[test]
+fn a_console_folder_replaced_by_a_link_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let old = outside.join("console_2020-01-01_00-00-00.log");
+    fs::write(&old, "not the agent's").unwrap();
+    let server = dir.path().join("srv");
+    fs::create_dir_all(&server).unwrap();
+    symlink(&outside, server.join("console")).unwrap();
+    let err = launch::open_console_dir(&server, &server.join("console")).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        1,
+        "nothing created"
+    );
+    assert!(old.exists(), "nothing deleted");
 }
 
 #[test]
@@ -1041,4 +1193,109 @@ async fn old_console_files_are_pruned_and_secret_folders_are_private() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
     h.kill().await.unwrap();
+}
+
+// ------------------------------------------------------------------ game user
+
+/// Records who it runs as and what it can read, then runs until signalled.
+const PROBER: &str = "#!/bin/sh\necho $$ >> starts\n\
+if cat \"$LG_FOREIGN\" >/dev/null 2>&1; then echo readable > foreign; else echo denied > foreign; fi\n\
+if cat battleye/beserver.cfg >/dev/null 2>&1; then echo readable > own; else echo denied > own; fi\n\
+echo started\nwhile :; do sleep 0.2; done\n";
+
+/// The `Key:` line of `/proc/<pid>/status`, its fields split on whitespace.
+fn proc_status(pid: u32, key: &str) -> Vec<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Games used to run as the agent's own user and could read its key and specs.
+#[tokio::test]
+async fn a_root_agent_runs_the_game_as_the_game_user() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: dropping to a game user needs root");
+        return;
+    }
+    let env = Env::new(PROBER);
+    // The game user must be able to reach the executable and its folder (a tempdir is
+    // 0700), as on a real host where both live in admin-owned, traversable places.
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o711)).unwrap();
+    // Something of the agent's the game must not read: a private file in the data
+    // folder, like the identity key.
+    fs::create_dir_all(&env.data).unwrap();
+    fs::set_permissions(&env.data, fs::Permissions::from_mode(0o700)).unwrap();
+    let key = env.data.join("identity.key");
+    fs::write(&key, "PRIVATE KEY").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let run_as = RunAs::resolve(&crate::config::RunAsConfig {
+        user: Some("nobody".into()),
+        allow_agent_user: false,
+    })
+    .unwrap();
+    let RunAs::User { uid, gid, .. } = run_as.clone() else {
+        panic!("expected a game user, got {run_as:?}");
+    };
+    let mut plan = env.plan();
+    plan.env
+        .push(("LG_FOREIGN".into(), key.to_string_lossy().into_owned()));
+    let mut options = env.options(fast_policy(), Hooks::ready(), plan);
+    options.run_as = run_as;
+    let (h, rx, _) = Supervisor::spawn(options).await;
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+    };
+    h.start().await.unwrap();
+    let (pid, console) = ev.spawned().await;
+    wait_output(&console, "started").await;
+
+    let uids = proc_status(pid, "Uid");
+    let gids = proc_status(pid, "Gid");
+    assert!(uids.iter().all(|u| *u == uid.to_string()), "Uid {uids:?}");
+    assert!(gids.iter().all(|g| *g == gid.to_string()), "Gid {gids:?}");
+    assert!(
+        proc_status(pid, "Groups").is_empty(),
+        "supplementary groups kept"
+    );
+    assert_eq!(proc_status(pid, "NoNewPrivs"), vec!["1".to_owned()]);
+
+    assert_eq!(
+        fs::read_to_string(env.server.join("foreign"))
+            .unwrap()
+            .trim(),
+        "denied"
+    );
+    // Its own configuration, secret or not, is the game's.
+    assert_eq!(
+        fs::read_to_string(env.server.join("own")).unwrap().trim(),
+        "readable"
+    );
+    use std::os::unix::fs::MetadataExt;
+    for f in ["", "server.cfg", "battleye", "battleye/beserver.cfg"] {
+        let meta = fs::metadata(env.server.join(f)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "owner of {f:?}");
+    }
+    h.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_run_as_starts_nothing_and_says_why() {
+    let env = Env::new(SLEEPER);
+    let mut options = env.options(fast_policy(), Hooks::ready(), env.plan());
+    options.run_as = RunAs::Refused("set run_as.allow_agent_user = true".into());
+    let (h, _ev, _) = Supervisor::spawn(options).await;
+    let err = h.start().await.unwrap_err();
+    assert!(
+        matches!(&err, StartError::RunAs(r) if r.contains("allow_agent_user")),
+        "{err}"
+    );
+    assert!(!env.server.join("server.cfg").exists(), "nothing written");
+    assert!(!env.starts().exists(), "nothing launched");
 }

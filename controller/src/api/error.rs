@@ -153,6 +153,55 @@ pub enum ApiError {
     GatewayTimeout(Json<Problem>),
 }
 
+/// Longest agent explanation passed on, in characters.
+const MAX_AGENT_DETAIL: usize = 300;
+
+/// An agent's explanation as API callers may see it. The agent already answers without
+/// host paths; this holds even for an older or compromised agent: control characters
+/// become spaces, absolute paths (`/…`, `C:\…`, `\\server\…`) become `<path>`,
+/// ` (os error N)` goes, and the text is capped.
+fn agent_detail(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    let mut at_boundary = true;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix(" (os error ")
+            && let Some(end) = after.find(')')
+            && after[..end].chars().all(|d| d.is_ascii_digit())
+        {
+            rest = &after[end + 1..];
+            continue;
+        }
+        let b = rest.as_bytes();
+        let path = rest.starts_with('/')
+            || rest.starts_with("\\\\")
+            || (b.len() >= 3
+                && b[0].is_ascii_alphabetic()
+                && b[1] == b':'
+                && matches!(b[2], b'/' | b'\\'));
+        if at_boundary && path {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c.is_control() || "\"'`)]},".contains(c))
+                .unwrap_or(rest.len());
+            out.push_str("<path>");
+            if rest[..end].ends_with(':') {
+                out.push(':');
+            }
+            rest = &rest[end..];
+            at_boundary = false;
+            continue;
+        }
+        at_boundary = c.is_whitespace() || "\"'`([{=,".contains(c);
+        out.push(if c.is_control() { ' ' } else { c });
+        rest = &rest[c.len_utf8()..];
+    }
+    if out.chars().count() > MAX_AGENT_DETAIL {
+        out = out.chars().take(MAX_AGENT_DETAIL - 1).collect();
+        out.push('…');
+    }
+    out
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let msg = e.to_string();
@@ -193,7 +242,7 @@ impl From<Error> for ApiError {
             }
             Error::AgentTimeout(_) => Self::GatewayTimeout(Json(Problem::new(504, msg))),
             Error::Agent { status, code, .. } => {
-                let mut p = Problem::new(status, msg);
+                let mut p = Problem::new(status, agent_detail(&msg));
                 p.code = Some(code);
                 let p = Json(p);
                 match status {
@@ -218,3 +267,33 @@ impl From<crate::store::StoreError> for ApiError {
 
 /// Result of every handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod agent_detail_tests {
+    use super::*;
+
+    /// Agent texts reached callers verbatim: "No such file or directory" for a path the
+    /// caller chose tells them what exists on the host.
+    #[test]
+    fn agent_errors_reach_callers_without_host_paths_or_os_texts() {
+        let e = Error::Agent {
+            status: 502,
+            code: "io".into(),
+            message: "spawning /srv/x/arma3server_x64: No such file (os error 2)\n\u{1b}[2J".into(),
+        };
+        let ApiError::BadGateway(Json(p)) = ApiError::from(e) else {
+            panic!("expected 502");
+        };
+        assert_eq!(p.detail, "spawning <path>: No such file  [2J");
+        assert_eq!(p.code.as_deref(), Some("io"));
+        assert_eq!(agent_detail("C:\\a3\\x.exe gone"), "<path> gone");
+        assert_eq!(
+            agent_detail("port 2302/udp is in use"),
+            "port 2302/udp is in use"
+        );
+        assert_eq!(
+            agent_detail(&"é".repeat(1000)).chars().count(),
+            MAX_AGENT_DETAIL
+        );
+    }
+}

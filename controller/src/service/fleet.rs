@@ -107,6 +107,20 @@ fn validate_spec(spec: &ServerSpec) -> Result<Vec<u16>> {
     }
 }
 
+/// Which program the agent runs is an admin's decision: an operator may edit a
+/// server's spec but not point it at another program on the host. Creating a server
+/// is admin-only already; an update keeping the path unchanged is fine for operators.
+fn check_executable_change(ctx: &Ctx, current: &str, requested: &str) -> Result<()> {
+    if current == requested || ctx.who()?.role == crate::auth::Role::Admin {
+        return Ok(());
+    }
+    Err(Error::Forbidden(
+        "changing executable_path needs the admin role (it decides which program runs on \
+         the host); leave it unchanged to update the rest"
+            .into(),
+    ))
+}
+
 impl App {
     /// All hosts.
     pub async fn list_hosts(&self) -> Result<Vec<Host>> {
@@ -267,6 +281,7 @@ impl App {
         let ports = validate_spec(&spec)?;
         let _guard = self.fleet_lock.lock().await;
         let cur = self.get_server(id).await?;
+        check_executable_change(ctx, &cur.executable_path, &spec.executable_path)?;
         let expect = expect.against(cur.revision)?;
         self.check_port_conflicts(cur.host_id, Some(id), &spec, &ports)
             .await?;

@@ -414,6 +414,51 @@ impl Live {
     }
 }
 
+/// Whether this process runs as root (then agents run their games as `nobody`).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Makes `dir` and the folders above it that this user owns traversable by others
+/// (o+x, not readable): the game user must reach its server folder and the
+/// simulator, as it does below /srv on a real host. Temporary folders are 0700.
+pub fn let_games_through(dir: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    for d in dir.ancestors() {
+        let Ok(meta) = std::fs::metadata(d) else {
+            continue;
+        };
+        if meta.is_dir() && meta.uid() == me && meta.mode() & 0o001 == 0 {
+            let mode = (meta.mode() & 0o7777) | 0o011;
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode));
+        }
+    }
+}
+
+/// The agent options every harness agent gets: the simulator's folder is the allowed
+/// install folder; as root the games run as `nobody`, otherwise under the agent's own
+/// user (explicitly allowed, as on a developer's machine).
+pub fn agent_game_args(sim: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "--allow-executable".into(),
+        sim.parent()
+            .unwrap_or(Path::new("/"))
+            .as_os_str()
+            .to_owned(),
+    ];
+    if running_as_root() {
+        args.extend(["--game-user".into(), "nobody".into()]);
+    } else {
+        args.push("--allow-agent-user".into());
+    }
+    args
+}
+
 /// A `languard-agent` with its own data and servers folders.
 pub struct AgentProc {
     child: Option<Child>,
@@ -424,6 +469,7 @@ pub struct AgentProc {
 impl AgentProc {
     pub fn new(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
+        let_games_through(dir);
         AgentProc {
             child: None,
             dir: dir.to_path_buf(),
@@ -437,6 +483,7 @@ impl AgentProc {
             .arg(self.dir.join("data"))
             .arg("--servers-dir")
             .arg(self.dir.join("servers"))
+            .args(agent_game_args(&bin("arma3server_x64")))
             .env("LANGUARD_AGENT_LOG_LEVEL", "info");
         cmd
     }

@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use languard_agent::config::AgentConfig;
+use std::os::unix::fs::PermissionsExt;
+
+use languard_agent::config::{AgentConfig, RunAsConfig};
 use languard_agent::host::Agent;
 use languard_shared::arma::config::ServerConfig;
 use languard_shared::arma::spec::{Arma3Launch, Arma3Spec, LogSource};
@@ -30,19 +32,33 @@ struct Host {
     dir: tempfile::TempDir,
 }
 
+/// An agent configuration for a host rooted at `root`: the simulator's folder is the
+/// allowed install folder; a root agent runs the games as `nobody`, a normal user's
+/// agent under its own user (explicitly allowed, as on a developer's machine).
+fn host_config(root: &Path) -> AgentConfig {
+    let root_agent = languard_e2e::fleet::running_as_root();
+    AgentConfig {
+        data_dir: root.join("agent"),
+        servers_dir: root.join("servers"),
+        allowed_executables: vec![Path::new(SIM).parent().unwrap().to_path_buf()],
+        run_as: RunAsConfig {
+            user: root_agent.then(|| "nobody".into()),
+            allow_agent_user: !root_agent,
+        },
+        ..AgentConfig::default()
+    }
+}
+
 impl Host {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        let dir = tempfile::tempdir().unwrap();
+        // The game user must reach its server folder below it (a tempdir is 0700).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        Self { dir }
     }
 
     fn config(&self) -> AgentConfig {
-        AgentConfig {
-            data_dir: self.dir.path().join("agent"),
-            servers_dir: self.dir.path().join("servers"),
-            ..AgentConfig::default()
-        }
+        host_config(self.dir.path())
     }
 
     /// Game processes started for this host (found by their folder in argv).
@@ -695,11 +711,7 @@ async fn log_flood_child_process() {
     let Ok(root) = std::env::var("E2E_FLOOD_CHILD_ROOT") else {
         return; // only meaningful when started by the parent test
     };
-    let config = AgentConfig {
-        data_dir: Path::new(&root).join("agent"),
-        servers_dir: Path::new(&root).join("servers"),
-        ..AgentConfig::default()
-    };
+    let config = host_config(Path::new(&root));
     let agent = Agent::start(config).await.unwrap();
     apply(&agent, spec("spam", &[("RPT_SPAM", "50000")])).await;
     agent
@@ -792,11 +804,7 @@ async fn agent_child_process() {
     let Ok(root) = std::env::var("E2E_AGENT_CHILD_ROOT") else {
         return; // only meaningful when started by the parent test
     };
-    let config = AgentConfig {
-        data_dir: Path::new(&root).join("agent"),
-        servers_dir: Path::new(&root).join("servers"),
-        ..AgentConfig::default()
-    };
+    let config = host_config(Path::new(&root));
     let spec: ServerSpec =
         serde_json::from_str(&std::env::var("E2E_AGENT_CHILD_SPEC").unwrap()).unwrap();
     let agent = Agent::start(config).await.unwrap();

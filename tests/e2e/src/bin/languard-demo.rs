@@ -177,6 +177,7 @@ impl Demo {
             std::fs::create_dir_all(d)
                 .map_err(|e| Failure(format!("cannot create {}: {e}", d.display())))?;
         }
+        procs::check_game_user_can_reach(&self.bins, &agent_dir)?;
         println!("Starting the controller ({})", self.args.listen);
         let ctl = self.controller.insert(Controller::spawn(
             &self.bins,

@@ -261,9 +261,49 @@ fn agent_command(bins: &Bins, dir: &Path) -> Command {
         .arg(dir.join("data"))
         .arg("--servers-dir")
         .arg(servers_dir(dir))
+        // The simulator's folder is the one install folder the agent may start from.
+        .arg("--allow-executable")
+        .arg(bins.game.parent().unwrap_or(Path::new("/")))
         .env("LANGUARD_AGENT_LOG_LEVEL", "info")
         .env("NO_COLOR", "1");
+    if languard_e2e::fleet::running_as_root() {
+        // A root agent never runs games as root; `nobody` exists everywhere.
+        cmd.args(["--game-user", GAME_USER]);
+    } else {
+        // On a newcomer's machine the games run as the newcomer, which the agent
+        // only does when told.
+        cmd.arg("--allow-agent-user");
+    }
     cmd
+}
+
+/// The user a root demo runs its games as.
+const GAME_USER: &str = "nobody";
+
+/// A root demo runs its games as [`GAME_USER`], who must be able to pass through every
+/// folder above the demo's folder and the simulator's; says which one is closed
+/// instead of letting every game fail to start.
+pub fn check_game_user_can_reach(bins: &Bins, dir: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    if !languard_e2e::fleet::running_as_root() {
+        return Ok(());
+    }
+    let game_dir = bins.game.parent().unwrap_or(Path::new("/"));
+    for folder in dir.ancestors().chain(game_dir.ancestors()) {
+        let Ok(meta) = std::fs::metadata(folder) else {
+            continue;
+        };
+        if meta.is_dir() && meta.permissions().mode() & 0o001 == 0 {
+            return Err(Failure(format!(
+                "running as root, the demo starts its games as `{GAME_USER}`, who cannot \
+                 pass through {}: allow it (chmod o+x {}), choose a folder elsewhere, or run \
+                 the demo as a normal user",
+                folder.display(),
+                folder.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn controller_command(bins: &Bins, data_dir: &Path) -> Command {
